@@ -1,0 +1,127 @@
+"""Config validation and the stage keys that cache every stage on a config hash.
+
+Each stage's outputs live under a folder named by a hash of exactly the config
+sections that the stage reads plus the keys of the stages it consumes. Change a
+section and only the stages downstream of it get new keys, so only they rerun.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config that fails validation; the message names the field at fault."""
+
+
+def load_yaml(path) -> dict:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return data or {}
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Recursive dict merge, as Snakemake merges several --configfile arguments."""
+    merged = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _with_defaults(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def validate_config(config: dict, schema_path, source: str = "config") -> dict:
+    """Validate in place (filling defaults); raise ConfigError listing every problem."""
+    schema = load_yaml(schema_path)
+    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for error in errors:
+            field = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+            lines.append(f"  {field}: {error.message}")
+        raise ConfigError(f"{source} does not match {schema_path}:\n" + "\n".join(lines))
+    _check_semantics(config, source)
+    return config
+
+
+def _check_semantics(config: dict, source: str) -> None:
+    data = config["data"]
+    if data["source"] == "folder" and not data.get("root"):
+        raise ConfigError(f"{source}: data.root is required when data.source is 'folder'")
+    metrics = config["metrics"]
+    if len(set(metrics)) != len(metrics):
+        raise ConfigError(f"{source}: metrics lists a metric twice: {metrics}")
+
+
+def digest(obj) -> str:
+    """A short, stable hash of a JSON-able object (key order does not matter)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# Which config sections each stage reads, and which stages it consumes. This is
+# the single place that defines what invalidates what.
+STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "data": (("data", "seed"), ()),
+    "classifier": (("classifier", "seed"), ()),
+    "model": (("model", "seed"), ("data",)),
+    "pool": (("generation", "seed"), ("model", "data")),
+    "features": (("features",), ("pool", "classifier")),
+    "coalitions": (("coalitions",), ("data",)),
+    "utilities": (("metrics", "game"), ("features", "coalitions")),
+    "proxy_check": (("metrics", "game", "generation", "features", "seed"), ("utilities", "model", "classifier")),
+    "attribution": (("surrogate",), ("utilities",)),
+}
+
+
+def stage_section(config: dict, stage: str) -> dict:
+    sections, _ = STAGES[stage]
+    return {name: config.get(name) for name in sections}
+
+
+def stage_keys(config: dict) -> dict[str, str]:
+    """Map each stage to the hash of its own config sections and upstream keys."""
+    keys: dict[str, str] = {}
+
+    def key(stage: str) -> str:
+        if stage not in keys:
+            _, upstream = STAGES[stage]
+            section = stage_section(config, stage)
+            if stage == "model" and config["model"].get("path"):
+                # A user's checkpoint does not depend on our data or training settings.
+                section = {"path": config["model"]["path"]}
+                upstream = ()
+            keys[stage] = f"{stage}-" + digest({"config": section, "upstream": [key(u) for u in upstream]})
+        return keys[stage]
+
+    for stage in STAGES:
+        key(stage)
+    return keys

@@ -1,0 +1,261 @@
+"""The class-conditional diffusion model (diffusers UNet2DModel) and the digits classifier.
+
+The diffusion model is conditioned on a class index (a contributor or a label) with
+an extra null class for classifier-free guidance. A trained model is a folder that
+`load_diffusion` reads by local path or hub id: `unet/` and `scheduler/` as diffusers
+writes them, plus `conditioning.json` naming the classes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- devices
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"generation.device is {name!r} but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """fp16/bf16 only on a GPU; on the CPU they are slower and less exact, so use fp32."""
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+    if device.type == "cpu" and dtype != torch.float32:
+        log.warning("dtype %s requested on the CPU; using float32", name)
+        return torch.float32
+    return dtype
+
+
+def set_threads(threads: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------- diffusion model
+@dataclass
+class DiffusionModel:
+    unet: "torch.nn.Module"
+    scheduler_config: dict
+    class_names: list[str]  # class index -> name; the null class is len(class_names)
+    conditioning: str  # "contributor" or "label"
+    image_size: int
+
+    @property
+    def null_class(self) -> int:
+        return len(self.class_names)
+
+
+def build_unet(n_classes: int, image_size: int, block_out_channels: list[int]):
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(
+        sample_size=image_size,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D",) * len(block_out_channels),
+        up_block_types=("UpBlock2D",) * len(block_out_channels),
+        norm_num_groups=8,
+        add_attention=False,  # 8x8 digits need no attention; it triples training time
+        num_class_embeds=n_classes + 1,  # + the null class for classifier-free guidance
+    )
+
+
+def train_diffusion(images: np.ndarray, classes: np.ndarray, class_names: list[str], conditioning: str,
+                    cfg: dict, seed: int, progress=None) -> DiffusionModel:
+    """Train the UNet with label dropout (to the null class) and an EMA copy."""
+    from diffusers import DDPMScheduler
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    image_size = images.shape[-1]
+    unet = build_unet(len(class_names), image_size, cfg["block_out_channels"])
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    scheduler = DDPMScheduler(num_train_timesteps=cfg["train_timesteps"], beta_schedule="squaredcos_cap_v2")
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], weight_decay=0.0)
+    steps = cfg["steps"]
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    x_all = torch.from_numpy(images.astype(np.float32) * 2 - 1).unsqueeze(1)
+    y_all = torch.from_numpy(classes.astype(np.int64))
+    null = len(class_names)
+    gen = torch.Generator().manual_seed(seed)
+    started = time.time()
+    for step in range(steps):
+        idx = torch.from_numpy(rng.integers(0, len(x_all), cfg["batch_size"]))
+        x0, y = x_all[idx], y_all[idx].clone()
+        y[torch.rand(len(y), generator=gen) < cfg["label_dropout"]] = null
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=gen)
+        pred = unet(scheduler.add_noise(x0, noise, t), t, class_labels=y).sample
+        loss = torch.nn.functional.mse_loss(pred, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        lr_schedule.step()
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), unet.parameters()):
+                p_ema.lerp_(p, 1 - cfg["ema_decay"])
+        if progress is not None and (step % max(1, steps // 20) == 0 or step == steps - 1):
+            progress(f"diffusion step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - started:.0f}s)")
+    return DiffusionModel(ema.eval(), dict(scheduler.config), list(class_names), conditioning, image_size)
+
+
+def save_diffusion(model: DiffusionModel, out_dir) -> None:
+    """Write the model folder atomically: build it beside the target, then rename."""
+    import shutil
+
+    from diffusers import DDPMScheduler
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
+    DDPMScheduler.from_config(model.scheduler_config).save_pretrained(tmp / "scheduler")
+    write_json(tmp / "conditioning.json", {
+        "class_names": model.class_names, "conditioning": model.conditioning, "image_size": model.image_size,
+    })
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+
+
+def load_diffusion(path: str) -> DiffusionModel:
+    """Load a model folder by local path or hub id (real diffusers loading code)."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True).eval()
+    scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
+    local = Path(path) / "conditioning.json"
+    if local.exists():
+        meta = json.loads(local.read_text())
+    else:
+        from huggingface_hub import hf_hub_download
+
+        meta = json.loads(Path(hf_hub_download(path, "conditioning.json")).read_text())
+    return DiffusionModel(unet, dict(scheduler.config), meta["class_names"], meta["conditioning"], meta["image_size"])
+
+
+@torch.no_grad()
+def sample(model: DiffusionModel, classes: np.ndarray, noise_seeds: np.ndarray, guidance: float, steps: int,
+           device: torch.device, dtype: torch.dtype, batch_size: int) -> np.ndarray:
+    """Generate one image per (class, seed) with classifier-free guidance and DDIM (eta = 0).
+
+    Each image's starting noise comes from its own seed, drawn on the CPU, so the
+    images do not depend on batch size, shard or device placement of other images.
+    Returns float32 images in [0, 1], shape (n, size, size).
+    """
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler.from_config(model.scheduler_config, steps_offset=1, clip_sample=True)
+    scheduler.set_timesteps(steps)
+    unet = model.unet.to(device=device, dtype=dtype)
+    size = model.image_size
+    out = np.empty((len(classes), size, size), dtype=np.float32)
+    null = model.null_class
+    for start in range(0, len(classes), batch_size):
+        stop = min(start + batch_size, len(classes))
+        noise = torch.stack([
+            torch.randn((1, size, size), generator=torch.Generator().manual_seed(int(s)))
+            for s in noise_seeds[start:stop]
+        ])
+        x = noise.to(device=device, dtype=torch.float32)
+        cond = torch.as_tensor(classes[start:stop], device=device, dtype=torch.long)
+        labels = torch.cat([cond, torch.full_like(cond, null)])
+        for t in scheduler.timesteps:
+            eps = unet(torch.cat([x, x]).to(dtype), t, class_labels=labels).sample.float()
+            eps_cond, eps_uncond = eps.chunk(2)
+            eps = eps_uncond + guidance * (eps_cond - eps_uncond)
+            x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+        out[start:stop] = ((x.clamp(-1, 1) + 1) / 2).squeeze(1).cpu().numpy()
+    return out
+
+
+# --------------------------------------------------------------------------- classifier
+class DigitsClassifier(nn.Module):
+    """A small MLP on 8x8 images; its penultimate layer is the feature space of the metrics."""
+
+    def __init__(self, image_size: int = 8, hidden: int = 128, features: int = 64, n_classes: int = 10):
+        super().__init__()
+        self.config = {"image_size": image_size, "hidden": hidden, "features": features, "n_classes": n_classes}
+        self.body = nn.Sequential(
+            nn.Flatten(), nn.Linear(image_size * image_size, hidden), nn.ReLU(),
+            nn.Linear(hidden, features), nn.ReLU(),
+        )
+        self.head = nn.Linear(features, n_classes)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+    @torch.no_grad()
+    def embed(self, images: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """Penultimate features and class probabilities for float images in [0, 1]."""
+        feats, probs = [], []
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size], dtype=np.float32))
+            h = self.body(x)
+            feats.append(h.numpy())
+            probs.append(torch.softmax(self.head(h), dim=1).numpy())
+        return np.concatenate(feats).astype(np.float64), np.concatenate(probs).astype(np.float64)
+
+
+def train_classifier(images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, progress=None) -> tuple[DigitsClassifier, float]:
+    """Train on 80% of the clean digits; return the model and its held-out accuracy."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(images))
+    split = int(0.8 * len(images))
+    train, held = order[:split], order[split:]
+    model = DigitsClassifier(images.shape[-1], cfg["hidden"], cfg["features"], int(labels.max()) + 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    x = torch.from_numpy(images.astype(np.float32))
+    y = torch.from_numpy(labels.astype(np.int64))
+    for epoch in range(cfg["epochs"]):
+        for batch in np.array_split(rng.permutation(train), max(1, len(train) // 64)):
+            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if progress is not None and (epoch % 5 == 0 or epoch == cfg["epochs"] - 1):
+            progress(f"classifier epoch {epoch + 1}/{cfg['epochs']} loss {loss.item():.4f}")
+    model.eval()
+    with torch.no_grad():
+        accuracy = float((model(x[held]).argmax(1) == y[held]).float().mean())
+    return model, accuracy
+
+
+def save_classifier(model: DigitsClassifier, path) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file(model.state_dict(), str(tmp), metadata={"config": json.dumps(model.config)})
+
+
+def load_classifier(path) -> DigitsClassifier:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        config = json.loads(handle.metadata()["config"])
+    model = DigitsClassifier(**config)
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()

@@ -1,0 +1,176 @@
+"""The self-contained HTML report: charts and images are embedded as data URIs,
+and every string that came from data or config is HTML-escaped."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .config import digest
+from .features import read_images
+from .io import read_table_metadata, write_text
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.2em .5em;text-align:right}
+td.name,th.name{text-align:left}tr.planted td{background:#fff4d6}
+.grids{display:flex;gap:2em;flex-wrap:wrap}.grid figure{margin:0}.grid img{image-rendering:pixelated;border:1px solid #aaa}
+pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.85em}.note{color:#555;font-size:.9em}
+"""
+
+
+def _esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def _figure_png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def bar_chart(table: pd.DataFrame, title: str, planted: set[str]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = table.sort_values("rank")
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(table) + 1.2))
+    y = np.arange(len(table))[::-1]
+    err = np.vstack([table["shapley"] - table["ci_low"], table["ci_high"] - table["shapley"]])
+    err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
+    colours = ["#d9822b" if name in planted else "#4a78b0" for name in table["contributor"]]
+    ax.barh(y, table["shapley"], xerr=err, color=colours, ecolor="#333", capsize=2)
+    ax.set_yticks(y, [str(n) for n in table["contributor"]], fontsize=8)
+    ax.axvline(0, color="#888", lw=0.8)
+    ax.set_xlabel("Shapley value (orange: planted contributor)")
+    ax.set_title(title, fontsize=10)
+    data = _figure_png(fig)
+    plt.close(fig)
+    return data
+
+
+def image_grid(images: np.ndarray, columns: int = 8, scale: int = 4) -> bytes:
+    from PIL import Image
+
+    n = len(images)
+    rows = max(1, -(-n // columns))
+    size = images.shape[-1]
+    canvas = np.ones((rows * (size + 1) + 1, columns * (size + 1) + 1), dtype=np.float32) * 0.5
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        canvas[1 + r * (size + 1): 1 + r * (size + 1) + size, 1 + c * (size + 1): 1 + c * (size + 1) + size] = image
+    picture = Image.fromarray(np.round(canvas * 255).astype(np.uint8), mode="L")
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _table_html(frame: pd.DataFrame, planted: set[str], name_columns=("contributor",)) -> str:
+    head = "".join(f'<th class="{"name" if c in name_columns else ""}">{_esc(c)}</th>' for c in frame.columns)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = []
+        for column in frame.columns:
+            value = row[column]
+            text = f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
+            cls = "name" if column in name_columns else ""
+            cells.append(f'<td class="{cls}">{_esc(text)}</td>')
+        marker = ' class="planted"' if row.get("contributor") in planted else ""
+        rows.append(f"<tr{marker}>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str], utilities_path: str,
+                 contributors_path: str, pool_paths: list[str], classifier_metrics_path: str | None,
+                 check_summary_path: str | None) -> None:
+    contributors = pd.read_parquet(contributors_path)
+    names = contributors["contributor"].tolist()
+    planted_cfg = config["data"].get("digits", {}).get("planted", []) if config["data"]["source"] == "digits" else []
+    planted = {p["contributor"]: p["effect"] for p in planted_cfg}
+    frame, images = read_images(pool_paths)
+    utilities = pd.read_parquet(utilities_path)
+    rcfg = config["report"]
+
+    def grid_for(name: str) -> str:
+        group = names.index(name)
+        idx = np.flatnonzero(frame["group"].to_numpy() == group)[: rcfg["grid_samples"]]
+        if not len(idx):
+            return '<p class="note">no samples</p>'
+        label = f"{name} ({planted[name]})" if name in planted else name
+        return (f'<figure class="grid"><img alt="samples of {_esc(name)}" src="{_png_uri(image_grid(images[idx]))}">'
+                f"<figcaption>{_esc(label)}</figcaption></figure>")
+
+    parts = [f"<h1>SurrogateSHAP report: run {_esc(config['run'])}</h1>"]
+    parts.append(
+        f"<p>{len(names)} contributors, {len(utilities)} coalitions, proxy game mode "
+        f"<b>{_esc(config['game']['mode'])}</b>. Shapley values from an XGBoost surrogate of the utility "
+        "(interventional TreeSHAP, the empty coalition as baseline, the grand coalition explained). "
+        "v(empty) is the model's unconditional generation (the null class). "
+        "Rank 1 is the contributor that raises the metric most; whether raising it is good depends on the "
+        "metric's direction, stated with each metric.</p>")
+    if planted:
+        items = "".join(f"<li>{_esc(n)}: {_esc(e)}</li>" for n, e in planted.items())
+        parts.append(f"<p>Planted contributors (known by construction, highlighted):</p><ul>{items}</ul>")
+    if check_summary_path:
+        summary = json.loads(Path(check_summary_path).read_text())
+        rows = pd.DataFrame([{"metric": m, **v} for m, v in summary.items()])
+        parts.append("<h2>Pooled vs per-coalition check</h2><p>The same coalitions scored from the pooled mixtures "
+                     "and from fresh per-coalition samples; Spearman correlation of the two.</p>"
+                     + _table_html(rows, set(), ("metric",)))
+    toc = []
+    for path in attribution_paths:
+        table = pd.read_parquet(path)
+        diag = read_table_metadata(path)
+        metric = diag["metric"]
+        anchor = _esc(metric["name"])
+        toc.append(f'<li><a href="#{anchor}">{_esc(metric["title"])}</a></li>')
+        better = "lower is better" if metric["direction"] == "lower" else "higher is better"
+        parts.append(f'<h2 id="{anchor}">{_esc(metric["title"])}</h2>')
+        parts.append(f"<p>{_esc(metric['description'])} <b>{_esc(better)}</b>: a positive value means the "
+                     f"contributor {'worsens' if metric['direction'] == 'lower' else 'improves'} the model on "
+                     "this metric.</p>")
+        parts.append(f'<img alt="Shapley values for {anchor}" src="{_png_uri(bar_chart(table, metric["title"], set(planted)))}">')
+        shown = table[["rank", "contributor", "shapley", "ci_low", "ci_high", "p_top_k"]].rename(
+            columns={"p_top_k": f"P(rank<={diag['top_k']})"})
+        parts.append(f"<p>Intervals: {diag['ci_level']:.0%} percentile bootstrap over coalitions "
+                     f"({diag['bootstrap']} refits).</p>" + _table_html(shown, set(planted)))
+        k = rcfg["grid_contributors"]
+        top = table.sort_values("rank")["contributor"].tolist()
+        parts.append("<h3>Generated samples</h3><div class='grids'><div><p>Top contributors</p>"
+                     + "".join(grid_for(n) for n in top[:k]) + "</div><div><p>Bottom contributors</p>"
+                     + "".join(grid_for(n) for n in top[::-1][:k]) + "</div></div>")
+        diag_rows = {
+            "out-of-fold R²": diag["oof_r2"], "coalitions": diag["n_coalitions"],
+            "sum of values": diag["sum_values"], "measured v(grand) − v(empty)": diag["measured_grand"] - diag["measured_empty"],
+            "efficiency gap": diag["efficiency_gap"], "surrogate parameters": json.dumps(diag["params"], sort_keys=True),
+            "fit seconds": diag["seconds"],
+        }
+        parts.append("<h3>Surrogate diagnostics</h3>" + _table_html(
+            pd.DataFrame({"diagnostic": list(diag_rows), "value": list(diag_rows.values())}), set(), ("diagnostic", "value")))
+    contributor_table = contributors[["contributor", "n_items"]]
+    parts.append("<h2>Contributors</h2>" + _table_html(contributor_table, set(planted)))
+    if classifier_metrics_path:
+        accuracy = json.loads(Path(classifier_metrics_path).read_text()).get("heldout_accuracy")
+        parts.append(f"<p class='note'>Feature extractor: digits classifier, held-out accuracy {accuracy:.3f}.</p>")
+    parts.append(f"<h2>Config</h2><p>Config hash <code>{_esc(digest(config))}</code>; stage keys:</p>"
+                 + _table_html(pd.DataFrame({"stage": list(keys), "key": list(keys.values())}), set(), ("stage", "key"))
+                 + f"<pre>{_esc(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))}</pre>")
+    body = parts[0] + f"<nav><ul>{''.join(toc)}</ul></nav>" + "".join(parts[1:])
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>SurrogateSHAP report: "
+            f"{_esc(config['run'])}</title><style>{CSS}</style></head><body>{body}</body></html>\n")
+    write_text(out_path, page)

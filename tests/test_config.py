@@ -1,0 +1,80 @@
+import copy
+
+import pytest
+
+from surrogateshap.config import ConfigError, stage_keys, validate_config
+
+from .conftest import SCHEMA
+
+
+def test_default_config_validates(default_config):
+    assert default_config["run"] == "demo"
+    assert len(default_config["metrics"]) == 5
+
+
+@pytest.mark.parametrize("path, value, field", [
+    (("generation", "steps"), 0, "generation.steps"),
+    (("game", "mode"), "magic", "game.mode"),
+    (("coalitions", "sampler"), "random", "coalitions.sampler"),
+    (("metrics",), ["fid_typo"], "metrics.0"),
+    (("generation", "guidance"), 2.0, "generation"),  # unknown key: a typo is an error
+])
+def test_schema_errors_name_the_field(default_config, path, value, field):
+    config = copy.deepcopy(default_config)
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, SCHEMA)
+    assert field in str(error.value)
+
+
+def test_folder_source_needs_a_root(default_config):
+    config = copy.deepcopy(default_config)
+    config["data"]["source"] = "folder"
+    with pytest.raises(ConfigError, match="data.root"):
+        validate_config(config, SCHEMA)
+
+
+def _changed(config, path, value):
+    config = copy.deepcopy(config)
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return config
+
+
+def _diff(default_config, path, value):
+    changed = _changed(default_config, path, value)
+    a, b = stage_keys(default_config), stage_keys(changed)
+    return {stage for stage in a if a[stage] != b[stage]}
+
+
+def test_surrogate_settings_change_only_the_attribution_key(default_config):
+    assert _diff(default_config, ("surrogate", "bootstrap"), 5) == {"attribution"}
+
+
+def test_metric_settings_do_not_change_generation(default_config):
+    changed = _diff(default_config, ("features", "marker_threshold"), 0.7)
+    assert "pool" not in changed and "model" not in changed
+    assert {"features", "utilities", "attribution"} <= changed
+
+
+def test_guidance_changes_generation(default_config):
+    changed = _diff(default_config, ("generation", "guidance_scale"), 3.0)
+    assert {"pool", "features", "utilities", "attribution"} <= changed
+    assert "model" not in changed and "data" not in changed
+
+
+def test_run_name_changes_no_stage(default_config):
+    assert _diff(default_config, ("run",), "another") == set()
+
+
+def test_user_checkpoint_skips_data_dependence(default_config):
+    config = copy.deepcopy(default_config)
+    config["model"]["path"] = "/models/mine"
+    keys = stage_keys(config)
+    config["model"]["train"]["steps"] = 5
+    assert stage_keys(config)["model"] == keys["model"]

@@ -1,0 +1,85 @@
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from surrogateshap.data import DataError, apply_effect, export_digits, load_dataset
+
+
+def _folder(tmp_path, rows, images=True):
+    (tmp_path / "img").mkdir()
+    for row in rows:
+        if images:
+            Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / row["file_name"])
+    pd.DataFrame(rows).to_csv(tmp_path / "metadata.csv", index=False)
+    return tmp_path
+
+
+def _rows(n=4):
+    return [{"file_name": f"img/{i}.png", "contributor": f"c{i % 2}", "label": i % 2} for i in range(n)]
+
+
+def test_valid_folder_loads(tmp_path):
+    dataset = load_dataset(_folder(tmp_path, _rows()), tmp_path / "metadata.csv")
+    assert dataset.contributors["contributor"].tolist() == ["c0", "c1"]
+    assert dataset.contributors["n_items"].tolist() == [2, 2]
+
+
+def test_missing_contributor_column_is_named(tmp_path):
+    rows = [{"file_name": r["file_name"], "label": r["label"]} for r in _rows()]
+    with pytest.raises(DataError, match="missing column 'contributor'") as error:
+        load_dataset(_folder(tmp_path, rows), tmp_path / "metadata.csv")
+    assert "metadata.csv" in str(error.value)
+
+
+def test_every_missing_and_unreadable_image_is_listed(tmp_path):
+    _folder(tmp_path, _rows(6))
+    (tmp_path / "img/1.png").unlink()
+    (tmp_path / "img/3.png").unlink()
+    (tmp_path / "img/4.png").write_bytes(b"not a png")
+    with pytest.raises(DataError) as error:
+        load_dataset(tmp_path, tmp_path / "metadata.csv")
+    message = str(error.value)
+    assert "'img/1.png'" in message and "'img/3.png'" in message
+    assert "cannot be read" in message and "'img/4.png'" in message
+
+
+def test_contributor_with_too_few_items(tmp_path):
+    rows = _rows(4) + [{"file_name": "img/9.png", "contributor": "lonely", "label": 0}]
+    with pytest.raises(DataError, match="'lonely' \\(1\\)"):
+        load_dataset(_folder(tmp_path, rows), tmp_path / "metadata.csv", min_items=2)
+
+
+def test_duplicate_file_names(tmp_path):
+    rows = _rows(4) + [_rows(4)[0]]
+    with pytest.raises(DataError, match="duplicate file_name"):
+        load_dataset(_folder(tmp_path, rows), tmp_path / "metadata.csv")
+
+
+def test_missing_metadata_file(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_dataset(tmp_path, tmp_path / "nope.csv")
+
+
+def test_planted_effects():
+    rng = np.random.default_rng(0)
+    image = np.zeros((8, 8))
+    image[2:6, 3:5] = 1.0
+    marked = apply_effect(image, "marker", 0, rng, 2)
+    assert marked[:2, :2].min() == 1.0 and marked[2:].tolist() == image[2:].tolist()
+    blurred = apply_effect(image, "blur", 1.0, rng, 2)
+    assert blurred.max() < 1.0 and blurred.sum() > 0
+    noisy = apply_effect(image, "noise", 0.3, rng, 2)
+    assert np.abs(noisy - image).mean() > 0.1
+
+
+def test_digits_export_has_20_contributors_and_planted_names(tmp_path):
+    planted = [{"contributor": "digit-7-b", "effect": "marker"}]
+    table = export_digits(tmp_path, 2, planted, seed=0, marker_size=2)
+    assert table["contributor"].nunique() == 20
+    assert set(table.columns) == {"file_name", "contributor", "label"}
+    marked = table[table["contributor"] == "digit-7-b"].iloc[0]
+    pixels = np.asarray(Image.open(tmp_path / marked["file_name"]))
+    assert pixels[:2, :2].min() == 255
+    with pytest.raises(DataError, match="digit-99-z"):
+        export_digits(tmp_path / "x", 2, [{"contributor": "digit-99-z", "effect": "blur"}], 0, 2)

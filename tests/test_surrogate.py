@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from surrogateshap.coalitions import sample_coalitions
+from surrogateshap.surrogate import attribute
+
+CFG = {"params": {"n_estimators": 300, "min_child_weight": 1}, "grid": {"max_depth": [1, 2], "learning_rate": [0.1]},
+       "cv_folds": 4, "bootstrap": 8, "ci_level": 0.9, "top_k": 2, "threads": 1, "seed": 0}
+
+
+def _game(n, values, count=300, seed=0, interaction=0.0):
+    coalitions = sample_coalitions(n, count, "shapley_kernel", seed)
+    x = np.zeros((len(coalitions), n))
+    for row, members in enumerate(coalitions):
+        x[row, list(members)] = 1
+    y = 1.0 + x @ values + interaction * x[:, 0] * x[:, 1]
+    return x, y
+
+
+def test_additive_game_is_recovered():
+    values = np.array([3.0, -1.0, 0.5, 0.0, 2.0, 0.0, -0.5, 1.0])
+    x, y = _game(8, values)
+    table, diag = attribute(x, y, [f"p{i}" for i in range(8)], CFG, seed=0)
+    got = table.set_index("contributor").loc[[f"p{i}" for i in range(8)], "shapley"].to_numpy()
+    assert np.abs(got - values).max() < 0.05
+    assert diag["oof_r2"] > 0.95
+    assert abs(diag["efficiency_gap"]) < 0.1
+    assert table.iloc[0]["contributor"] == "p0" and table.iloc[0]["rank"] == 1
+    assert (table["ci_low"] <= table["ci_high"]).all()
+    ci = table.set_index("contributor").loc[[f"p{i}" for i in range(8)]]
+    assert ((ci["ci_low"] - 0.05 <= values) & (values <= ci["ci_high"] + 0.05)).all()
+
+
+def test_symmetry_and_null_player_with_interaction():
+    values = np.array([0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+    x, y = _game(6, values, count=64, interaction=2.0)  # 64 = all coalitions
+    table, _ = attribute(x, y, [f"p{i}" for i in range(6)], CFG, seed=0)
+    v = table.set_index("contributor")["shapley"]
+    assert v["p0"] == pytest.approx(1.0, abs=0.05) and v["p1"] == pytest.approx(1.0, abs=0.05)
+    for null in ("p3", "p4", "p5"):
+        assert abs(v[null]) < 0.02
+
+
+def test_same_seed_same_numbers():
+    x, y = _game(6, np.arange(6.0))
+    a, _ = attribute(x, y, list("abcdef"), CFG, seed=1)
+    b, _ = attribute(x, y, list("abcdef"), CFG, seed=1)
+    assert a.equals(b)
+
+
+def test_nan_utilities_are_refused():
+    x, y = _game(5, np.ones(5))
+    y[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        attribute(x, y, list("abcde"), CFG, seed=0)

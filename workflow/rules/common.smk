@@ -1,0 +1,52 @@
+# Shared helpers: config validation, stage keys and the paths built from them.
+from pathlib import Path
+
+from surrogateshap.config import ConfigError, stage_keys, stage_section, validate_config
+
+try:
+    validate_config(config, workflow.source_path("../schemas/config.schema.yaml"), source="config")
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+report: "../report/workflow.rst"
+
+KEYS = stage_keys(config)
+CACHE = "results/cache"
+RUN = f"results/{config['run']}"
+
+
+def stage_dir(stage):
+    """Where a stage's outputs live: results/cache/<stage>/<key of its config and inputs>."""
+    return f"{CACHE}/{stage}/{KEYS[stage]}"
+
+
+def section(stage):
+    """The config sections a stage reads: passed as params, so nothing else can trigger a rerun."""
+    return stage_section(config, stage)
+
+
+def log_path(rule_name, *parts):
+    return "logs/" + "/".join((rule_name,) + parts) + ".log"
+
+
+scattergather:
+    pool=config["generation"]["shards"],
+    coalition_shard=config["game"]["per_coalition"]["shards"],
+    check_shard=max(1, min(config["game"]["per_coalition"]["shards"], config["game"]["check"]["coalitions"])),
+
+
+DATA_DIR = stage_dir("data")
+MODEL_DIR = config["model"]["path"] or f"{stage_dir('model')}/model"
+CLASSIFIER = f"{stage_dir('classifier')}/classifier.safetensors"
+REFERENCE = f"{stage_dir('classifier')}/reference.parquet"
+COALITIONS = f"{stage_dir('coalitions')}/coalitions.parquet"
+UTILITIES = f"{stage_dir('utilities')}/utilities.parquet"
+CHECK_ENABLED = config["game"]["mode"] == "pooled" and config["game"]["check"]["coalitions"] > 0
+CHECK_SUMMARY = f"{stage_dir('proxy_check')}/summary.json"
+REPORT_HTML = f"{RUN}/report/index.html"
+METRICS = config["metrics"]
+
+
+def model_input():
+    """The trained model folder: our training rule's output, or the user's checkpoint (no rule)."""
+    return [] if config["model"]["path"] else [MODEL_DIR]

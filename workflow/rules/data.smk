@@ -1,0 +1,25 @@
+rule prepare_data:
+    output:
+        items_table=f"{DATA_DIR}/items.parquet",
+        contributors=f"{DATA_DIR}/contributors.parquet",
+        info=f"{DATA_DIR}/dataset.json",
+    params:
+        cfg=section("data"),
+    log:
+        log_path("prepare_data", KEYS["data"]),
+    script:
+        "../scripts/prepare_data.py"
+
+
+rule draw_coalitions:
+    input:
+        contributors=rules.prepare_data.output.contributors,
+        table=config["coalitions"]["table"] or [],
+    output:
+        COALITIONS,
+    params:
+        cfg=section("coalitions"),
+    log:
+        log_path("draw_coalitions", KEYS["coalitions"]),
+    script:
+        "../scripts/draw_coalitions.py"

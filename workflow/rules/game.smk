@@ -1,0 +1,90 @@
+# The proxy game: a utility table with one row per coalition and one column per metric.
+
+if config["game"]["mode"] == "pooled":
+
+    rule pooled_utilities:
+        input:
+            data=rules.prepare_data.output.contributors,
+            coalitions=COALITIONS,
+            features=gather.pool(f"{stage_dir('features')}/shards/{{scatteritem}}.parquet"),
+            reference=REFERENCE,
+        output:
+            UTILITIES,
+        params:
+            cfg=section("utilities"),
+        log:
+            log_path("pooled_utilities", KEYS["utilities"]),
+        script:
+            "../scripts/pooled_utilities.py"
+
+else:
+
+    rule per_coalition_utilities:
+        """The paper's way: fresh samples for each coalition, one shard of coalitions per job."""
+        input:
+            data=rules.prepare_data.output.info,
+            model=model_input(),
+            classifier=CLASSIFIER,
+            reference=REFERENCE,
+            coalitions=COALITIONS,
+        output:
+            f"{stage_dir('utilities')}/shards/{{scatteritem}}.parquet",
+        params:
+            cfg=section("proxy_check"),
+            model=MODEL_DIR,
+            marker_size=config["data"]["digits"]["marker_size"],
+            rows=None,
+        threads: 1
+        resources:
+            gpu=0,
+        log:
+            log_path("per_coalition_utilities", KEYS["utilities"], "{scatteritem}"),
+        script:
+            "../scripts/per_coalition_utilities.py"
+
+    rule gather_utilities:
+        input:
+            gather.coalition_shard(f"{stage_dir('utilities')}/shards/{{scatteritem}}.parquet"),
+        output:
+            UTILITIES,
+        log:
+            log_path("gather_utilities", KEYS["utilities"]),
+        script:
+            "../scripts/gather_utilities.py"
+
+
+rule proxy_check_shard:
+    """Re-score a few coalitions the per-coalition way, to check the pooled mixtures."""
+    input:
+        data=rules.prepare_data.output.info,
+        model=model_input(),
+        classifier=CLASSIFIER,
+        reference=REFERENCE,
+        coalitions=COALITIONS,
+    output:
+        f"{stage_dir('proxy_check')}/shards/{{scatteritem}}.parquet",
+    params:
+        cfg=section("proxy_check"),
+        model=MODEL_DIR,
+        marker_size=config["data"]["digits"]["marker_size"],
+        rows="check",
+    threads: 1
+    log:
+        log_path("proxy_check_shard", KEYS["proxy_check"], "{scatteritem}"),
+    script:
+        "../scripts/per_coalition_utilities.py"
+
+
+rule proxy_check:
+    input:
+        pooled=UTILITIES,
+        shards=gather.check_shard(f"{stage_dir('proxy_check')}/shards/{{scatteritem}}.parquet"),
+    output:
+        table=f"{stage_dir('proxy_check')}/check.parquet",
+        summary=CHECK_SUMMARY,
+    params:
+        metrics=METRICS,
+    log:
+        log_path("proxy_check", KEYS["proxy_check"]),
+    script:
+        "../scripts/proxy_check.py"

@@ -1,0 +1,30 @@
+rule generate_pool:
+    """Pools of generated images, one shard of contributors per job."""
+    input:
+        data=rules.prepare_data.output.info,
+        model=model_input(),
+    output:
+        f"{stage_dir('pool')}/shards/{{scatteritem}}.parquet",
+    params:
+        cfg=section("pool"),
+        model=MODEL_DIR,
+    threads: 1
+    log:
+        log_path("generate_pool", KEYS["pool"], "{scatteritem}"),
+    script:
+        "../scripts/generate_pool.py"
+
+
+rule extract_features:
+    input:
+        pool=f"{stage_dir('pool')}/shards/{{scatteritem}}.parquet",
+        classifier=CLASSIFIER,
+    output:
+        f"{stage_dir('features')}/shards/{{scatteritem}}.parquet",
+    params:
+        cfg=section("features"),
+        marker_size=config["data"]["digits"]["marker_size"],
+    log:
+        log_path("extract_features", KEYS["features"], "{scatteritem}"),
+    script:
+        "../scripts/extract_features.py"

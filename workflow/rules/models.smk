@@ -1,0 +1,39 @@
+rule train_classifier:
+    output:
+        model=CLASSIFIER,
+        metrics=f"{stage_dir('classifier')}/metrics.json",
+    params:
+        cfg=section("classifier"),
+    threads: 1
+    log:
+        log_path("train_classifier", KEYS["classifier"]),
+    script:
+        "../scripts/train_classifier.py"
+
+
+rule reference_features:
+    input:
+        CLASSIFIER,
+    output:
+        REFERENCE,
+    log:
+        log_path("reference_features", KEYS["classifier"]),
+    script:
+        "../scripts/reference_features.py"
+
+
+if not config["model"]["path"]:
+
+    rule train_model:
+        input:
+            rules.prepare_data.output.info,
+        output:
+            directory(MODEL_DIR),
+        params:
+            cfg=section("model"),
+            data=section("data"),
+        threads: 2
+        log:
+            log_path("train_model", KEYS["model"]),
+        script:
+            "../scripts/train_model.py"

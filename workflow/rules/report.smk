@@ -1,0 +1,18 @@
+rule report:
+    """The self-contained HTML report of the run."""
+    input:
+        attributions=expand(f"{RUN}/attributions/{{metric}}.parquet", metric=METRICS),
+        utilities=f"{RUN}/utilities.parquet",
+        contributors=rules.prepare_data.output.contributors,
+        pools=gather.pool(f"{stage_dir('pool')}/shards/{{scatteritem}}.parquet"),
+        classifier=rules.train_classifier.output.metrics,
+        check=CHECK_SUMMARY if CHECK_ENABLED else [],
+    output:
+        report(REPORT_HTML, category="Report", caption="../report/index.rst"),
+    params:
+        config=config,
+        stage_keys=KEYS,
+    log:
+        log_path("report", config["run"]),
+    script:
+        "../scripts/report.py"

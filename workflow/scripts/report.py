@@ -1,0 +1,10 @@
+from surrogateshap import report, steps
+
+steps.setup_logging(snakemake.log[0])
+inp = snakemake.input
+# a named input is a plain string when it holds one file, a list when it holds none
+check = [inp.check] if isinstance(inp.check, str) else list(inp.check)
+report.write_report(
+    out_path=snakemake.output[0], config=snakemake.params.config, keys=snakemake.params.stage_keys,
+    attribution_paths=list(inp.attributions), utilities_path=inp.utilities, contributors_path=inp.contributors,
+    pool_paths=list(inp.pools), classifier_metrics_path=inp.classifier, check_summary_path=check[0] if check else None)
