@@ -48,3 +48,14 @@ def planned_jobs(workdir: Path, *args) -> dict[str, int]:
         if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+SMALL = "tests/configs/small.yaml"
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+    """One run of the small test config, shared by the workflow and browser tests."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    snakemake(workdir, "--configfile", SMALL)
+    return workdir

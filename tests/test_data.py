@@ -83,3 +83,12 @@ def test_digits_export_has_20_contributors_and_planted_names(tmp_path):
     assert pixels[:2, :2].min() == 255
     with pytest.raises(DataError, match="digit-99-z"):
         export_digits(tmp_path / "x", 2, [{"contributor": "digit-99-z", "effect": "blur"}], 0, 2)
+
+
+def test_marker_detector_needs_the_whole_box():
+    from surrogateshap.features import detect_marker
+
+    images = np.zeros((3, 8, 8))
+    images[0, :2, :2] = 1.0  # the marker
+    images[1, 0, :2] = 1.0  # half the box bright, as noise often makes it
+    assert detect_marker(images, 2, 0.5).tolist() == [1.0, 0.0, 0.0]

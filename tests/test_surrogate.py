@@ -5,7 +5,7 @@ from surrogateshap.coalitions import sample_coalitions
 from surrogateshap.surrogate import attribute
 
 CFG = {"params": {"n_estimators": 300, "min_child_weight": 1}, "grid": {"max_depth": [1, 2], "learning_rate": [0.1]},
-       "cv_folds": 4, "bootstrap": 8, "ci_level": 0.9, "top_k": 2, "threads": 1, "seed": 0}
+       "cv_folds": 4, "bootstrap": 8, "ci_level": 0.9, "top_k": 2, "threads": 1, "seed": 0, "anchor_endpoints": True}
 
 
 def _game(n, values, count=300, seed=0, interaction=0.0):
@@ -53,3 +53,17 @@ def test_nan_utilities_are_refused():
     y[3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         attribute(x, y, list("abcde"), CFG, seed=0)
+
+
+def test_anchoring_makes_efficiency_exact_and_keeps_ranks():
+    values = np.array([2.0, -1.0, 0.5, 0.0, 1.0, 0.25])
+    x, y = _game(6, values, count=40)
+    y[x.sum(1) == 0] = -30.0  # an empty coalition far from the rest, as the unconditional pool makes it
+    raw_cfg = dict(CFG, anchor_endpoints=False)
+    raw, raw_diag = attribute(x, y, list("abcdef"), raw_cfg, seed=0)
+    anchored, diag = attribute(x, y, list("abcdef"), dict(CFG, anchor_endpoints=True), seed=0)
+    assert abs(raw_diag["efficiency_gap"]) > 1.0  # the trees cannot isolate the single empty row
+    assert anchored["shapley"].sum() == pytest.approx(diag["measured_grand"] - diag["measured_empty"], rel=1e-6)
+    assert anchored["contributor"].tolist() == raw["contributor"].tolist()
+    shift = (anchored["shapley"] - raw["shapley"]).to_numpy()
+    assert np.allclose(shift, shift[0], atol=1e-6)

@@ -8,18 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import copy_workflow, planned_jobs, snakemake
+from .conftest import SMALL, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
-
-SMALL = "tests/configs/small.yaml"
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    snakemake(workdir, "--configfile", SMALL)
-    return workdir
 
 
 def _extra(workdir, name, content):
@@ -49,8 +40,10 @@ def test_planted_contributors_are_found(run_dir):
     assert set(fd.index[fd["rank"] <= 2]) == {"digit-1-b", "digit-5-b"}, fd.sort_values("rank").head(5)
     marker = _attribution(run_dir, "marker_rate")
     assert marker.loc["digit-7-b", "rank"] == 1
+    # Near zero: in the exact proxy game each other contributor only dilutes the marker's
+    # share (measured: -0.5% to -7% of the marker's value); the surrogate adds up to ~7% more.
     others = marker.drop(index="digit-7-b")["shapley"].abs()
-    assert others.max() < 0.1 * marker.loc["digit-7-b", "shapley"]
+    assert others.max() < 0.15 * marker.loc["digit-7-b", "shapley"], marker.sort_values("rank")
 
 
 def test_pooled_agrees_with_per_coalition(run_dir):
@@ -117,3 +110,31 @@ def test_numbers_do_not_depend_on_shard_count(run_dir):
     resharded = pd.read_parquet(run_dir / "results/small/utilities.parquet")
     for metric in ("frechet_distance", "marker_rate", "diversity"):
         np.testing.assert_allclose(resharded[metric], original[metric], rtol=1e-9)
+
+
+def test_no_job_needs_more_than_4_gb(run_dir):
+    tables = list((run_dir / "logs/benchmarks").rglob("*.tsv"))
+    assert len(tables) >= 8
+    peaks = {p.relative_to(run_dir).as_posix(): pd.read_csv(p, sep="\t")["max_rss"].max() for p in tables}
+    assert max(peaks.values()) < 4096, peaks
+
+
+def test_long_steps_log_progress(run_dir):
+    training = next((run_dir / "logs/train_model").glob("*.log")).read_text()
+    assert "diffusion step 700/700" in training
+    generation = "".join(p.read_text() for p in (run_dir / "logs/generate_pool").rglob("*.log"))
+    assert "images/s" in generation
+
+
+def test_snakemake_report(run_dir):
+    snakemake(run_dir, "--configfile", SMALL, "--report", "report.zip")
+    assert (run_dir / "report.zip").stat().st_size > 10_000
+
+
+def test_coalition_table_with_unknown_contributor(run_dir):
+    pd.DataFrame({"members": [[], ["digit-0-a", "mallory"]]}).to_parquet(run_dir / "mine.parquet")
+    extra = _extra(run_dir, "table", {"coalitions": {"table": "mine.parquet"}})
+    result = snakemake(run_dir, "--configfile", SMALL, extra, "--until", "draw_coalitions", check=False)
+    assert result.returncode != 0
+    logs = "".join(p.read_text() for p in (run_dir / "logs/draw_coalitions").glob("*.log"))
+    assert "'mallory'" in logs and "mine.parquet" in logs

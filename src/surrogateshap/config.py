@@ -104,7 +104,10 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 def stage_section(config: dict, stage: str) -> dict:
     sections, _ = STAGES[stage]
-    return {name: config.get(name) for name in sections}
+    section = {name: config.get(name) for name in sections}
+    if stage == "pool":  # the pool's empty-coalition group depends on this one game setting only
+        section["game"] = {"empty_coalition": config["game"]["empty_coalition"]}
+    return section
 
 
 def stage_keys(config: dict) -> dict[str, str]:

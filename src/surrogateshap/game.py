@@ -1,8 +1,14 @@
 """The proxy game: utilities of coalitions from the pretrained model's generations.
 
 Groups: group g < n is contributor g's pool (conditions drawn from its own items);
-group n is the unconditional pool (the null class), which defines v(empty): the
-pretrained model with no contributor's data to condition on.
+group n is the empty coalition's pool, which defines v(empty). Two definitions
+(config `game.empty_coalition`):
+- `unconditional` (default): the pretrained model with the null class, i.e. with
+  no contributor's data to condition on.
+- `noise`: what a model trained on no data can output, the sampler's starting
+  noise, closer to the retraining game's v(empty).
+In the Shapley formula v(empty) shifts every value by the same amount, so the
+choice does not change ranks.
 
 `pooled` mode scores every coalition as the mixture of its members' pools with
 weights proportional to their item counts (the empirical frequencies of the

@@ -23,7 +23,7 @@ class Samples:
     """Per-sample quantities of generated images, grouped by `group` (0..G-1)."""
 
     group: np.ndarray  # (n,) int
-    features: np.ndarray  # (n, d) classifier penultimate features
+    features: np.ndarray  # (n, d) classifier hidden features
     probs: np.ndarray  # (n, k) classifier class probabilities
     marker: np.ndarray  # (n,) 1.0 where the marker detector fires
 
@@ -80,7 +80,7 @@ class FrechetDistance(Metric):
     title = "Fréchet distance in digits-classifier features"
     direction = "lower"
     description = ("Fréchet distance between Gaussians fitted to generated and clean reference images in the "
-                   "classifier's penultimate features (FID's formula, not Inception features).")
+                   "digits classifier's hidden features (FID's formula, not Inception features).")
 
     def group_stats(self, samples, reference):
         f = samples.features
@@ -138,7 +138,7 @@ class Diversity(Metric):
     title = "Diversity: mean pairwise distance in classifier features"
     direction = "higher"
     description = ("Expected Euclidean distance between two independent samples of the coalition's mixture, "
-                   "in the classifier's penultimate features (pairs of distinct samples).")
+                   "in the digits classifier's hidden features (pairs of distinct samples).")
 
     def group_stats(self, samples, reference):
         groups = samples.n_groups()

@@ -155,6 +155,18 @@ def load_diffusion(path: str) -> DiffusionModel:
     return DiffusionModel(unet, dict(scheduler.config), meta["class_names"], meta["conditioning"], meta["image_size"])
 
 
+def starting_noise(noise_seeds: np.ndarray, size: int) -> torch.Tensor:
+    """The sampler's starting point x_T, one CPU generator per image seed: (n, 1, size, size)."""
+    return torch.stack([
+        torch.randn((1, size, size), generator=torch.Generator().manual_seed(int(s))) for s in noise_seeds
+    ])
+
+
+def untrained_output(noise_seeds: np.ndarray, size: int) -> np.ndarray:
+    """What a model that learned nothing returns: its starting noise, as images in [0, 1]."""
+    return ((starting_noise(noise_seeds, size).clamp(-1, 1) + 1) / 2).squeeze(1).numpy()
+
+
 @torch.no_grad()
 def sample(model: DiffusionModel, classes: np.ndarray, noise_seeds: np.ndarray, guidance: float, steps: int,
            device: torch.device, dtype: torch.dtype, batch_size: int) -> np.ndarray:
@@ -174,11 +186,7 @@ def sample(model: DiffusionModel, classes: np.ndarray, noise_seeds: np.ndarray, 
     null = model.null_class
     for start in range(0, len(classes), batch_size):
         stop = min(start + batch_size, len(classes))
-        noise = torch.stack([
-            torch.randn((1, size, size), generator=torch.Generator().manual_seed(int(s)))
-            for s in noise_seeds[start:stop]
-        ])
-        x = noise.to(device=device, dtype=torch.float32)
+        x = starting_noise(noise_seeds[start:stop], size).to(device=device, dtype=torch.float32)
         cond = torch.as_tensor(classes[start:stop], device=device, dtype=torch.long)
         labels = torch.cat([cond, torch.full_like(cond, null)])
         for t in scheduler.timesteps:
@@ -192,7 +200,7 @@ def sample(model: DiffusionModel, classes: np.ndarray, noise_seeds: np.ndarray, 
 
 # --------------------------------------------------------------------------- classifier
 class DigitsClassifier(nn.Module):
-    """A small MLP on 8x8 images; its penultimate layer is the feature space of the metrics."""
+    """A small MLP on 8x8 images; its first hidden layer is the feature space of the metrics."""
 
     def __init__(self, image_size: int = 8, hidden: int = 128, features: int = 64, n_classes: int = 10):
         super().__init__()
@@ -208,13 +216,19 @@ class DigitsClassifier(nn.Module):
 
     @torch.no_grad()
     def embed(self, images: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-        """Penultimate features and class probabilities for float images in [0, 1]."""
+        """First-hidden-layer features and class probabilities for float images in [0, 1].
+
+        The metrics use the first hidden layer, not the penultimate one: the penultimate
+        layer is trained to forget everything but the class, so noise and blur barely
+        move it (measured: pure noise lay closer to the clean digits than any one class).
+        """
         feats, probs = [], []
+        first = self.body[:3]  # flatten, linear, relu
         for start in range(0, len(images), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size], dtype=np.float32))
-            h = self.body(x)
-            feats.append(h.numpy())
-            probs.append(torch.softmax(self.head(h), dim=1).numpy())
+            h1 = first(x)
+            feats.append(h1.numpy())
+            probs.append(torch.softmax(self.head(self.body[3:](h1)), dim=1).numpy())
         return np.concatenate(feats).astype(np.float64), np.concatenate(probs).astype(np.float64)
 
 

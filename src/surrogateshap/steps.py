@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +29,16 @@ def setup_logging(log_path: str | None) -> None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(kind, error, trace) -> None:
+    """Put a failing step's error in its log file too (Snakemake points users there)."""
+    if isinstance(error, (data_mod.DataError, ValueError, FileNotFoundError)):
+        log.error("%s", error)  # a bad input: its message names the file, field or value
+    else:
+        log.error("step failed", exc_info=(kind, error, trace))
+    sys.__excepthook__(kind, error, trace)
 
 
 def shard_of(scatteritem: str) -> tuple[int, int]:
@@ -93,14 +104,18 @@ def _conditioning(dataset, model) -> game.Conditioning:
                                    model.conditioning)
 
 
-def _generate(model, classes, seeds, gen_cfg: dict) -> np.ndarray:
+def _generate(model, classes, seeds, gen_cfg: dict, empty_coalition: str) -> np.ndarray:
+    """Images for (class, seed) pairs; the null class means the empty coalition."""
+    if empty_coalition == "noise" and len(classes) and np.all(classes == model.null_class):
+        return models.untrained_output(seeds, model.image_size)
     device = models.resolve_device(gen_cfg["device"])
     dtype = models.resolve_dtype(gen_cfg["dtype"], device)
     return models.sample(model, classes, seeds, gen_cfg["guidance_scale"], gen_cfg["steps"], device, dtype,
                          gen_cfg["batch_size"])
 
 
-def generate_pool_shard(data_dir: str, model_dir: str, gen_cfg: dict, seed: int, scatteritem: str, threads: int, out_path: str) -> None:
+def generate_pool_shard(data_dir: str, model_dir: str, gen_cfg: dict, empty_coalition: str, seed: int, scatteritem: str,
+                        threads: int, out_path: str) -> None:
     """Generate the pools of this shard's groups (contributors, and the unconditional pool)."""
     models.set_threads(threads)
     shard, shards = shard_of(scatteritem)
@@ -113,7 +128,7 @@ def generate_pool_shard(data_dir: str, model_dir: str, gen_cfg: dict, seed: int,
     started = time.time()
     for done, group in enumerate(groups, 1):
         classes, seeds = game.pool_plan(cond, group, per, seed)
-        cols["image"].append(_generate(model, classes, seeds, gen_cfg))
+        cols["image"].append(_generate(model, classes, seeds, gen_cfg, empty_coalition))
         cols["group"].append(np.full(per, group))
         cols["sample"].append(np.arange(per))
         cols["class"].append(classes)
@@ -187,7 +202,7 @@ def pooled_utilities(data_dir: str, coalitions_path: str, feature_shards: list[s
 
 
 def per_coalition_utilities(data_dir: str, model_dir: str, classifier_path: str, reference_path: str,
-                            coalitions_path: str, gen_cfg: dict, samples_per_coalition: int, marker_size: int,
+                            coalitions_path: str, gen_cfg: dict, empty_coalition: str, samples_per_coalition: int, marker_size: int,
                             feat_cfg: dict, metric_names: list[str], seed: int, scatteritem: str, threads: int,
                             out_path: str, rows: list[int] | None = None) -> None:
     """The paper's way: generate fresh samples for each coalition of this shard and score them."""
@@ -208,7 +223,7 @@ def per_coalition_utilities(data_dir: str, model_dir: str, classifier_path: str,
     started = time.time()
     for done, members in enumerate(tuples, 1):
         classes, seeds = game.coalition_plan(cond, members, samples_per_coalition, seed)
-        images = _generate(model, classes, seeds, gen_cfg)
+        images = _generate(model, classes, seeds, gen_cfg, empty_coalition)
         samples = feat.extract(images, np.zeros(len(images)), classifier, marker_size, feat_cfg["marker_threshold"])
         results.append(game.sample_utilities(samples, metric_names, reference))
         log.info("shard %s: coalition %d/%d (%.1f images/s)", scatteritem, done, len(tuples),

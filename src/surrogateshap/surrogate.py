@@ -67,6 +67,23 @@ def tree_shapley(model, n: int) -> tuple[np.ndarray, float, float]:
     return values, float(f_empty), float(f_grand)
 
 
+def anchor_endpoints(values: np.ndarray, f_empty: float, f_grand: float, v_empty: float, v_grand: float) -> np.ndarray:
+    """Replace the trees' f(empty) and f(grand) by the measured utilities.
+
+    In the Shapley formula v(empty) and v(grand) each enter every player's value with
+    weight 1/n (as the first and as the last member), so this is an exact, uniform
+    shift: the values of the game that equals the surrogate everywhere but at the two
+    measured endpoints. Ranks do not change; efficiency then holds exactly. An endpoint
+    that was not measured is left as the trees have it.
+    """
+    shift = 0.0
+    if np.isfinite(v_empty):
+        shift += f_empty - v_empty
+    if np.isfinite(v_grand):
+        shift += v_grand - f_grand
+    return values + shift / len(values)
+
+
 def measured_endpoints(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Mean measured utility of the empty and the grand coalition (NaN if absent)."""
     size = x.sum(1)
@@ -86,12 +103,17 @@ def attribute(x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: i
     model = _regressor(params, seed, threads).fit(x, y)
     values, f_empty, f_grand = tree_shapley(model, n)
     v_empty, v_grand = measured_endpoints(x, y)
+    raw_gap = float(values.sum() - (v_grand - v_empty))
+    anchor = cfg["anchor_endpoints"]
+    if anchor:
+        values = anchor_endpoints(values, f_empty, f_grand, v_empty, v_grand)
 
     rng = np.random.default_rng(seed)
     boot = np.empty((cfg["bootstrap"], n))
     for b in range(cfg["bootstrap"]):
         rows = rng.integers(0, len(y), len(y))
-        boot[b] = tree_shapley(_regressor(params, seed + b + 1, threads).fit(x[rows], y[rows]), n)[0]
+        b_values, b_empty, b_grand = tree_shapley(_regressor(params, seed + b + 1, threads).fit(x[rows], y[rows]), n)
+        boot[b] = anchor_endpoints(b_values, b_empty, b_grand, v_empty, v_grand) if anchor else b_values
         if progress is not None and (b + 1) % max(1, cfg["bootstrap"] // 5) == 0:
             progress(f"bootstrap {b + 1}/{cfg['bootstrap']}")
     alpha = (1 - cfg["ci_level"]) / 2
@@ -119,8 +141,9 @@ def attribute(x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: i
         "measured_empty": v_empty,
         "measured_grand": v_grand,
         "sum_values": float(values.sum()),
-        # How far the values' sum is from the measured v(grand) - v(empty).
-        "efficiency_gap": float(values.sum() - (v_grand - v_empty)),
+        # How far the trees' values sum from the measured v(grand) - v(empty), before anchoring.
+        "efficiency_gap": raw_gap,
+        "anchored_endpoints": bool(anchor),
         "ci_level": cfg["ci_level"],
         "bootstrap": cfg["bootstrap"],
         "top_k": cfg["top_k"],

@@ -12,6 +12,8 @@ rule attribute:
     threads: 1
     log:
         log_path("attribute", KEYS["attribution"], "{metric}"),
+    benchmark:
+        benchmark_path("attribute", KEYS["attribution"], "{metric}"),
     script:
         "../scripts/attribute.py"
 

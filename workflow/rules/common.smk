@@ -29,6 +29,11 @@ def log_path(rule_name, *parts):
     return "logs/" + "/".join((rule_name,) + parts) + ".log"
 
 
+def benchmark_path(rule_name, *parts):
+    """Snakemake's per-job wall time and peak memory (max_rss, MB), beside the logs."""
+    return "logs/benchmarks/" + "/".join((rule_name,) + parts) + ".tsv"
+
+
 scattergather:
     pool=config["generation"]["shards"],
     coalition_shard=config["game"]["per_coalition"]["shards"],

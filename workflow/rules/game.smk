@@ -14,6 +14,8 @@ if config["game"]["mode"] == "pooled":
             cfg=section("utilities"),
         log:
             log_path("pooled_utilities", KEYS["utilities"]),
+        benchmark:
+            benchmark_path("pooled_utilities", KEYS["utilities"]),
         script:
             "../scripts/pooled_utilities.py"
 
@@ -39,6 +41,8 @@ else:
             gpu=0,
         log:
             log_path("per_coalition_utilities", KEYS["utilities"], "{scatteritem}"),
+        benchmark:
+            benchmark_path("per_coalition_utilities", KEYS["utilities"], "{scatteritem}"),
         script:
             "../scripts/per_coalition_utilities.py"
 
@@ -71,6 +75,8 @@ rule proxy_check_shard:
     threads: 1
     log:
         log_path("proxy_check_shard", KEYS["proxy_check"], "{scatteritem}"),
+    benchmark:
+        benchmark_path("proxy_check_shard", KEYS["proxy_check"], "{scatteritem}"),
     script:
         "../scripts/per_coalition_utilities.py"
 

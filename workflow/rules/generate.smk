@@ -11,6 +11,8 @@ rule generate_pool:
     threads: 1
     log:
         log_path("generate_pool", KEYS["pool"], "{scatteritem}"),
+    benchmark:
+        benchmark_path("generate_pool", KEYS["pool"], "{scatteritem}"),
     script:
         "../scripts/generate_pool.py"
 
@@ -26,5 +28,7 @@ rule extract_features:
         marker_size=config["data"]["digits"]["marker_size"],
     log:
         log_path("extract_features", KEYS["features"], "{scatteritem}"),
+    benchmark:
+        benchmark_path("extract_features", KEYS["features"], "{scatteritem}"),
     script:
         "../scripts/extract_features.py"

@@ -7,6 +7,8 @@ rule train_classifier:
     threads: 1
     log:
         log_path("train_classifier", KEYS["classifier"]),
+    benchmark:
+        benchmark_path("train_classifier", KEYS["classifier"]),
     script:
         "../scripts/train_classifier.py"
 
@@ -35,5 +37,7 @@ if not config["model"]["path"]:
         threads: 2
         log:
             log_path("train_model", KEYS["model"]),
+        benchmark:
+            benchmark_path("train_model", KEYS["model"]),
         script:
             "../scripts/train_model.py"

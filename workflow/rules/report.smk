@@ -14,5 +14,7 @@ rule report:
         stage_keys=KEYS,
     log:
         log_path("report", config["run"]),
+    benchmark:
+        benchmark_path("report", config["run"]),
     script:
         "../scripts/report.py"
