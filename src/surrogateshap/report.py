@@ -27,6 +27,12 @@ pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.85em}.note{color:#55
 """
 
 
+EMPTY_COALITION_TEXT = {
+    "unconditional": "v(empty) is the model's unconditional generation (the null class). ",
+    "noise": "v(empty) is what a model that learned nothing outputs: the sampler's starting noise. ",
+}
+
+
 def _esc(value) -> str:
     return html.escape(str(value), quote=True)
 
@@ -120,7 +126,7 @@ def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str
         f"<p>{len(names)} contributors, {len(utilities)} coalitions, proxy game mode "
         f"<b>{_esc(config['game']['mode'])}</b>. Shapley values from an XGBoost surrogate of the utility "
         "(interventional TreeSHAP, the empty coalition as baseline, the grand coalition explained). "
-        "v(empty) is the model's unconditional generation (the null class). "
+        + EMPTY_COALITION_TEXT[config["game"]["empty_coalition"]] +
         "Rank 1 is the contributor that raises the metric most; whether raising it is good depends on the "
         "metric's direction, stated with each metric.</p>")
     if planted:
@@ -157,7 +163,9 @@ def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str
         diag_rows = {
             "out-of-fold R²": diag["oof_r2"], "coalitions": diag["n_coalitions"],
             "sum of values": diag["sum_values"], "measured v(grand) − v(empty)": diag["measured_grand"] - diag["measured_empty"],
-            "efficiency gap": diag["efficiency_gap"], "surrogate parameters": json.dumps(diag["params"], sort_keys=True),
+            "efficiency gap of the trees": diag["efficiency_gap"],
+            "measured endpoints replace the trees' f(∅), f(N)": "yes (exact uniform shift)" if diag["anchored_endpoints"] else "no",
+            "surrogate parameters": json.dumps(diag["params"], sort_keys=True),
             "fit seconds": diag["seconds"],
         }
         parts.append("<h3>Surrogate diagnostics</h3>" + _table_html(
