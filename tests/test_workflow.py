@@ -138,3 +138,22 @@ def test_coalition_table_with_unknown_contributor(run_dir):
     assert result.returncode != 0
     logs = "".join(p.read_text() for p in (run_dir / "logs/draw_coalitions").glob("*.log"))
     assert "'mallory'" in logs and "mine.parquet" in logs
+
+
+def test_user_checkpoint_skips_training(run_dir):
+    model = next((run_dir / "results/cache/model").glob("*/model"))
+    extra = _extra(run_dir, "checkpoint", {"model": {"path": str(model)}})
+    jobs = planned_jobs(run_dir, "--configfile", SMALL, extra)
+    assert "train_model" not in jobs and jobs.get("generate_pool") == 2, jobs
+
+
+def test_per_coalition_mode_runs_end_to_end(run_dir):
+    extra = _extra(run_dir, "per_coalition", {"run": "per_coalition", "game": {"mode": "per_coalition",
+                                              "per_coalition": {"samples": 32, "shards": 2}},
+                                              "coalitions": {"count": 24}})
+    snakemake(run_dir, "--configfile", SMALL, extra)
+    utilities = pd.read_parquet(run_dir / "results/per_coalition/utilities.parquet")
+    assert len(utilities) == 24 and utilities["coalition"].tolist() == list(range(24))
+    assert np.isfinite(utilities[["frechet_distance", "marker_rate"]].to_numpy()).all()
+    marker = pd.read_parquet(run_dir / "results/per_coalition/attributions/marker_rate.parquet")
+    assert sorted(marker["rank"]) == list(range(1, 21))
