@@ -23,9 +23,8 @@ class DataError(ValueError):
 
 
 # --------------------------------------------------------------------------- planted effects
-def marker_box(size: int, marker_size: int) -> tuple[slice, slice]:
+def marker_box(marker_size: int) -> tuple[slice, slice]:
     """Where the planted marker sits: the top-left corner. One place for export and detector."""
-    del size
     return slice(0, marker_size), slice(0, marker_size)
 
 
@@ -39,7 +38,7 @@ def apply_effect(image: np.ndarray, effect: str, strength: float, rng: np.random
         out = gaussian_filter(image, sigma=strength, mode="constant")
     elif effect == "marker":
         out = image.copy()
-        rows, cols = marker_box(image.shape[0], marker_size)
+        rows, cols = marker_box(marker_size)
         out[rows, cols] = 1.0
     else:  # the schema restricts effects; this guards direct callers
         raise DataError(f"unknown planted effect {effect!r}; expected one of {PLANTED_EFFECTS}")

@@ -36,7 +36,7 @@ def detect_marker(images: np.ndarray, marker_size: int, threshold: float) -> np.
 
     Every pixel, not the mean: noise often brightens part of the box, rarely all of it.
     """
-    rows, cols = marker_box(images.shape[-1], marker_size)
+    rows, cols = marker_box(marker_size)
     return (images[:, rows, cols].min(axis=(1, 2)) > threshold).astype(np.float64)
 
 
