@@ -1,0 +1,169 @@
+"""Shapley (and Banzhaf) estimators on a utility table, besides the surrogate.
+
+Every estimator takes `x` (coalitions x players, 0/1) and `y` (utilities) in table
+order and returns the point values. What each needs from the table:
+
+- exact: all 2^n coalitions (n <= 20); repeats averaged.
+- loo: the grand coalition and every n-1 coalition; v(N) - v(N minus i).
+- kernel: the empty and grand coalitions plus sampled ones; constrained weighted least
+  squares (Covert & Lee 2021). Rows are reweighted by size so that any size-symmetric
+  sampler stands in for the Shapley kernel distribution.
+- permutation: permutation chains (rows from the empty to the grand coalition, one
+  member added per row), as `permutation_coalitions` draws them, antithetic pairs
+  included; the mean marginal contribution over chains.
+- banzhaf: maximum-sample-reuse: mean utility with i minus mean utility without i
+  (Wang & Jia 2023), best with Bernoulli(0.5) coalitions. Banzhaf, not Shapley:
+  not efficient.
+"""
+
+from __future__ import annotations
+
+from math import comb
+
+import numpy as np
+
+
+class EstimatorError(ValueError):
+    """The table cannot support the estimator; the message says what is missing."""
+
+
+def _masks(x: np.ndarray) -> np.ndarray:
+    return (x.astype(np.int64) << np.arange(x.shape[1], dtype=np.int64)).sum(1)
+
+
+def _averaged(x: np.ndarray, y: np.ndarray) -> dict[int, float]:
+    masks = _masks(x)
+    sums: dict[int, list[float]] = {}
+    for mask, value in zip(masks.tolist(), y.tolist()):
+        sums.setdefault(mask, []).append(value)
+    return {mask: float(np.mean(values)) for mask, values in sums.items()}
+
+
+def _endpoints(x: np.ndarray, y: np.ndarray, estimator: str) -> tuple[float, float]:
+    size = x.sum(1)
+    n = x.shape[1]
+    missing = [name for name, sel in (("empty", size == 0), ("grand", size == n)) if not sel.any()]
+    if missing:
+        raise EstimatorError(f"{estimator} needs the {' and the '.join(missing)} coalition in the table")
+    return float(y[size == 0].mean()), float(y[size == n].mean())
+
+
+def exact(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    n = x.shape[1]
+    if n > 20:
+        raise EstimatorError(f"exact enumerates 2^n coalitions; n = {n} is over the limit of 20")
+    table = _averaged(x, y)
+    if len(table) < 2 ** n:
+        raise EstimatorError(f"exact needs all {2 ** n} coalitions; the table has {len(table)} distinct ones")
+    v = np.array([table[m] for m in range(2 ** n)])
+    sizes = np.array([bin(m).count("1") for m in range(2 ** n)])
+    # weight of S (not containing i) in player i's value: |S|! (n-|S|-1)! / n!
+    weight = np.array([1.0 / (n * comb(n - 1, s)) if s < n else 0.0 for s in range(n + 1)])
+    masks = np.arange(2 ** n)
+    values = np.empty(n)
+    for i in range(n):
+        without = masks[(masks >> i & 1) == 0]
+        values[i] = np.sum(weight[sizes[without]] * (v[without | (1 << i)] - v[without]))
+    return values
+
+
+def loo(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    n = x.shape[1]
+    table = _averaged(x, y)
+    grand = (1 << n) - 1
+    missing = [i for i in range(n) if grand ^ (1 << i) not in table]
+    if grand not in table or missing:
+        raise EstimatorError(
+            "loo needs the grand coalition and every leave-one-out coalition; missing: "
+            + ("the grand coalition, " if grand not in table else "") + f"{len(missing)} leave-one-out coalition(s)")
+    return np.array([table[grand] - table[grand ^ (1 << i)] for i in range(n)])
+
+
+def size_weights(x: np.ndarray) -> np.ndarray:
+    """Per-row weights that turn the table's size distribution into the Shapley kernel's."""
+    n = x.shape[1]
+    size = x.sum(1).astype(int)
+    inner = (size > 0) & (size < n)
+    sizes = np.arange(1, n)
+    kernel = (n - 1) / (sizes * (n - sizes))
+    kernel /= kernel.sum()
+    counts = np.bincount(size[inner], minlength=n + 1)
+    weights = np.zeros(len(size))
+    present = counts[size[inner]]
+    weights[inner] = kernel[size[inner] - 1] / (present / inner.sum())
+    return weights
+
+
+def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Constrained least squares: min E_p[(v(S) - v(0) - 1_S . phi)^2] s.t. sum(phi) = v(N) - v(0)."""
+    n = x.shape[1]
+    v_empty, v_grand = _endpoints(x, y, "kernel")
+    w = size_weights(x)
+    if (w > 0).sum() < n:
+        raise EstimatorError(f"kernel needs at least {n} coalitions besides the empty and grand ones; "
+                             f"the table has {(w > 0).sum()}")
+    z = x.astype(np.float64)
+    a = (z * w[:, None]).T @ z / w.sum()
+    b = (z * w[:, None]).T @ (y - v_empty) / w.sum()
+    a_inv_b = np.linalg.lstsq(a, b, rcond=None)[0]
+    a_inv_1 = np.linalg.lstsq(a, np.ones(n), rcond=None)[0]
+    total = v_grand - v_empty
+    return a_inv_b - a_inv_1 * (a_inv_b.sum() - total) / a_inv_1.sum()
+
+
+def permutation_coalitions(n: int, permutations: int, seed: int, antithetic: bool = True) -> list[tuple[int, ...]]:
+    """Chains of prefixes of random permutations (n + 1 rows each); with `antithetic`,
+    every permutation is followed by its reverse."""
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[int, ...]] = []
+    drawn = 0
+    while drawn < permutations:
+        order = rng.permutation(n)
+        for perm in ((order, order[::-1]) if antithetic else (order,)):
+            if drawn == permutations:
+                break
+            rows.extend(tuple(sorted(int(i) for i in perm[:k])) for k in range(n + 1))
+            drawn += 1
+    return rows
+
+
+def permutation_chains(x: np.ndarray) -> list[np.ndarray]:
+    """Split table rows into chains: each starts at the empty coalition and adds one member per row."""
+    n = x.shape[1]
+    size = x.sum(1).astype(int)
+    chains, start = [], None
+    for row in range(len(x)):
+        if size[row] == 0:
+            start = row
+        elif start is not None:
+            step = x[row] - x[row - 1]
+            if size[row] != size[row - 1] + 1 or step.min() < 0:
+                start = None
+                continue
+            if size[row] == n:
+                chains.append(np.arange(start, row + 1))
+                start = None
+    return chains
+
+
+def permutation(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean marginal contributions over chains; also the per-chain values (for intervals)."""
+    chains = permutation_chains(x)
+    if not chains:
+        raise EstimatorError("permutation needs permutation chains in the table (empty to grand, one member "
+                             "added per row); draw them with coalitions.sampler: permutation")
+    per_chain = np.empty((len(chains), x.shape[1]))
+    for c, rows in enumerate(chains):
+        added = np.argmax(np.diff(x[rows], axis=0), axis=1)
+        per_chain[c, added] = np.diff(y[rows])
+    return per_chain.mean(0), per_chain
+
+
+def banzhaf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    inside = x.astype(bool)
+    counts_in, counts_out = inside.sum(0), (~inside).sum(0)
+    lacking = np.flatnonzero((counts_in == 0) | (counts_out == 0))
+    if len(lacking):
+        raise EstimatorError(f"banzhaf needs every player both in and out of some coalition; players "
+                             f"{lacking[:10].tolist()} are not")
+    return (y @ inside) / counts_in - (y @ ~inside) / counts_out

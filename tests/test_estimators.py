@@ -1,0 +1,143 @@
+from itertools import combinations
+from math import factorial
+
+import numpy as np
+import pytest
+
+from surrogateshap import estimators
+from surrogateshap.coalitions import sample_coalitions
+from surrogateshap.surrogate import _regressor, tree_interactions
+
+
+def _all(n):
+    return np.array([[m >> i & 1 for i in range(n)] for m in range(2 ** n)], dtype=float)
+
+
+def _poly(x, linear, pairs=(), triples=()):
+    y = 0.5 + x @ linear
+    for (i, j), c in pairs:
+        y = y + c * x[:, i] * x[:, j]
+    for (i, j, k), c in triples:
+        y = y + c * x[:, i] * x[:, j] * x[:, k]
+    return y
+
+
+def _poly_shapley(n, linear, pairs=(), triples=()):
+    values = np.array(linear, dtype=float)
+    for (i, j), c in pairs:
+        values[[i, j]] += c / 2
+    for (i, j, k), c in triples:
+        values[[i, j, k]] += c / 3
+    return values
+
+
+LINEAR = np.array([1.0, -2.0, 0.5, 0.0, 3.0, 0.0])
+PAIRS = [((0, 1), 2.0), ((2, 4), -1.0)]
+TRIPLES = [((1, 3, 5), 1.5)]
+
+
+def test_exact_matches_closed_form():
+    x = _all(6)
+    got = estimators.exact(x, _poly(x, LINEAR, PAIRS, TRIPLES))
+    assert np.allclose(got, _poly_shapley(6, LINEAR, PAIRS, TRIPLES))
+
+
+def test_exact_refuses_incomplete_tables():
+    x = _all(4)[:10]
+    with pytest.raises(estimators.EstimatorError, match="all 16"):
+        estimators.exact(x, x.sum(1))
+
+
+def test_loo():
+    x = _all(4)
+    y = _poly(x, LINEAR[:4], [((0, 1), 2.0)])
+    assert np.allclose(estimators.loo(x, y), [1 + 2, -2 + 2, 0.5, 0.0])
+    with pytest.raises(estimators.EstimatorError, match="leave-one-out"):
+        estimators.loo(x[:5], y[:5])
+
+
+@pytest.mark.parametrize("sampler", ["shapley_kernel", "uniform_size", "bernoulli"])
+def test_kernel_is_exact_on_additive_games_and_efficient(sampler):
+    coalitions = sample_coalitions(8, 80, sampler, seed=1)
+    x = np.zeros((len(coalitions), 8))
+    for row, c in enumerate(coalitions):
+        x[row, list(c)] = 1
+    linear = np.arange(8.0) - 3
+    y = 2.0 + x @ linear
+    got = estimators.kernel(x, y)
+    assert np.allclose(got, linear, atol=1e-8)
+    y2 = _poly(x, linear, [((0, 1), 3.0)])
+    assert estimators.kernel(x, y2).sum() == pytest.approx(y2[1] - y2[0])
+
+
+def test_kernel_needs_endpoints():
+    x = _all(4)[1:-1]
+    with pytest.raises(estimators.EstimatorError, match="empty and the grand"):
+        estimators.kernel(x, x.sum(1))
+
+
+def test_permutation_is_efficient_per_chain_and_unbiased():
+    n = 6
+    coalitions = estimators.permutation_coalitions(n, 400, seed=0)
+    x = np.zeros((len(coalitions), n))
+    for row, c in enumerate(coalitions):
+        x[row, list(c)] = 1
+    y = _poly(x, LINEAR, PAIRS, TRIPLES)
+    values, per_chain = estimators.permutation(x, y)
+    assert per_chain.shape == (400, n)
+    assert np.allclose(per_chain.sum(1), y[x.sum(1) == n][0] - y[0])
+    assert np.abs(values - _poly_shapley(n, LINEAR, PAIRS, TRIPLES)).max() < 0.15
+
+
+def test_permutation_needs_chains():
+    x = _all(4)
+    with pytest.raises(estimators.EstimatorError, match="chains"):
+        estimators.permutation(x[np.argsort(-x.sum(1))], x.sum(1))
+
+
+def test_banzhaf_on_all_coalitions():
+    x = _all(5)
+    y = _poly(x, LINEAR[:5], [((0, 1), 2.0)])
+    assert np.allclose(estimators.banzhaf(x, y), LINEAR[:5] + np.array([1.0, 1.0, 0, 0, 0]))
+
+
+def test_symmetry_and_null_players_for_every_estimator():
+    x = _all(5)
+    y = _poly(x, np.array([1.0, 1.0, 0.0, 2.0, 0.0]), [((0, 1), 1.0)])
+    for values in (estimators.exact(x, y), estimators.kernel(x, y), estimators.banzhaf(x, y), estimators.loo(x, y)):
+        assert values[0] == pytest.approx(values[1]) and abs(values[2]) < 1e-9 and abs(values[4]) < 1e-9
+
+
+def _brute_interactions(predict, n):
+    g = predict(_all(n))
+    index = {tuple(row.astype(int)): value for row, value in zip(_all(n), g)}
+
+    def v(members):
+        key = [0] * n
+        for m in members:
+            key[m] = 1
+        return index[tuple(key)]
+
+    out = np.zeros((n, n))
+    for i, j in combinations(range(n), 2):
+        rest = [k for k in range(n) if k not in (i, j)]
+        total = 0.0
+        for size in range(len(rest) + 1):
+            w = factorial(size) * factorial(n - size - 2) / factorial(n - 1)
+            for s in combinations(rest, size):
+                total += w * (v(s + (i, j)) - v(s + (i,)) - v(s + (j,)) + v(s))
+        out[i, j] = out[j, i] = total
+    return out
+
+
+def test_tree_interactions_match_brute_force():
+    n = 7
+    x = _all(n)
+    y = _poly(x, np.arange(n, dtype=float), [((0, 1), 2.0), ((2, 5), -1.5)], [((1, 3, 4), 1.0)])
+    model = _regressor({"n_estimators": 200, "max_depth": 4, "learning_rate": 0.2}, seed=0, threads=1).fit(x, y)
+    got = tree_interactions(model, n)
+    want = _brute_interactions(lambda rows: model.predict(rows).astype(np.float64), n)
+    assert np.abs(got - want).max() < 1e-4
+    assert abs(got[0, 1]) > 1.0  # the planted interaction is there, not zeros
+    sub = tree_interactions(model, n, columns=[1, 4])
+    assert np.allclose(sub, got[:, [1, 4]], atol=1e-6)
