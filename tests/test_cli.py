@@ -38,3 +38,36 @@ def test_unknown_contributor_and_missing_metric_are_named(tmp_path, capsys):
     assert "'mallory'" in capsys.readouterr().err
     assert main(args + ["--metric", "nope"]) == 2
     assert "'nope'" in capsys.readouterr().err
+
+
+def test_every_estimator_and_interactions(tmp_path):
+    from surrogateshap.estimators import permutation_coalitions
+
+    names = ["a", "b", "c", "d", "e"]
+    pd.DataFrame({"contributor": names}).to_parquet(tmp_path / "c.parquet")
+    linear = np.array([1.0, -1.0, 0.5, 2.0, 0.0])
+
+    def utility(members):
+        idx = [names.index(m) for m in members]
+        return float(linear[idx].sum() + (3.0 if {"a", "b"} <= set(members) else 0.0))
+
+    everything = [[names[i] for i in range(5) if m >> i & 1] for m in range(32)]
+    chains = [[names[i] for i in c] for c in permutation_coalitions(5, 40, seed=0)]
+    for label, members in (("all", everything), ("chains", chains)):
+        pd.DataFrame({"members": members, "u": [utility(m) for m in members]}).to_parquet(tmp_path / f"{label}.parquet")
+    truth = linear + np.array([1.5, 1.5, 0, 0, 0])
+    for estimator, table in (("exact", "all"), ("kernel", "all"), ("loo", "all"), ("banzhaf", "all"),
+                             ("permutation", "chains"), ("surrogate", "all")):
+        out = tmp_path / f"{estimator}.parquet"
+        extra = ["--interactions", str(tmp_path / "pairs.parquet")] if estimator == "surrogate" else []
+        assert main(["attribute", "--contributors", str(tmp_path / "c.parquet"), "--utilities",
+                     str(tmp_path / f"{table}.parquet"), "--metric", "u", "--estimator", estimator,
+                     "--out", str(out)] + extra) == 0
+        values = pd.read_parquet(out).set_index("contributor").loc[names, "shapley"].to_numpy()
+        if estimator in ("exact", "kernel", "surrogate"):
+            assert np.allclose(values, truth, atol=0.05), (estimator, values)
+        assert read_table_metadata(out)["estimator"] == estimator
+    pairs = pd.read_parquet(tmp_path / "pairs.parquet")
+    assert len(pairs) == 10
+    top = pairs.iloc[0]
+    assert {top["contributor_i"], top["contributor_j"]} == {"a", "b"} and abs(top["interaction"] - 3.0) < 0.1

@@ -48,11 +48,14 @@ def test_same_seed_same_numbers():
     assert a.equals(b)
 
 
-def test_nan_utilities_are_refused():
+@pytest.mark.parametrize("estimator", ["surrogate", "kernel", "banzhaf"])
+def test_nan_utilities_are_refused(estimator):
+    from surrogateshap.estimators import attribute as attribute_with
+
     x, y = _game(5, np.ones(5))
     y[3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        attribute(x, y, list("abcde"), CFG, seed=0)
+        attribute_with(estimator, x, y, list("abcde"), CFG, seed=0)
 
 
 def test_anchoring_makes_efficiency_exact_and_keeps_ranks():

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import coalitions as coal
-from . import surrogate
+from . import estimators, surrogate
 from .io import write_table
 
 DEFAULT_SURROGATE = {
@@ -33,32 +33,43 @@ def read_contributors(path: str) -> list[str]:
 
 
 def read_utilities(path: str, metric: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Indicators and utilities; repeated coalitions are averaged."""
+    """Indicators and utilities in table order (repeats kept)."""
     table = pd.read_parquet(path)
     for column in ("members", metric):
         if column not in table.columns:
             raise ValueError(f"{path}: no column {column!r} (columns: {list(table.columns)})")
     x = coal.indicator_matrix(table["members"], names, source=path)
     y = pd.to_numeric(table[metric], errors="coerce").to_numpy(np.float64)
-    keys = [row.tobytes() for row in x.astype(np.uint8)]
-    frame = pd.DataFrame({"key": keys, "y": y})
-    mean = frame.groupby("key", sort=False)["y"].mean()
-    x_unique = np.array([np.frombuffer(k, dtype=np.uint8) for k in mean.index], dtype=np.float32)
-    return x_unique, mean.to_numpy()
+    return x, y
+
+
+def average_repeats(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One row per distinct coalition, its utility the mean of its repeats."""
+    unique, inverse = np.unique(x.astype(np.uint8), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    return unique.astype(np.float32), np.bincount(inverse, weights=y) / np.bincount(inverse)
 
 
 def cmd_attribute(args) -> int:
     names = read_contributors(args.contributors)
     x, y = read_utilities(args.utilities, args.metric, names)
-    if args.estimator != "surrogate":
-        raise ValueError(f"estimator {args.estimator!r} is not available yet; use 'surrogate'")
+    if args.estimator != "permutation":  # permutation reads chains in table order
+        x, y = average_repeats(x, y)
     cfg = dict(DEFAULT_SURROGATE)
     if args.config:
         cfg.update(json.loads(Path(args.config).read_text()))
-    values, diagnostics = surrogate.attribute(x, y, names, cfg, args.seed)
+    values, diagnostics = estimators.attribute(args.estimator, x, y, names, cfg, args.seed)
     write_table(args.out, values, metadata=diagnostics)
     print(values.to_string(index=False))
     print(json.dumps(diagnostics, indent=2, default=str))
+    if args.interactions:
+        if args.estimator != "surrogate":
+            raise ValueError("--interactions needs --estimator surrogate")
+        ordered = values.set_index("contributor").loc[names, "shapley"].to_numpy()
+        pairs = surrogate.interaction_table(x, y, names, diagnostics["params"], args.seed, cfg["threads"], ordered)
+        write_table(args.interactions, pairs)
+        print(f"strongest interactions ({args.interactions}):")
+        print(pairs.head(10).to_string(index=False))
     return 0
 
 
@@ -69,10 +80,11 @@ def main(argv=None) -> int:
     attr.add_argument("--contributors", required=True, help="CSV or Parquet with a 'contributor' column")
     attr.add_argument("--utilities", required=True, help="Parquet: 'members' and one column per metric")
     attr.add_argument("--metric", required=True)
-    attr.add_argument("--estimator", default="surrogate")
+    attr.add_argument("--estimator", default="surrogate", choices=estimators.ESTIMATORS)
     attr.add_argument("--out", required=True, help="Parquet output")
     attr.add_argument("--seed", type=int, default=0)
     attr.add_argument("--config", help="JSON file overriding surrogate settings")
+    attr.add_argument("--interactions", help="Parquet output of the surrogate's pairwise interaction values")
     attr.set_defaults(func=cmd_attribute)
     args = parser.parse_args(argv)
     try:

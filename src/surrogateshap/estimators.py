@@ -167,3 +167,54 @@ def banzhaf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise EstimatorError(f"banzhaf needs every player both in and out of some coalition; players "
                              f"{lacking[:10].tolist()} are not")
     return (y @ inside) / counts_in - (y @ ~inside) / counts_out
+
+
+ESTIMATORS = ("surrogate", "kernel", "permutation", "banzhaf", "loo", "exact")
+
+
+def attribute(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: int, progress=None):
+    """Attribution table and diagnostics for any estimator; `x`, `y` in table order.
+
+    Intervals: the surrogate, kernel and banzhaf bootstrap over coalitions (rows);
+    permutation bootstraps over chains; exact and loo are deterministic functions of
+    the table and report no interval.
+    """
+    import time
+
+    from . import surrogate
+
+    if estimator not in ESTIMATORS:
+        raise EstimatorError(f"unknown estimator {estimator!r}; expected one of {ESTIMATORS}")
+    if not np.all(np.isfinite(y)):
+        bad = np.flatnonzero(~np.isfinite(y))[:10].tolist()
+        raise EstimatorError(f"utilities contain NaN or infinite values (rows {bad})")
+    if estimator == "surrogate":
+        return surrogate.attribute(x, y, names, cfg, seed, progress=progress)
+    started = time.time()
+    rng = np.random.default_rng(seed)
+    replicates = cfg["bootstrap"]
+    boot = np.empty((0, x.shape[1]))
+    if estimator == "permutation":
+        values, per_chain = permutation(x, y)
+        picks = rng.integers(0, len(per_chain), size=(replicates, len(per_chain)))
+        boot = per_chain[picks].mean(1) if replicates else boot
+    else:
+        point = {"kernel": kernel, "banzhaf": banzhaf, "loo": loo, "exact": exact}[estimator]
+        values = point(x, y)
+        if estimator in ("kernel", "banzhaf") and replicates:
+            size = x.sum(1)
+            fixed = np.flatnonzero((size == 0) | (size == x.shape[1]))  # keep the endpoints in every replicate
+            rest = np.setdiff1d(np.arange(len(y)), fixed)
+            boot = np.array([point(x[rows], y[rows]) for rows in
+                             (np.concatenate([fixed, rng.choice(rest, len(rest))]) for _ in range(replicates))])
+    table = surrogate.ranked_table(names, values, *surrogate.bootstrap_intervals(boot, cfg["ci_level"], cfg["top_k"]))
+    v_empty, v_grand = surrogate.measured_endpoints(x, y)
+    diagnostics = {
+        "estimator": estimator, "n_coalitions": int(len(y)), "n_contributors": int(x.shape[1]),
+        "measured_empty": v_empty, "measured_grand": v_grand, "sum_values": float(values.sum()),
+        "efficiency_gap": float(values.sum() - (v_grand - v_empty)),
+        "efficient": estimator in ("kernel", "permutation", "exact"),
+        "ci_level": cfg["ci_level"], "bootstrap": int(len(boot)), "top_k": cfg["top_k"],
+        "seconds": time.time() - started,
+    }
+    return table, diagnostics

@@ -91,11 +91,30 @@ def measured_endpoints(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return (float(empty.mean()) if len(empty) else float("nan"), float(grand.mean()) if len(grand) else float("nan"))
 
 
+def bootstrap_intervals(boot: np.ndarray, level: float, top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Percentile intervals and P(rank <= top_k) from bootstrap replicates (replicates x players)."""
+    if not len(boot):
+        empty = np.full(boot.shape[1], np.nan)
+        return empty, empty, empty
+    alpha = (1 - level) / 2
+    low, high = np.quantile(boot, [alpha, 1 - alpha], axis=0)
+    ranks = (-boot).argsort(1).argsort(1) + 1
+    return low, high, (ranks <= top_k).mean(0)
+
+
+def ranked_table(names: list[str], values: np.ndarray, low, high, p_top) -> pd.DataFrame:
+    """The attribution table, sorted by rank (1 = raises the utility most)."""
+    n = len(values)
+    order = np.argsort(-values, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(1, n + 1)
+    return pd.DataFrame({
+        "contributor": names, "shapley": values, "ci_low": low, "ci_high": high, "rank": rank, "p_top_k": p_top,
+    }).sort_values("rank", kind="stable").reset_index(drop=True)
+
+
 def attribute(x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: int, progress=None) -> tuple[pd.DataFrame, dict]:
     """Shapley values with bootstrap intervals and diagnostics for one metric."""
-    if not np.all(np.isfinite(y)):
-        bad = np.flatnonzero(~np.isfinite(y))[:10].tolist()
-        raise ValueError(f"utilities contain NaN or infinite values (rows {bad}); the surrogate cannot be fitted")
     n = x.shape[1]
     threads = cfg["threads"]
     started = time.time()
@@ -116,20 +135,7 @@ def attribute(x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: i
         boot[b] = anchor_endpoints(b_values, b_empty, b_grand, v_empty, v_grand) if anchor else b_values
         if progress is not None and (b + 1) % max(1, cfg["bootstrap"] // 5) == 0:
             progress(f"bootstrap {b + 1}/{cfg['bootstrap']}")
-    alpha = (1 - cfg["ci_level"]) / 2
-    if len(boot):
-        low, high = np.quantile(boot, [alpha, 1 - alpha], axis=0)
-        boot_ranks = (-boot).argsort(1).argsort(1) + 1
-        p_top = (boot_ranks <= cfg["top_k"]).mean(0)
-    else:
-        low = high = p_top = np.full(n, np.nan)
-    order = np.argsort(-values, kind="stable")
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(1, n + 1)
-    table = pd.DataFrame({
-        "contributor": names, "shapley": values, "ci_low": low, "ci_high": high, "rank": rank,
-        "p_top_k": p_top,
-    }).sort_values("rank", kind="stable").reset_index(drop=True)
+    table = ranked_table(names, values, *bootstrap_intervals(boot, cfg["ci_level"], cfg["top_k"]))
     diagnostics = {
         "estimator": "surrogate",
         "params": params,
@@ -175,3 +181,22 @@ def tree_interactions(model, n: int, columns: list[int] | None = None) -> np.nda
     always_out = np.asarray(from_empty.shap_values(x_without), dtype=np.float64)
     always_in = -np.asarray(from_grand.shap_values(base_with), dtype=np.float64)
     return (always_in - always_out).T
+
+
+def interaction_table(x: np.ndarray, y: np.ndarray, names: list[str], params: dict, seed: int, threads: int,
+                      values: np.ndarray, max_columns: int = 64) -> pd.DataFrame:
+    """Pairwise interaction values of the surrogate refitted with `params` (same seed: the same trees),
+    for all pairs, or the pairs that involve the `max_columns` contributors with the largest |value|."""
+    model = _regressor(params, seed, threads).fit(x, y)
+    n = len(names)
+    columns = list(range(n)) if n <= max_columns else np.argsort(-np.abs(values))[:max_columns].tolist()
+    matrix = tree_interactions(model, n, columns)
+    seen, rows = set(), []
+    for col, j in enumerate(columns):
+        for i in range(n):
+            pair = (min(i, j), max(i, j))
+            if i != j and pair not in seen:
+                seen.add(pair)
+                rows.append((names[pair[0]], names[pair[1]], float(matrix[i, col])))
+    table = pd.DataFrame(rows, columns=["contributor_i", "contributor_j", "interaction"])
+    return table.iloc[np.argsort(-table["interaction"].abs().to_numpy(), kind="stable")].reset_index(drop=True)
