@@ -16,7 +16,7 @@ from .io import write_table
 
 DEFAULT_SURROGATE = {
     "params": {"n_estimators": 300, "subsample": 1.0, "min_child_weight": 1},
-    "grid": {"max_depth": [2, 3, 4], "learning_rate": [0.05, 0.1]},
+    "grid": {"max_depth": [2, 3, 4], "learning_rate": [0.05, 0.1], "base": ["none", "linear"]},
     "cv_folds": 5, "bootstrap": 30, "ci_level": 0.9, "top_k": 3, "threads": 1, "anchor_endpoints": True,
 }
 

@@ -24,6 +24,50 @@ def _regressor(params: dict, seed: int, threads: int):
         objective="reg:squarederror", tree_method="hist", random_state=seed, n_jobs=threads, **params)
 
 
+class SurrogateModel:
+    """XGBoost trees, optionally on top of an additive (ridge) base learner.
+
+    With `base: linear` in the parameters, a ridge regression on the indicators takes
+    the additive part and the trees fit its residuals; the Shapley value of the
+    additive part from the empty coalition to the grand one is just its coefficient,
+    so the values are coef + TreeSHAP(trees). Small budgets favour the additive part,
+    large ones the trees: cross-validation chooses.
+    """
+
+    def __init__(self, params: dict, seed: int, threads: int):
+        params = dict(params)
+        self.base = params.pop("base", "none")
+        self.ridge = float(params.pop("ridge_alpha", 1.0))
+        self.trees = _regressor(params, seed, threads)
+        self.coef = None
+        self.intercept = 0.0
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "SurrogateModel":
+        residual = y
+        if self.base == "linear":
+            from sklearn.linear_model import Ridge
+
+            linear = Ridge(alpha=self.ridge).fit(x, y)
+            self.coef, self.intercept = linear.coef_.astype(np.float64), float(linear.intercept_)
+            residual = y - self._additive(x)
+        self.trees.fit(x, residual)
+        return self
+
+    def _additive(self, x: np.ndarray) -> np.ndarray:
+        return self.intercept + x @ self.coef if self.coef is not None else np.zeros(len(x))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.trees.predict(x).astype(np.float64) + self._additive(x)
+
+    def shapley(self, n: int) -> tuple[np.ndarray, float, float]:
+        values, f_empty, f_grand = tree_shapley(self.trees, n)
+        if self.coef is not None:
+            values = values + self.coef
+            f_empty += self.intercept
+            f_grand += self.intercept + float(self.coef.sum())
+        return values, f_empty, f_grand
+
+
 def grid_candidates(cfg: dict) -> list[dict]:
     """Every combination of the grid's lists, over the fixed parameters."""
     fixed = dict(cfg["params"])
@@ -45,7 +89,7 @@ def cross_validate(x: np.ndarray, y: np.ndarray, candidates: list[dict], folds: 
     for params in candidates:
         pred = np.empty_like(y)
         for train, test in splits:
-            pred[test] = _regressor(params, seed, threads).fit(x[train], y[train]).predict(x[test])
+            pred[test] = SurrogateModel(params, seed, threads).fit(x[train], y[train]).predict(x[test])
         err = float(np.mean((pred - y) ** 2))
         if err < best_err:
             best, best_err, best_pred = params, err, pred
@@ -119,8 +163,7 @@ def attribute(x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: i
     threads = cfg["threads"]
     started = time.time()
     params, oof_r2 = cross_validate(x, y, grid_candidates(cfg), cfg["cv_folds"], seed, threads)
-    model = _regressor(params, seed, threads).fit(x, y)
-    values, f_empty, f_grand = tree_shapley(model, n)
+    values, f_empty, f_grand = SurrogateModel(params, seed, threads).fit(x, y).shapley(n)
     v_empty, v_grand = measured_endpoints(x, y)
     raw_gap = float(values.sum() - (v_grand - v_empty))
     anchor = cfg["anchor_endpoints"]
@@ -131,7 +174,7 @@ def attribute(x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: i
     boot = np.empty((cfg["bootstrap"], n))
     for b in range(cfg["bootstrap"]):
         rows = rng.integers(0, len(y), len(y))
-        b_values, b_empty, b_grand = tree_shapley(_regressor(params, seed + b + 1, threads).fit(x[rows], y[rows]), n)
+        b_values, b_empty, b_grand = SurrogateModel(params, seed + b + 1, threads).fit(x[rows], y[rows]).shapley(n)
         boot[b] = anchor_endpoints(b_values, b_empty, b_grand, v_empty, v_grand) if anchor else b_values
         if progress is not None and (b + 1) % max(1, cfg["bootstrap"] // 5) == 0:
             progress(f"bootstrap {b + 1}/{cfg['bootstrap']}")
@@ -187,7 +230,7 @@ def interaction_table(x: np.ndarray, y: np.ndarray, names: list[str], params: di
                       values: np.ndarray, max_columns: int = 64) -> pd.DataFrame:
     """Pairwise interaction values of the surrogate refitted with `params` (same seed: the same trees),
     for all pairs, or the pairs that involve the `max_columns` contributors with the largest |value|."""
-    model = _regressor(params, seed, threads).fit(x, y)
+    model = SurrogateModel(params, seed, threads).fit(x, y).trees  # the additive part has no interactions
     n = len(names)
     columns = list(range(n)) if n <= max_columns else np.argsort(-np.abs(values))[:max_columns].tolist()
     matrix = tree_interactions(model, n, columns)
