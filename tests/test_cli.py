@@ -71,3 +71,16 @@ def test_every_estimator_and_interactions(tmp_path):
     assert len(pairs) == 10
     top = pairs.iloc[0]
     assert {top["contributor_i"], top["contributor_j"]} == {"a", "b"} and abs(top["interaction"] - 3.0) < 0.1
+
+
+def test_convergence_command(tmp_path, capsys):
+    _inputs(tmp_path)
+    code = main(["convergence", "--contributors", str(tmp_path / "c.csv"), "--utilities", str(tmp_path / "u.parquet"),
+                 "--metric", "fd", "--estimator", "kernel", "--out", str(tmp_path / "conv.parquet"),
+                 "--budgets", "8", "12", "16", "18", "--threshold", "0.9"])
+    assert code == 0
+    table = pd.read_parquet(tmp_path / "conv.parquet")
+    assert sorted(table["budget"].unique()) == [8, 12, 16, 18]
+    meta = read_table_metadata(tmp_path / "conv.parquet")
+    assert "converged" in meta and meta["summary"]["budget"] == [8, 12, 16, 18]
+    assert "spearman_with_previous" in capsys.readouterr().out

@@ -141,3 +141,25 @@ def test_tree_interactions_match_brute_force():
     assert abs(got[0, 1]) > 1.0  # the planted interaction is there, not zeros
     sub = tree_interactions(model, n, columns=[1, 4])
     assert np.allclose(sub, got[:, [1, 4]], atol=1e-6)
+
+
+def test_convergence_stopping_rule():
+    from surrogateshap.convergence import convergence
+
+    n = 10
+    coalitions = sample_coalitions(n, 256, "shapley_kernel", seed=0)  # a random sample: 256 < 2^10
+    x = np.zeros((len(coalitions), n))
+    for row, c in enumerate(coalitions):
+        x[row, list(c)] = 1
+    y = _poly(x, np.arange(float(n)), [((0, 1), 0.5)])  # well-separated values: a stable ranking
+    cfg = {"bootstrap": 5, "ci_level": 0.9, "top_k": 3}
+    names = [f"p{i}" for i in range(n)]
+    per_player, summary, decision = convergence("kernel", x, y, names, cfg, seed=0,
+                                                budgets=[16, 32, 64, 128, 256], threshold=0.9)
+    assert summary["budget"].tolist() == [16, 32, 64, 128, 256]
+    assert len(per_player) == 5 * n
+    assert decision["converged"] and summary["spearman_with_previous"].iloc[-1] > 0.95
+    noisy = y + np.random.default_rng(0).normal(scale=20.0, size=len(y))  # utilities that are mostly noise
+    _, summary, decision = convergence("kernel", x, noisy, names, cfg, seed=0,
+                                       budgets=[16, 32, 64], threshold=0.99)
+    assert not decision["converged"] and "draw more" in decision["advice"]

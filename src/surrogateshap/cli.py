@@ -55,9 +55,7 @@ def cmd_attribute(args) -> int:
     x, y = read_utilities(args.utilities, args.metric, names)
     if args.estimator != "permutation":  # permutation reads chains in table order
         x, y = average_repeats(x, y)
-    cfg = dict(DEFAULT_SURROGATE)
-    if args.config:
-        cfg.update(json.loads(Path(args.config).read_text()))
+    cfg = _settings(args)
     values, diagnostics = estimators.attribute(args.estimator, x, y, names, cfg, args.seed)
     write_table(args.out, values, metadata=diagnostics)
     print(values.to_string(index=False))
@@ -70,6 +68,26 @@ def cmd_attribute(args) -> int:
         write_table(args.interactions, pairs)
         print(f"strongest interactions ({args.interactions}):")
         print(pairs.head(10).to_string(index=False))
+    return 0
+
+
+def _settings(args) -> dict:
+    cfg = dict(DEFAULT_SURROGATE)
+    if args.config:
+        cfg.update(json.loads(Path(args.config).read_text()))
+    return cfg
+
+
+def cmd_convergence(args) -> int:
+    from .convergence import convergence
+
+    names = read_contributors(args.contributors)
+    x, y = read_utilities(args.utilities, args.metric, names)
+    per_player, summary, decision = convergence(args.estimator, x, y, names, _settings(args), args.seed,
+                                                budgets=args.budgets, threshold=args.threshold)
+    write_table(args.out, per_player, metadata={"summary": summary.to_dict("list"), **decision})
+    print(summary.to_string(index=False))
+    print(json.dumps(decision))
     return 0
 
 
@@ -86,6 +104,15 @@ def main(argv=None) -> int:
     attr.add_argument("--config", help="JSON file overriding surrogate settings")
     attr.add_argument("--interactions", help="Parquet output of the surrogate's pairwise interaction values")
     attr.set_defaults(func=cmd_attribute)
+    conv = sub.add_parser("convergence", help="values and ranks on growing prefixes of the table, and a stopping rule")
+    for flag, kwargs in (("--contributors", {"required": True}), ("--utilities", {"required": True}),
+                         ("--metric", {"required": True}), ("--out", {"required": True}),
+                         ("--estimator", {"default": "surrogate", "choices": estimators.ESTIMATORS}),
+                         ("--seed", {"type": int, "default": 0}), ("--config", {}),
+                         ("--budgets", {"type": int, "nargs": "+"}),
+                         ("--threshold", {"type": float, "default": 0.95})):
+        conv.add_argument(flag, **kwargs)
+    conv.set_defaults(func=cmd_convergence)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
