@@ -1,0 +1,60 @@
+"""Wall time of the surrogate estimator (fit + TreeSHAP, no bootstrap) as the number of
+contributors and coalitions grows, with the exponent of a log-log fit.
+
+    .venv/bin/python benchmarks/scaling.py [--ns 20 100 1000] [--rows 200 2000 20000] [--cv-folds 0]
+
+Utilities come from a polynomial game (pairs and triples). With --cv-folds 0 the
+hyperparameters are fixed (the default grid's middle); otherwise the grid is searched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from surrogateshap import estimators, games
+from surrogateshap.coalitions import sample_coalitions
+
+FIXED = {"n_estimators": 300, "max_depth": 3, "learning_rate": 0.1, "min_child_weight": 1, "base": "linear"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ns", type=int, nargs="+", default=[20, 100, 1000])
+    parser.add_argument("--rows", type=int, nargs="+", default=[200, 2000, 20000])
+    parser.add_argument("--cv-folds", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    cfg = {"params": FIXED, "grid": {}, "cv_folds": args.cv_folds, "bootstrap": 0, "ci_level": 0.9, "top_k": 5,
+           "threads": args.threads, "anchor_endpoints": True}
+    if args.cv_folds:
+        cfg["grid"] = {"max_depth": [2, 3, 4], "base": ["none", "linear"]}
+    results = []
+    print(f"{'n':>6} {'coalitions':>10} {'seconds':>9} {'rel L2':>8}")
+    for n in args.ns:
+        game = games.polynomial_game(n, seed=0)
+        for rows in args.rows:
+            coalitions = sample_coalitions(n, rows, "shapley_kernel", seed=0)
+            x = np.zeros((len(coalitions), n), dtype=np.float32)
+            for r, members in enumerate(coalitions):
+                x[r, list(members)] = 1
+            y = game.evaluate(x)
+            names = [f"p{i}" for i in range(n)]
+            started = time.perf_counter()
+            table, _ = estimators.attribute("surrogate", x, y, names, cfg, seed=0)
+            seconds = time.perf_counter() - started
+            values = table.set_index("contributor").loc[names, "shapley"].to_numpy()
+            err = np.linalg.norm(values - game.shapley) / np.linalg.norm(game.shapley)
+            results.append((n, len(coalitions), seconds))
+            print(f"{n:>6} {len(coalitions):>10} {seconds:>9.2f} {err:>8.3f}", flush=True)
+    data = np.array(results, dtype=float)
+    if len(np.unique(data[:, 0])) > 1 and len(np.unique(data[:, 1])) > 1:
+        design = np.column_stack([np.ones(len(data)), np.log(data[:, 0]), np.log(data[:, 1])])
+        coef = np.linalg.lstsq(design, np.log(data[:, 2]), rcond=None)[0]
+        print(f"log-log fit: seconds ~ n^{coef[1]:.2f} x coalitions^{coef[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
