@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from surrogateshap.io import read_table_metadata
+
 from .conftest import SMALL, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
@@ -32,6 +34,9 @@ def test_outputs_and_layout(run_dir):
     assert {"shapley", "ci_low", "ci_high", "rank"} <= set(table.columns)
     assert sorted(table["rank"]) == list(range(1, 21))
     assert (run_dir / "results/small/report/index.html").stat().st_size > 10_000
+    assert "Strongest interactions" in (run_dir / "results/small/report/index.html").read_text()
+    meta = read_table_metadata(run_dir / "results/small/attributions/frechet_distance.parquet")
+    assert len(meta["top_interactions"]) == 10 and {"contributor_i", "contributor_j", "interaction"} <= set(meta["top_interactions"][0])
     assert list((run_dir / "logs").rglob("train_model/*.log"))
 
 

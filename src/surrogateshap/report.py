@@ -168,6 +168,11 @@ def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str
             "surrogate parameters": json.dumps(diag["params"], sort_keys=True),
             "fit seconds": diag["seconds"],
         }
+        pairs = pd.DataFrame(diag.get("top_interactions", []))
+        if len(pairs):
+            parts.append("<h3>Strongest interactions</h3><p>Pairwise Shapley interaction values of the surrogate: "
+                         "positive when two contributors raise the metric more together than apart.</p>"
+                         + _table_html(pairs, set(planted), ("contributor_i", "contributor_j")))
         parts.append("<h3>Surrogate diagnostics</h3>" + _table_html(
             pd.DataFrame({"diagnostic": list(diag_rows), "value": list(diag_rows.values())}), set(), ("diagnostic", "value")))
     contributor_table = contributors[["contributor", "n_items"]]
