@@ -5,7 +5,7 @@
 For each game size n and budget (coalitions = multiplier x n; for n = 10 also the
 paper's 128 and 512), every estimator sees the same number of utility evaluations:
 surrogate and kernel the same Shapley-kernel sample, permutation as many rows of
-antithetic chains, banzhaf Bernoulli(0.5) coalitions (scored against the Banzhaf
+antithetic chains (hybrid the same chains), banzhaf Bernoulli(0.5) coalitions (scored against the Banzhaf
 index, its own target), loo its n + 1 fixed coalitions. Prints the mean relative L2
 error, Spearman correlation, top-5 recall and seconds over seeds.
 """
@@ -33,8 +33,10 @@ def indicators(coalitions, n):
 
 
 def table_for(estimator: str, n: int, budget: int, seed: int):
-    if estimator == "permutation":
-        return indicators(estimators.permutation_coalitions(n, max(2, budget // (n + 1)), seed), n)
+    if estimator in ("permutation", "hybrid"):  # whole chains only, never more rows than the budget
+        if budget < n + 1:
+            raise estimators.EstimatorError(f"one permutation chain takes {n + 1} coalitions")
+        return indicators(estimators.permutation_coalitions(n, budget // (n + 1), seed), n)
     if estimator == "banzhaf":
         return indicators(sample_coalitions(n, budget, "bernoulli", seed), n)
     if estimator == "loo":
@@ -54,7 +56,7 @@ def main() -> None:
     parser.add_argument("--ns", type=int, nargs="+", default=[10, 20, 50, 100])
     parser.add_argument("--multipliers", type=int, nargs="+", default=[1, 2, 5, 10, 20, 50])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--estimators", nargs="+", default=["surrogate", "kernel", "permutation", "banzhaf", "loo"])
+    parser.add_argument("--estimators", nargs="+", default=["surrogate", "hybrid", "kernel", "permutation", "banzhaf", "loo"])
     args = parser.parse_args()
     print(f"{'game':<18} {'budget':>6} {'estimator':<12} {'rel L2':>8} {'spearman':>9} {'top5':>5} {'seconds':>8}")
     for n in args.ns:
@@ -63,18 +65,29 @@ def main() -> None:
             for estimator in args.estimators:
                 if estimator == "loo" and budget < n + 2:
                     continue
-                rows = []
+                rows, refused = [], None
                 for seed in range(args.seeds):
                     game = games.polynomial_game(n, seed=100 + seed)
-                    x = table_for(estimator, n, budget, seed)
+                    try:
+                        x = table_for(estimator, n, budget, seed)
+                    except estimators.EstimatorError as error:
+                        refused = str(error)
+                        break
                     y = game.evaluate(x)
                     names = [f"p{i}" for i in range(n)]
                     started = time.perf_counter()
-                    table, _ = estimators.attribute(estimator, x, y, names, SURROGATE, seed)
+                    try:
+                        table, _ = estimators.attribute(estimator, x, y, names, SURROGATE, seed)
+                    except estimators.EstimatorError as error:  # too few coalitions for this estimator
+                        refused = str(error)
+                        break
                     seconds = time.perf_counter() - started
                     values = table.set_index("contributor").loc[names, "shapley"].to_numpy()
                     truth = game.banzhaf if estimator == "banzhaf" else game.shapley
                     rows.append(score(values, truth) + (seconds,))
+                if refused:
+                    print(f"{'polynomial n=' + str(n):<18} {budget:>6} {estimator:<12} refused: {refused}", flush=True)
+                    continue
                 err, rho, top5, seconds = np.mean(rows, axis=0)
                 print(f"{'polynomial n=' + str(n):<18} {budget:>6} {estimator:<12} {err:>8.3f} {rho:>9.3f} {top5:>5.2f} {seconds:>8.2f}",
                       flush=True)

@@ -163,3 +163,24 @@ def test_convergence_stopping_rule():
     _, summary, decision = convergence("kernel", x, noisy, names, cfg, seed=0,
                                        budgets=[16, 32, 64], threshold=0.99)
     assert not decision["converged"] and "draw more" in decision["advice"]
+
+
+def test_hybrid_is_efficient_and_beats_permutation_on_the_same_chains():
+    from surrogateshap import games
+
+    errors = {"permutation": [], "hybrid": []}
+    cfg = {"params": {"n_estimators": 200, "min_child_weight": 1}, "grid": {"max_depth": [2, 3], "base": ["linear"]},
+           "cv_folds": 3, "bootstrap": 0, "ci_level": 0.9, "top_k": 3, "threads": 1}
+    for seed in range(3):
+        game = games.polynomial_game(10, seed=seed)
+        coalitions = estimators.permutation_coalitions(10, 6, seed=seed)
+        x = np.zeros((len(coalitions), 10))
+        for row, c in enumerate(coalitions):
+            x[row, list(c)] = 1
+        y = game.evaluate(x)
+        for name in errors:
+            table, diag = estimators.attribute(name, x, y, [f"p{i}" for i in range(10)], cfg, seed)
+            values = table.set_index("contributor").loc[[f"p{i}" for i in range(10)], "shapley"].to_numpy()
+            errors[name].append(np.linalg.norm(values - game.shapley) / np.linalg.norm(game.shapley))
+            assert values.sum() == pytest.approx(y[x.sum(1) == 10][0] - y[0], rel=1e-5)
+    assert np.mean(errors["hybrid"]) < np.mean(errors["permutation"]), errors

@@ -53,7 +53,7 @@ def average_repeats(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def cmd_attribute(args) -> int:
     names = read_contributors(args.contributors)
     x, y = read_utilities(args.utilities, args.metric, names)
-    if args.estimator != "permutation":  # permutation reads chains in table order
+    if args.estimator not in ("permutation", "hybrid"):  # these read chains in table order
         x, y = average_repeats(x, y)
     cfg = _settings(args)
     values, diagnostics = estimators.attribute(args.estimator, x, y, names, cfg, args.seed)
