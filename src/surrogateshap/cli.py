@@ -43,18 +43,11 @@ def read_utilities(path: str, metric: str, names: list[str]) -> tuple[np.ndarray
     return x, y
 
 
-def average_repeats(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One row per distinct coalition, its utility the mean of its repeats."""
-    unique, inverse = np.unique(x.astype(np.uint8), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    return unique.astype(np.float32), np.bincount(inverse, weights=y) / np.bincount(inverse)
-
-
 def cmd_attribute(args) -> int:
     names = read_contributors(args.contributors)
     x, y = read_utilities(args.utilities, args.metric, names)
     if args.estimator not in ("permutation", "hybrid"):  # these read chains in table order
-        x, y = average_repeats(x, y)
+        x, y = estimators.average_repeats(x, y)
     cfg = _settings(args)
     values, diagnostics = estimators.attribute(args.estimator, x, y, names, cfg, args.seed)
     write_table(args.out, values, metadata=diagnostics)

@@ -31,6 +31,13 @@ class EstimatorError(ValueError):
     """The table cannot support the estimator; the message says what is missing."""
 
 
+def average_repeats(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One row per distinct coalition, its utility the mean of its repeats."""
+    unique, inverse = np.unique(x.astype(np.uint8), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    return unique.astype(np.float32), np.bincount(inverse, weights=y) / np.bincount(inverse)
+
+
 def _masks(x: np.ndarray) -> np.ndarray:
     return (x.astype(np.int64) << np.arange(x.shape[1], dtype=np.int64)).sum(1)
 
@@ -183,12 +190,10 @@ def hybrid(x: np.ndarray, y: np.ndarray, cfg: dict, seed: int) -> tuple[np.ndarr
     chains = permutation_chains(x)
     if not chains:
         raise EstimatorError("hybrid needs permutation chains in the table (see permutation)")
-    unique, inverse = np.unique(x.astype(np.uint8), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    means = np.bincount(inverse, weights=y) / np.bincount(inverse)
-    params, oof_r2 = surrogate.cross_validate(unique.astype(np.float32), means, surrogate.grid_candidates(cfg),
-                                              cfg["cv_folds"], seed, cfg["threads"])
-    model = surrogate.SurrogateModel(params, seed, cfg["threads"]).fit(unique.astype(np.float32), means)
+    unique, means = average_repeats(x, y)
+    params, oof_r2 = surrogate.cross_validate(unique, means, surrogate.grid_candidates(cfg), cfg["cv_folds"], seed,
+                                              cfg["threads"])
+    model = surrogate.SurrogateModel(params, seed, cfg["threads"]).fit(unique, means)
     tree_values, _, _ = model.shapley(x.shape[1])
     residual = y - model.predict(x.astype(np.float32))
     correction, per_chain = permutation(x, residual)
