@@ -84,3 +84,12 @@ def test_convergence_command(tmp_path, capsys):
     meta = read_table_metadata(tmp_path / "conv.parquet")
     assert "converged" in meta and meta["summary"]["budget"] == [8, 12, 16, 18]
     assert "spearman_with_previous" in capsys.readouterr().out
+
+
+def test_interactions_need_the_surrogate_and_fail_before_any_output(tmp_path, capsys):
+    _inputs(tmp_path)
+    code = main(["attribute", "--contributors", str(tmp_path / "c.csv"), "--utilities", str(tmp_path / "u.parquet"),
+                 "--metric", "fd", "--estimator", "kernel", "--out", str(tmp_path / "a.parquet"),
+                 "--interactions", str(tmp_path / "pairs.parquet")])
+    assert code == 2 and "'kernel'" in capsys.readouterr().err
+    assert not (tmp_path / "a.parquet").exists()

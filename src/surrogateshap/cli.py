@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import coalitions as coal
-from . import estimators, surrogate
+from . import estimators
 from .io import write_table
 
 DEFAULT_SURROGATE = {
@@ -48,16 +48,13 @@ def cmd_attribute(args) -> int:
     x, y = read_utilities(args.utilities, args.metric, names)
     if args.estimator not in ("permutation", "hybrid"):  # these read chains in table order
         x, y = estimators.average_repeats(x, y)
-    cfg = _settings(args)
-    values, diagnostics = estimators.attribute(args.estimator, x, y, names, cfg, args.seed)
+    values, diagnostics = estimators.attribute(args.estimator, x, y, names, _settings(args), args.seed,
+                                               pairs=None if args.interactions else 0)
+    pairs = pd.DataFrame(diagnostics.pop("top_interactions", []))  # their own file, not the metadata
     write_table(args.out, values, metadata=diagnostics)
     print(values.to_string(index=False))
     print(json.dumps(diagnostics, indent=2, default=str))
     if args.interactions:
-        if args.estimator != "surrogate":
-            raise ValueError("--interactions needs --estimator surrogate")
-        ordered = values.set_index("contributor").loc[names, "shapley"].to_numpy()
-        pairs = surrogate.interaction_table(x, y, names, diagnostics["params"], args.seed, cfg["threads"], ordered)
         write_table(args.interactions, pairs)
         print(f"strongest interactions ({args.interactions}):")
         print(pairs.head(10).to_string(index=False))

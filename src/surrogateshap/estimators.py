@@ -200,12 +200,13 @@ def hybrid(x: np.ndarray, y: np.ndarray, cfg: dict, seed: int) -> tuple[np.ndarr
     return tree_values + correction, tree_values + per_chain, {"params": params, "oof_r2": oof_r2}
 
 
-def attribute(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: int, progress=None):
+def attribute(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: int, progress=None,
+              pairs: int | None = 0):
     """Attribution table and diagnostics for any estimator; `x`, `y` in table order.
 
     Intervals: the surrogate, kernel and banzhaf bootstrap over coalitions (rows);
     permutation bootstraps over chains; exact and loo are deterministic functions of
-    the table and report no interval.
+    the table and report no interval. `pairs` (surrogate only): see `surrogate.attribute`.
     """
     import time
 
@@ -216,8 +217,10 @@ def attribute(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str], cf
     if not np.all(np.isfinite(y)):
         bad = np.flatnonzero(~np.isfinite(y))[:10].tolist()
         raise EstimatorError(f"utilities contain NaN or infinite values (rows {bad})")
+    if pairs != 0 and estimator != "surrogate":
+        raise EstimatorError(f"interaction values come from the surrogate; estimator {estimator!r} has none")
     if estimator == "surrogate":
-        return surrogate.attribute(x, y, names, cfg, seed, progress=progress)
+        return surrogate.attribute(x, y, names, cfg, seed, progress=progress, pairs=pairs)
     started = time.time()
     rng = np.random.default_rng(seed)
     replicates = cfg["bootstrap"]

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from . import coalitions as coal
 from . import data as data_mod
 from . import features as feat
-from . import estimators, game, models, surrogate
+from . import estimators, game, models
 from .io import read_table_metadata, write_json, write_table
 from .metrics import Reference
 
@@ -272,10 +272,8 @@ def attribute(data_dir: str, utilities_path: str, metric: str, cfg: dict, out_pa
         raise ValueError(f"{utilities_path}: no column for metric {metric!r} (columns: {list(table.columns)})")
     x = coal.indicator_matrix(table["members"], names, source=utilities_path)
     y = table[metric].to_numpy(np.float64)
-    values, diagnostics = estimators.attribute("surrogate", x, y, names, cfg, cfg["seed"], progress=log.info)
-    ordered = values.set_index("contributor").loc[names, "shapley"].to_numpy()
-    pairs = surrogate.interaction_table(x, y, names, diagnostics["params"], cfg["seed"], cfg["threads"], ordered)
-    diagnostics["top_interactions"] = pairs.head(cfg["top_pairs"]).to_dict("records")
+    values, diagnostics = estimators.attribute("surrogate", x, y, names, cfg, cfg["seed"], progress=log.info,
+                                               pairs=cfg["top_pairs"])
     diagnostics["metric"] = get_metric(metric).info()
     log.info("%s: out-of-fold R^2 %.3f, efficiency gap %.4g; top: %s", metric, diagnostics["oof_r2"],
              diagnostics["efficiency_gap"], ", ".join(values["contributor"].head(3)))

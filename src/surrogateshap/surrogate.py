@@ -157,13 +157,19 @@ def ranked_table(names: list[str], values: np.ndarray, low, high, p_top) -> pd.D
     }).sort_values("rank", kind="stable").reset_index(drop=True)
 
 
-def attribute(x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: int, progress=None) -> tuple[pd.DataFrame, dict]:
-    """Shapley values with bootstrap intervals and diagnostics for one metric."""
+def attribute(x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: int, progress=None,
+              pairs: int | None = 0) -> tuple[pd.DataFrame, dict]:
+    """Shapley values with bootstrap intervals and diagnostics for one metric.
+
+    `pairs`: how many of the strongest pairwise interactions of the fitted surrogate to
+    put in diagnostics["top_interactions"] (0: none, None: every pair computed).
+    """
     n = x.shape[1]
     threads = cfg["threads"]
     started = time.time()
     params, oof_r2 = cross_validate(x, y, grid_candidates(cfg), cfg["cv_folds"], seed, threads)
-    values, f_empty, f_grand = SurrogateModel(params, seed, threads).fit(x, y).shapley(n)
+    model = SurrogateModel(params, seed, threads).fit(x, y)
+    values, f_empty, f_grand = model.shapley(n)
     v_empty, v_grand = measured_endpoints(x, y)
     raw_gap = float(values.sum() - (v_grand - v_empty))
     anchor = cfg["anchor_endpoints"]
@@ -198,6 +204,9 @@ def attribute(x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: i
         "top_k": cfg["top_k"],
         "seconds": time.time() - started,
     }
+    if pairs != 0:
+        strongest = interaction_table(model, names, values)
+        diagnostics["top_interactions"] = (strongest if pairs is None else strongest.head(pairs)).to_dict("records")
     return table, diagnostics
 
 
@@ -226,14 +235,12 @@ def tree_interactions(model, n: int, columns: list[int] | None = None) -> np.nda
     return (always_in - always_out).T
 
 
-def interaction_table(x: np.ndarray, y: np.ndarray, names: list[str], params: dict, seed: int, threads: int,
-                      values: np.ndarray, max_columns: int = 64) -> pd.DataFrame:
-    """Pairwise interaction values of the surrogate refitted with `params` (same seed: the same trees),
-    for all pairs, or the pairs that involve the `max_columns` contributors with the largest |value|."""
-    model = SurrogateModel(params, seed, threads).fit(x, y).trees  # the additive part has no interactions
+def interaction_table(model: SurrogateModel, names: list[str], values: np.ndarray, max_columns: int = 64) -> pd.DataFrame:
+    """Pairwise interaction values of a fitted surrogate, strongest first: all pairs, or the
+    pairs that involve the `max_columns` contributors with the largest |value| (values in `names` order)."""
     n = len(names)
     columns = list(range(n)) if n <= max_columns else np.argsort(-np.abs(values))[:max_columns].tolist()
-    matrix = tree_interactions(model, n, columns)
+    matrix = tree_interactions(model.trees, n, columns)  # the additive part has no interactions
     seen, rows = set(), []
     for col, j in enumerate(columns):
         for i in range(n):
