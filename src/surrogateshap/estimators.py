@@ -43,20 +43,19 @@ def _masks(x: np.ndarray) -> np.ndarray:
 
 
 def _averaged(x: np.ndarray, y: np.ndarray) -> dict[int, float]:
-    masks = _masks(x)
-    sums: dict[int, list[float]] = {}
-    for mask, value in zip(masks.tolist(), y.tolist()):
-        sums.setdefault(mask, []).append(value)
-    return {mask: float(np.mean(values)) for mask, values in sums.items()}
+    """Bitmask of each distinct coalition -> its mean utility."""
+    unique, means = average_repeats(x, y)
+    return dict(zip(_masks(unique).tolist(), means.tolist()))
 
 
 def _endpoints(x: np.ndarray, y: np.ndarray, estimator: str) -> tuple[float, float]:
-    size = x.sum(1)
-    n = x.shape[1]
-    missing = [name for name, sel in (("empty", size == 0), ("grand", size == n)) if not sel.any()]
+    from .surrogate import measured_endpoints
+
+    v_empty, v_grand = measured_endpoints(x, y)
+    missing = [name for name, value in (("empty", v_empty), ("grand", v_grand)) if np.isnan(value)]
     if missing:
         raise EstimatorError(f"{estimator} needs the {' and the '.join(missing)} coalition in the table")
-    return float(y[size == 0].mean()), float(y[size == n].mean())
+    return v_empty, v_grand
 
 
 def exact(x: np.ndarray, y: np.ndarray) -> np.ndarray:
