@@ -78,3 +78,9 @@ def test_user_checkpoint_skips_data_dependence(default_config):
     keys = stage_keys(config)
     config["model"]["train"]["steps"] = 5
     assert stage_keys(config)["model"] == keys["model"]
+
+
+def test_empty_coalition_definition_regenerates_only_the_pool_and_below(default_config):
+    changed = _diff(default_config, ("game", "empty_coalition"), "noise")
+    assert {"pool", "features", "utilities", "attribution"} <= changed
+    assert "model" not in changed and "coalitions" not in changed

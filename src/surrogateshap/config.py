@@ -87,13 +87,14 @@ def digest(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-# Which config sections each stage reads, and which stages it consumes. This is
-# the single place that defines what invalidates what.
+# Which config sections each stage reads (a top-level key, or a dotted path to one
+# setting inside a section), and which stages it consumes. This is the single place
+# that defines what invalidates what.
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "data": (("data", "seed"), ()),
     "classifier": (("classifier", "seed"), ()),
     "model": (("model", "seed"), ("data",)),
-    "pool": (("generation", "seed"), ("model", "data")),
+    "pool": (("generation", "seed", "game.empty_coalition"), ("model", "data")),
     "features": (("features",), ("pool", "classifier")),
     "coalitions": (("coalitions",), ("data",)),
     "utilities": (("metrics", "game"), ("features", "coalitions")),
@@ -104,9 +105,12 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 def stage_section(config: dict, stage: str) -> dict:
     sections, _ = STAGES[stage]
-    section = {name: config.get(name) for name in sections}
-    if stage == "pool":  # the pool's empty-coalition group depends on this one game setting only
-        section["game"] = {"empty_coalition": config["game"]["empty_coalition"]}
+    section = {}
+    for name in sections:
+        value = config
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        section[name] = value
     return section
 
 
