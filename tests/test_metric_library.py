@@ -1,0 +1,139 @@
+"""The metric library: reference values, exact pooled decompositions, local CLIP-based scores."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from surrogateshap import extractors, tiny
+from surrogateshap.config import ConfigError, validate_config
+from surrogateshap.metrics import METRICS, Reference, Samples, config_problems, get_metric
+
+from .conftest import SCHEMA
+
+
+def _score(name, samples, weights, custom=None):
+    metric = get_metric(name, custom)
+    ref = Reference.from_features(np.random.default_rng(0).normal(size=(50, samples.features.shape[1])))
+    return metric.evaluate(metric.group_stats(samples, ref), weights, ref)
+
+
+def _samples(features, probs=None, group=None, scores=None):
+    n = len(features)
+    return Samples(np.zeros(n, np.int64) if group is None else group, features,
+                   np.full((n, 2), 0.5) if probs is None else probs, np.zeros(n), scores or {})
+
+
+def vendi_reference(features):
+    """Friedman & Dieng's definition: exp(entropy of eigenvalues of K/n), K the cosine kernel."""
+    x = features / np.linalg.norm(features, axis=1, keepdims=True)
+    values = np.clip(np.linalg.eigvalsh(x @ x.T / len(x)), 0, None)
+    values = values[values > 1e-15]
+    return float(np.exp(-(values * np.log(values)).sum()))
+
+
+def test_vendi_known_values_and_definition():
+    one = np.ones((1, 1))
+    assert _score("vendi_score", _samples(np.tile([1.0, 2.0, 3.0], (6, 1))), one)[0] == pytest.approx(1.0)
+    assert _score("vendi_score", _samples(np.eye(5)), one)[0] == pytest.approx(5.0)
+    features = np.random.default_rng(1).normal(size=(40, 6))
+    assert _score("vendi_score", _samples(features), one)[0] == pytest.approx(vendi_reference(features))
+
+
+def test_pooled_mixtures_equal_the_metric_of_the_pooled_samples():
+    """Vendi, attribute bias and per-sample means: a mixture with weights ∝ group sizes scores
+    exactly like one set holding all those samples."""
+    rng = np.random.default_rng(2)
+    sizes = [10, 30]
+    group = np.repeat([0, 1], sizes)
+    probs = rng.dirichlet(np.ones(3), size=40)
+    samples = _samples(rng.normal(size=(40, 5)) + group[:, None], probs, group, {"clip_score": rng.uniform(0, 40, 40)})
+    weights = np.array([sizes]) / sum(sizes)
+    pooled = _samples(samples.features, probs, None, samples.scores)
+    for name in ("vendi_score", "attribute_bias", "clip_score"):
+        assert _score(name, samples, weights)[0] == pytest.approx(_score(name, pooled, np.ones((1, 1)))[0]), name
+
+
+def test_attribute_bias_bounds():
+    uniform = _samples(np.ones((4, 2)), np.full((4, 4), 0.25))
+    one_class = _samples(np.ones((4, 2)), np.tile([1.0, 0, 0, 0], (4, 1)))
+    assert _score("attribute_bias", uniform, np.ones((1, 1)))[0] == pytest.approx(0.0)
+    assert _score("attribute_bias", one_class, np.ones((1, 1)))[0] == pytest.approx(0.75)
+
+
+def test_every_metric_declares_needs_direction_decomposition():
+    for name in METRICS:
+        info = get_metric(name).info()
+        assert info["direction"] in ("higher", "lower") and info["decomposition"] and "needs" in info
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clip")
+    tiny.make_tiny_clip(root / "clip", image_size=16, aesthetic_head=root / "aesthetic.safetensors")
+    return root
+
+
+def test_clip_scores_match_their_definitions(clip_dir):
+    images = np.random.default_rng(3).uniform(size=(5, 16, 16, 3)).astype(np.float32)
+    prompts = ["a red square", "a dog", "", "a blue square zqx", "東京"]
+    cfg = {"clip": str(clip_dir / "clip"), "aesthetic": str(clip_dir / "aesthetic.safetensors"),
+           "reward": str(clip_dir / "clip")}
+    scores = extractors.score_samples(images, prompts, cfg, {"clip_score", "aesthetic", "reward"})
+    clip = extractors.ClipModel(cfg["clip"])
+    model = clip.model
+    with torch.no_grad():
+        pixels = (torch.from_numpy(images).permute(0, 3, 1, 2) - clip.mean) / clip.std
+        image = model.get_image_features(pixel_values=pixels)
+        image = image if isinstance(image, torch.Tensor) else image.pooler_output
+        tokens = clip.tokenizer(prompts, padding=True, return_tensors="pt")
+        text = model.get_text_features(**tokens)
+        text = text if isinstance(text, torch.Tensor) else text.pooler_output
+    cos = torch.nn.functional.cosine_similarity(image, text).numpy()
+    np.testing.assert_allclose(scores["clip_score"], 100 * np.clip(cos, 0, None), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scores["reward"], model.logit_scale.exp().item() * cos, rtol=1e-4, atol=1e-4)
+    from safetensors.torch import load_file
+
+    head = load_file(str(clip_dir / "aesthetic.safetensors"))
+    unit = torch.nn.functional.normalize(image, dim=1)
+    expected = (unit @ head["weight"].T + head["bias"]).squeeze(1).numpy()
+    np.testing.assert_allclose(scores["aesthetic"], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_clip_extractor_attribute_probabilities(clip_dir):
+    extractor = extractors.ClipExtractor(extractors.ClipModel(str(clip_dir / "clip")),
+                                         {"colour": ["red", "green", "blue"], "shape": ["square", "circle"]})
+    features, probs = extractor.embed(np.random.default_rng(4).uniform(size=(3, 20, 20, 3)).astype(np.float32))
+    assert features.shape == (3, 32) and probs.shape == (3, 6)
+    np.testing.assert_allclose(probs.sum(1), 1.0)
+
+
+def test_custom_metric_from_a_file(tmp_path):
+    (tmp_path / "brightness.py").write_text("def mean_brightness(images, prompts):\n    return images.mean(axis=(1, 2, 3))\n")
+    spec = {"bright": {"function": f"{tmp_path / 'brightness.py'}:mean_brightness", "direction": "lower"}}
+    images = np.stack([np.full((4, 4, 3), v, np.float32) for v in (0.2, 0.4)])
+    scores = extractors.score_samples(images, ["", ""], {"custom_metrics": spec}, {"bright"})
+    np.testing.assert_allclose(scores["bright"], [0.2, 0.4])
+    samples = _samples(np.ones((2, 2)), scores=scores)
+    assert _score("bright", samples, np.ones((1, 1)), spec)[0] == pytest.approx(0.3)
+    assert get_metric("bright", spec).info()["direction"] == "lower"
+    with pytest.raises(ValueError, match="no function"):
+        extractors.load_callable(f"{tmp_path / 'brightness.py'}:nope")
+
+
+def test_config_lists_every_missing_requirement(default_config):
+    config = default_config | {"metrics": ["clip_score", "aesthetic_score", "spurious_rate", "no_such_metric"]}
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, SCHEMA)
+    text = str(error.value)
+    for needle in ("'clip_score' needs features.clip", "features.aesthetic", "features.spurious_detector",
+                   "unknown metric 'no_such_metric'"):
+        assert needle in text, text
+    assert config_problems(["frechet_distance"], {"extractor": "clip"})  # clip extractor without a model
+
+
+def test_text_to_image_config_needs_path_and_captions(default_config):
+    config = default_config | {"model": default_config["model"] | {"type": "stable_diffusion"}}
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, SCHEMA)
+    assert "model.path" in str(error.value) and "data.caption_column" in str(error.value)
