@@ -1,0 +1,97 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from surrogateshap import evaluation, games
+
+
+def test_lds_hand_computed():
+    # draw 0: predictions 1, 2, 3 against 10, 30, 20 -> ranks (1, 2, 3) vs (1, 3, 2): rho = 1 - 6*2/(3*8) = 0.5
+    # draw 1: predictions 3, 2, 1 against 1, 2, 3 -> rho = -1
+    predicted = np.array([1.0, 2.0, 3.0, 3.0, 2.0, 1.0])
+    actual = np.array([10.0, 30.0, 20.0, 1.0, 2.0, 3.0])
+    draws = np.array([0, 0, 0, 1, 1, 1])
+    score = evaluation.lds(predicted, actual, draws)
+    assert score["per_draw"] == {0: pytest.approx(0.5), 1: pytest.approx(-1.0)}
+    assert score["lds_mean"] == pytest.approx(-0.25)
+    assert score["lds_std"] == pytest.approx(np.std([0.5, -1.0], ddof=1))
+
+
+def test_lds_of_a_constant_draw_is_nan_and_left_out_of_the_mean():
+    score = evaluation.lds(np.array([1.0, 2.0, 1.0, 2.0]), np.array([5.0, 5.0, 1.0, 2.0]), np.array([0, 0, 1, 1]))
+    assert np.isnan(score["per_draw"][0]) and score["lds_mean"] == pytest.approx(1.0)
+
+
+def test_additive_prediction_is_v_empty_plus_members_values():
+    x = np.array([[1, 0, 1], [0, 0, 0]])
+    assert evaluation.predict(x, 2.0, np.array([1.0, 10.0, 100.0])).tolist() == [103.0, 2.0]
+
+
+def test_second_order_prediction_is_exact_on_a_pairwise_game():
+    game = games.polynomial_game(6, seed=4, pairs=8, triples=0)
+    x = np.array([[m >> i & 1 for i in range(6)] for m in range(64)], dtype=float)
+    interactions = np.zeros((6, 6))
+    for (i, j), value in game.interactions.items():
+        interactions[i, j] = interactions[j, i] = value
+    v = game.evaluate(x)
+    assert np.allclose(evaluation.predict(x, v[0], game.shapley, interactions), v)
+    # the additive prediction is not exact on this game: the interaction terms carry information
+    assert not np.allclose(evaluation.predict(x, v[0], game.shapley), v)
+
+
+def test_coalition_items_are_exactly_the_members_items():
+    items = pd.Series(["a", "b", "c", "a", "c", "b"])
+    mask = evaluation.coalition_items(items, ["a", "b", "c"], (0, 2))
+    assert mask.tolist() == [True, False, True, True, True, False]
+    assert not evaluation.coalition_items(items, ["a", "b", "c"], ()).any()
+
+
+def test_heldout_coalitions_are_seeded_and_include_the_endpoints():
+    first = evaluation.heldout_coalitions(10, 5, 0.5, [0, 1])
+    again = evaluation.heldout_coalitions(10, 5, 0.5, [0, 1])
+    assert first.equals(again)
+    assert first["members_index"].iloc[0] == [] and first["members_index"].iloc[1] == list(range(10))
+    assert (first["draw"] == -1).sum() == 2 and (first["draw"] == 0).sum() == 5 and (first["draw"] == 1).sum() == 5
+    drawn = first[first["draw"] == 0]["members_index"].map(tuple)
+    assert drawn.is_unique and drawn.map(lambda m: 0 < len(m) < 10).all()
+    other = evaluation.heldout_coalitions(10, 5, 0.5, [2])
+    assert other[other["draw"] == 2]["members_index"].tolist() != drawn.map(list).tolist()
+
+
+def test_removal_coalitions_remove_top_and_bottom_k():
+    table = evaluation.removal_coalitions({("m", "fd"): [3, 1, 0, 2]}, 4, [1, 2])
+    rows = {(r.k, r.side): (r.removed_index, r.members_index) for r in table.itertuples()}
+    assert rows[(1, "top")] == ([3], [0, 1, 2])
+    assert rows[(2, "top")] == ([1, 3], [0, 2])
+    assert rows[(2, "bottom")] == ([0, 2], [1, 3])
+
+
+def test_similarity_values_match_brute_force():
+    rng = np.random.default_rng(0)
+    generated, training = rng.normal(size=(7, 5)), rng.normal(size=(9, 5))
+    owner = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2])
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+    cos = unit(generated) @ unit(training).T
+    want_mean = np.array([cos[:, owner == c].mean() for c in range(3)])
+    want_max = np.array([cos[:, owner == c].max(1).mean() for c in range(3)])
+    want_mean, want_max = want_mean - want_mean.mean(), want_max - want_max.mean()  # centred across contributors
+    assert np.allclose(evaluation.similarity_values(generated, training, owner, 3, "mean"), want_mean)
+    assert np.allclose(evaluation.similarity_values(generated, training, owner, 3, "max", chunk=3), want_max)
+
+
+def test_placement_finds_the_planted_group_at_its_end():
+    values = pd.DataFrame({
+        "method": ["good"] * 4 + ["bad"] * 4, "metric": ["fd"] * 8,
+        "contributor": ["a", "b", "c", "d"] * 2, "rank": [2, 1, 3, 4, 4, 1, 2, 3]})
+    expected = [{"contributor": "a", "effect": "noise", "metric": "fd", "side": "top"},
+                {"contributor": "b", "effect": "blur", "metric": "fd", "side": "top"}]
+    table = evaluation.placement_table(values, expected)
+    found = {(r.method, r.contributor): r.found for r in table.itertuples()}
+    assert found == {("good", "a"): True, ("good", "b"): True, ("bad", "a"): False, ("bad", "b"): True}
+
+
+def test_expected_placements_from_the_planted_config():
+    planted = [{"contributor": "x", "effect": "noise"}, {"contributor": "y", "effect": "marker"},
+               {"contributor": "gone", "effect": "blur"}]
+    out = evaluation.expected_placements(planted, ["x", "y"], ["frechet_distance", "marker_rate"])
+    assert [(e["contributor"], e["metric"]) for e in out] == [("x", "frechet_distance"), ("y", "marker_rate")]
