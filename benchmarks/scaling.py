@@ -14,10 +14,9 @@ import time
 
 import numpy as np
 
+import _common
 from surrogateshap import estimators, games
 from surrogateshap.coalitions import sample_coalitions
-
-FIXED = {"n_estimators": 300, "max_depth": 3, "learning_rate": 0.1, "min_child_weight": 1, "base": "linear"}
 
 
 def main() -> None:
@@ -27,10 +26,7 @@ def main() -> None:
     parser.add_argument("--cv-folds", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    cfg = {"params": FIXED, "grid": {}, "cv_folds": args.cv_folds, "bootstrap": 0, "ci_level": 0.9, "top_k": 5,
-           "threads": args.threads, "anchor_endpoints": True}
-    if args.cv_folds:
-        cfg["grid"] = {"max_depth": [2, 3, 4], "base": ["none", "linear"]}
+    cfg = _common.surrogate_settings(args.threads, args.cv_folds)
     results = []
     print(f"{'n':>6} {'coalitions':>10} {'seconds':>9} {'rel L2':>8}")
     for n in args.ns:
@@ -50,10 +46,9 @@ def main() -> None:
             results.append((n, len(coalitions), seconds))
             print(f"{n:>6} {len(coalitions):>10} {seconds:>9.2f} {err:>8.3f}", flush=True)
     data = np.array(results, dtype=float)
-    if len(np.unique(data[:, 0])) > 1 and len(np.unique(data[:, 1])) > 1:
-        design = np.column_stack([np.ones(len(data)), np.log(data[:, 0]), np.log(data[:, 1])])
-        coef = np.linalg.lstsq(design, np.log(data[:, 2]), rcond=None)[0]
-        print(f"log-log fit: seconds ~ n^{coef[1]:.2f} x coalitions^{coef[2]:.2f}")
+    exponents = _common.loglog_exponents(data[:, :2], data[:, 2])
+    if np.isfinite(exponents).all():
+        print(f"log-log fit: seconds ~ n^{exponents[0]:.2f} x coalitions^{exponents[1]:.2f}")
 
 
 if __name__ == "__main__":
