@@ -11,6 +11,13 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/game.smk"
 include: "workflow/rules/attribute.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/evaluate.smk"
+
+# Rules that only copy a file run in the Snakemake process itself, never as cluster jobs.
+localrules:
+    publish_utilities,
+    publish_contributors,
+    publish_attribution,
 
 
 rule all:

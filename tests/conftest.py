@@ -20,7 +20,7 @@ def default_config():
 def copy_workflow(dest: Path) -> Path:
     """A copy of the workflow (not of results/) to run Snakemake in isolation."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "workflow", "config", "tests/configs"):
+    for name in ("Snakefile", "workflow", "config", "profiles", "envs", "tests/configs"):
         src = ROOT / name
         target = dest / name
         if src.is_dir():
@@ -58,4 +58,50 @@ def run_dir(tmp_path_factory):
     """One run of the small test config, shared by the workflow and browser tests."""
     workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
     snakemake(workdir, "--configfile", SMALL)
+    return workdir
+
+
+# Contributor names a data marketplace or a scrape might deliver (issue 8). Each must reach the
+# attribution files and the report exactly as written, and never a path, wildcard or job name.
+HOSTILE_NAMES = [
+    "alice smith", "a/b\\c", "../../etc/passwd", "Smith, John", "O'Brien \"the quote\"", "Tom & Jerry",
+    "<script>alert('x')</script>", "<img src=x onerror=alert(1)>", "محمد الفنان", "\u202eevil\u202c", "Bob", "bob",
+    "{metric}*?[x]", "$(rm -rf ~) `id` $5 $x$", " padded name ", "🎨 artist 日本語", "Zoë", "null", "-rf",
+    "a very long name " * 20,
+]
+HOSTILE = "tests/configs/hostile.yaml"
+
+
+def write_hostile_dataset(folder: Path, per_contributor: int = 10) -> Path:
+    """A folder dataset from scikit-learn's digits with HOSTILE_NAMES as contributors; returns its metadata CSV."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from surrogateshap.data import digits_images
+
+    images, labels = digits_images()
+    (folder / "img").mkdir(parents=True)
+    rows = []
+    for c, name in enumerate(HOSTILE_NAMES):
+        label = c % 10
+        for i in np.flatnonzero(labels == label)[c // 10 * per_contributor:][:per_contributor]:
+            file_name = f"img/{i:05d}.png"
+            Image.fromarray(np.round(images[i] * 255).astype(np.uint8), mode="L").save(folder / file_name)
+            rows.append({"file_name": file_name, "contributor": name, "label": label})
+    pd.DataFrame(rows).to_csv(folder / "metadata.csv", index=False)
+    return folder / "metadata.csv"
+
+
+@pytest.fixture(scope="session")
+def hostile_run_dir(tmp_path_factory):
+    """One small workflow run on a folder dataset with HOSTILE_NAMES (its folder name is hostile too)."""
+    import yaml
+
+    workdir = copy_workflow(tmp_path_factory.mktemp("hostile"))
+    folder = tmp_path_factory.mktemp("data") / "my data <b>ü</b> & co"
+    metadata = write_hostile_dataset(folder)
+    (workdir / "data.yaml").write_text(yaml.safe_dump({"data": {"source": "folder", "root": str(folder),
+                                                               "metadata": str(metadata)}}))
+    snakemake(workdir, "--configfile", HOSTILE, "data.yaml")
     return workdir

@@ -53,7 +53,16 @@ def _diff(default_config, path, value):
 
 
 def test_surrogate_settings_change_only_the_attribution_key(default_config):
-    assert _diff(default_config, ("surrogate", "bootstrap"), 5) == {"attribution"}
+    # and what the evaluation builds on the attributions; never the held-out retraining game
+    assert _diff(default_config, ("surrogate", "bootstrap"), 5) == {"attribution", "baselines", "counterfactual",
+                                                                     "evaluation"}
+
+
+def test_counterfactual_settings_do_not_retrain_the_heldout_coalitions(default_config):
+    assert _diff(default_config, ("evaluation", "counterfactual", "k"), [1]) == {"baselines", "counterfactual",
+                                                                                "evaluation"}
+    assert _diff(default_config, ("evaluation", "retrain", "samples"), 64) == {"retrain", "counterfactual",
+                                                                              "evaluation"}
 
 
 def test_metric_settings_do_not_change_generation(default_config):

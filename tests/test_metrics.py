@@ -83,3 +83,55 @@ def test_unknown_metric_is_named():
     with pytest.raises(ValueError, match="fid_typo"):
         get_metric("fid_typo")
     assert set(METRICS) >= {"frechet_distance", "marker_rate"}
+
+
+def _frechet_utilities(samples, reference, weights):
+    metric = get_metric("frechet_distance")
+    return metric.evaluate(metric.group_stats(samples, reference), weights, reference)
+
+
+@pytest.mark.parametrize("route", ["group_second_moments", "member_features"])
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_frechet_routes_and_backends_agree(monkeypatch, route, backend):
+    """Every way the pooled Fréchet distance is computed gives the same numbers: per-group second
+    moments or (when those would not fit in memory) the members' features; numpy, or torch in
+    float64 as on a GPU (run here on the CPU); tiny chunks so that chunking is exercised."""
+    import torch
+
+    from surrogateshap import metrics
+
+    rng = np.random.default_rng(5)
+    samples = _samples(rng, [30, 50, 40, 20], d=12)
+    reference = Reference.from_features(rng.normal(size=(300, 12)))
+    weights = game.mixture_weights([(), (0, 2), (1,), (0, 1, 2), (2,)], np.array([10.0, 20.0, 30.0]))  # group 3: empty
+    expected = _frechet_utilities(samples, reference, weights)
+    monkeypatch.setattr(metrics, "CHUNK_BYTES", 8 * 12 * 12 * 2)  # two coalitions, or a few rows, per chunk
+    if route == "member_features":
+        monkeypatch.setattr(metrics, "SECOND_MOMENT_BYTES", 0)
+    if backend == "torch":
+        monkeypatch.setattr(metrics, "linalg_backend",
+                            lambda: (torch, lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))))
+    got = _frechet_utilities(samples, reference, weights)
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    for row, w in enumerate(weights):  # and each equals the distance of its pooled samples
+        members = np.flatnonzero(w)
+        mask = np.isin(samples.group, members)
+        if len(members) == 1:
+            subset = Samples(samples.group[mask], samples.features[mask], samples.probs[mask], samples.marker[mask])
+            assert got[row] == pytest.approx(game.sample_utilities(subset, ["frechet_distance"], reference)["frechet_distance"], rel=1e-9)
+
+
+def test_diversity_in_chunks_equals_one_pass(monkeypatch):
+    from surrogateshap import metrics
+
+    rng = np.random.default_rng(6)
+    samples = _samples(rng, [7, 12, 5])
+    reference = Reference.from_features(rng.normal(size=(50, 6)))
+    metric = get_metric("diversity")
+    whole = metric.group_stats(samples, reference)["block"]
+    monkeypatch.setattr(metrics, "CHUNK_BYTES", 8 * len(samples.group) * 3)  # three rows per chunk
+    np.testing.assert_allclose(metric.group_stats(samples, reference)["block"], whole, rtol=1e-12)
+    f, g = samples.features, samples.group
+    dist = np.sqrt(((f[:, None] - f[None]) ** 2).sum(-1))
+    assert whole[0, 2] == pytest.approx(dist[np.ix_(g == 0, g == 2)].mean(), rel=1e-9)
+    assert whole[1, 1] == pytest.approx(dist[np.ix_(g == 1, g == 1)].sum() / (12 * 11), rel=1e-9)

@@ -29,17 +29,25 @@ def chromium_path() -> str:
 def open_report(path: Path, screenshot: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
-    problems = {"console": [], "page": [], "failed": []}
+    problems = {"console": [], "page": [], "failed": [], "dialogs": []}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS, timeout=60_000)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.on("console", lambda m: problems["console"].append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: problems["page"].append(str(e)))
         page.on("requestfailed", lambda r: problems["failed"].append(r.url[:100]))
+        page.on("dialog", lambda d: (problems["dialogs"].append(d.message), d.dismiss()))  # alert(): injected code ran
         page.goto(path.resolve().as_uri(), wait_until="load", timeout=60_000)
         problems["images"] = page.evaluate(
             "Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])")
         problems["text"] = page.inner_text("body")
+        problems["name_cells"] = page.evaluate("Array.from(document.querySelectorAll('td.name')).map(td => td.textContent)")
+        problems["contributors"] = page.evaluate(
+            "Array.from([...document.querySelectorAll('h2')].find(h => h.textContent === 'Contributors')"
+            ".nextElementSibling.querySelectorAll('tbody td.name')).map(td => td.textContent)")
+        problems["injected"] = page.evaluate(
+            "document.querySelectorAll('script, iframe, object, embed, img[src=\"x\"], pre *').length")
+        problems["config"] = page.evaluate("document.querySelector('pre').textContent")
         page.screenshot(path=str(screenshot), full_page=False)
         browser.close()
     return problems
@@ -53,3 +61,18 @@ def test_report_opens_cleanly(run_dir):
     assert len(seen["images"]) >= 5 * 2 and all(ok for _, ok in seen["images"]), seen["images"]
     assert "digit-7-b" in seen["text"] and "Fréchet distance" in seen["text"]
     assert shot.stat().st_size > 5000
+
+
+def test_hostile_names_show_as_text(hostile_run_dir):
+    """Names with markup, quotes, right-to-left text, ... (conftest.HOSTILE_NAMES): shown exactly, never run."""
+    from .conftest import HOSTILE_NAMES
+
+    report = hostile_run_dir / "results/hostile/report/index.html"
+    seen = open_report(report, hostile_run_dir / "logs/hostile-screenshot.png")
+    assert not seen["console"] and not seen["page"] and not seen["failed"] and not seen["dialogs"], seen
+    assert seen["injected"] == 0  # no <script>, no <img src=x>, no markup from the config
+    assert all(ok for _, ok in seen["images"]), seen["images"]
+    assert sorted(seen["contributors"]) == sorted(HOSTILE_NAMES)  # character for character
+    assert set(HOSTILE_NAMES) <= set(seen["name_cells"])  # in every metric's table too
+    assert "my data <b>ü</b> & co" in seen["config"]  # a config value with markup, as text
+    assert "<img src=x onerror=alert(1)>" in seen["text"]

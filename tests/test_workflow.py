@@ -85,7 +85,7 @@ def test_guidance_change_regenerates(run_dir):
 def test_two_runs_share_stages(run_dir):
     extra = _extra(run_dir, "other_run", {"run": "other"})
     jobs = planned_jobs(run_dir, "--configfile", SMALL, extra)
-    assert set(jobs) == {"publish_attribution", "publish_utilities", "report", "all"}, jobs
+    assert set(jobs) == {"publish_attribution", "publish_utilities", "publish_contributors", "report", "all"}, jobs
 
 
 def test_bad_config_names_the_field(run_dir):

@@ -22,32 +22,45 @@ DEFAULT_SURROGATE = {
 
 
 def read_contributors(path: str) -> list[str]:
-    frame = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path, dtype=str, keep_default_na=False)
+    """Every player's name as given. Refused, naming them: no rows, missing or blank names, names
+    listed twice, and the names the dataset loader refuses (`data.name_problems`)."""
+    from .data import name_problems
+
+    try:
+        frame = (pd.read_parquet(path) if path.endswith(".parquet")
+                 else pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ValueError(f"contributor table not found: {path}") from None
+    except Exception as error:  # not CSV / Parquet, empty, truncated: name the file
+        raise ValueError(f"{path}: cannot read the contributor table: {error}") from None
     if "contributor" not in frame.columns:
         raise ValueError(f"{path}: no 'contributor' column (columns: {list(frame.columns)})")
-    names = frame["contributor"].astype(str).tolist()
+    if not len(frame):
+        raise ValueError(f"{path}: no contributors")
+    column = frame["contributor"]
+    blank = np.flatnonzero(column.isna().to_numpy() | (column.astype(str).str.strip() == "").to_numpy())
+    if len(blank):
+        raise ValueError(f"{path}: missing or blank contributor name in row(s) {blank[:20].tolist()}")
+    names = column.astype(str).tolist()
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ValueError(f"{path}: contributor(s) listed twice: {repeated[:10]}")
+    problems = name_problems(names)
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems))
     return names
 
 
 def read_utilities(path: str, metric: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Indicators and utilities in table order (repeats kept)."""
-    table = pd.read_parquet(path)
-    for column in ("members", metric):
-        if column not in table.columns:
-            raise ValueError(f"{path}: no column {column!r} (columns: {list(table.columns)})")
-    x = coal.indicator_matrix(table["members"], names, source=path)
-    y = pd.to_numeric(table[metric], errors="coerce").to_numpy(np.float64)
-    return x, y
+    """Indicators and utilities in table order (repeats kept); see `coalitions.read_utility_table`."""
+    return coal.read_utility_table(path, metric, names)
 
 
 def cmd_attribute(args) -> int:
     names = read_contributors(args.contributors)
     x, y = read_utilities(args.utilities, args.metric, names)
     if args.estimator not in ("permutation", "hybrid"):  # these read chains in table order
-        x, y = estimators.average_repeats(x, y)
+        x, y = estimators.merge_repeats(x, y, args.utilities)
     values, diagnostics = estimators.attribute(args.estimator, x, y, names, _settings(args), args.seed,
                                                pairs=None if args.interactions else 0)
     pairs = pd.DataFrame(diagnostics.pop("top_interactions", []))  # their own file, not the metadata
@@ -81,6 +94,28 @@ def cmd_convergence(args) -> int:
     return 0
 
 
+def cmd_make_tiny_pipeline(args) -> int:
+    from .tiny import make_tiny_pipeline
+
+    make_tiny_pipeline(args.kind, args.out, args.resolution, args.seed, args.lora, args.lora_rank)
+    print(f"wrote a tiny {args.kind} pipeline to {args.out}" + (f" and a LoRA to {args.lora}" if args.lora else ""))
+    return 0
+
+
+def cmd_launch(args) -> int:
+    from .launch import launch
+
+    # everything after a leading "--" is Snakemake's
+    snakemake_args = args.snakemake_args[1:] if args.snakemake_args[:1] == ["--"] else args.snakemake_args
+    job = launch(args.profile, snakemake_args, log_dir=args.log_dir, time_min=args.time_min, mem_mb=args.mem_mb,
+                 cpus=args.cpus, partition=args.partition, account=args.account)
+    print(f"submitted the Snakemake controller as SLURM job {job.job_id}")
+    print(f"log: {job.log}")
+    print(f"command: {' '.join(job.command)}")
+    print(f"follow it: tail -f {job.log}   stop it: scancel {job.job_id}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="surrogateshap", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,7 +138,32 @@ def main(argv=None) -> int:
                          ("--threshold", {"type": float, "default": 0.95})):
         conv.add_argument(flag, **kwargs)
     conv.set_defaults(func=cmd_convergence)
-    args = parser.parse_args(argv)
+    tiny = sub.add_parser("make-tiny-pipeline", help="write a tiny, randomly initialised SD or FLUX pipeline (offline)")
+    tiny.add_argument("--kind", required=True, choices=["sd", "flux"])
+    tiny.add_argument("--out", required=True, help="pipeline folder to write")
+    tiny.add_argument("--resolution", type=int, default=32)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--lora", help="also write a random LoRA for it here (save_lora_weights format)")
+    tiny.add_argument("--lora-rank", type=int, default=4)
+    tiny.set_defaults(func=cmd_make_tiny_pipeline)
+    from . import launch as controller
+
+    run = sub.add_parser("launch", allow_abbrev=False,
+                         help="submit the Snakemake controller as a SLURM job: launch --profile profiles/slurm [snakemake args]",
+                         description="Every argument not listed here is passed to snakemake.")
+    run.add_argument("--profile", required=True, help="Snakemake profile folder, e.g. profiles/slurm")
+    run.add_argument("--log-dir", default="logs/launch", help="where the controller's log goes (default: %(default)s)")
+    run.add_argument("--time-min", type=int, default=controller.CONTROLLER_TIME_MIN, help="the controller job's wall time, minutes (default: %(default)s)")
+    run.add_argument("--mem-mb", type=int, default=controller.CONTROLLER_MEM_MB, help="the controller job's memory (default: %(default)s)")
+    run.add_argument("--cpus", type=int, default=controller.CONTROLLER_CPUS, help="the controller job's CPUs (default: %(default)s)")
+    run.add_argument("--partition", help="default: the profile's default-resources slurm_partition")
+    run.add_argument("--account", help="default: the profile's default-resources slurm_account")
+    run.set_defaults(func=cmd_launch)
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "launch":
+        args.snakemake_args = unknown  # everything else is Snakemake's, in the order given
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as error:

@@ -57,21 +57,76 @@ def coalition_table(coalitions: list[tuple[int, ...]], names: list[str]) -> pd.D
 
 
 def indicator_matrix(members: pd.Series, names: list[str], source: str = "coalition table") -> np.ndarray:
-    """(coalitions, players) 0/1 matrix; unknown or repeated contributors are errors, named."""
+    """(coalitions, players) 0/1 matrix. Every problem is listed in one ValueError, by row:
+    a cell that is not a list of names, a repeated member, a member not in `names`."""
     position = {name: i for i, name in enumerate(names)}
     x = np.zeros((len(members), len(names)), dtype=np.float32)
-    unknown: dict[str, int] = {}
+    not_lists: list[int] = []
+    repeats: dict[int, list] = {}
+    unknown: dict = {}
     for row, coalition in enumerate(members):
+        if not isinstance(coalition, (list, tuple, np.ndarray)) or any(
+                not isinstance(m, str) for m in coalition):
+            not_lists.append(row)
+            continue
         coalition = list(coalition)
         if len(set(coalition)) != len(coalition):
-            repeated = sorted({m for m in coalition if coalition.count(m) > 1})
-            raise ValueError(f"{source}: row {row} repeats member(s) {repeated}")
+            repeats[row] = sorted({m for m in coalition if coalition.count(m) > 1})
         for member in coalition:
             if member not in position:
                 unknown.setdefault(member, row)
             else:
                 x[row, position[member]] = 1.0
+    problems = []
+    if not_lists:
+        problems.append(f"members is not a list of contributor names in row(s) {_rows(not_lists)}: "
+                        + ", ".join(_brief(members.iloc[r]) for r in not_lists[:5]))
+    if repeats:
+        problems.append("coalitions that repeat a member: " + "; ".join(
+            f"row {row} repeats {names_}" for row, names_ in list(repeats.items())[:20]))
     if unknown:
-        listed = ", ".join(f"{name!r} (first in row {row})" for name, row in list(unknown.items())[:20])
-        raise ValueError(f"{source}: unknown contributor(s), not in the contributor table: {listed}")
+        problems.append("unknown contributor(s), not in the contributor table: " + ", ".join(
+            f"{name!r} (first in row {row})" for name, row in list(unknown.items())[:20])
+            + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""))
+    if problems:
+        raise ValueError(f"{source}: " + "; ".join(problems))
     return x
+
+
+def _rows(rows: list[int], limit: int = 20) -> str:
+    return str(rows[:limit])[1:-1] + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+def _brief(value, limit: int = 80) -> str:
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def read_utility_table(path, metric: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Indicators and utilities of a Parquet utility table (`members` + one column per metric), in
+    table order, repeats kept. ValueError naming the file, column and rows for: an unreadable file,
+    a missing column, no rows, bad `members` (see `indicator_matrix`), and utilities that are
+    missing, not numbers, NaN or infinite (refused, never dropped: a NaN utility means a broken
+    metric or coalition, and dropping it would bias the values)."""
+    try:
+        table = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise ValueError(f"utility table not found: {path}") from None
+    except Exception as error:  # not Parquet, truncated, ...: name the file
+        raise ValueError(f"{path}: cannot read the utility table as Parquet: {error}") from None
+    missing = [c for c in ("members", metric) if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: no column(s) {missing} (columns: {list(table.columns)})")
+    if not len(table):
+        raise ValueError(f"{path}: the utility table has no rows")
+    x = indicator_matrix(table["members"], names, source=str(path))
+    column = table[metric]
+    scalars = column.map(lambda v: v if isinstance(v, (int, float, np.number, str)) else None)
+    y = pd.to_numeric(scalars, errors="coerce").astype(np.float64).to_numpy()
+    bad = np.flatnonzero(~np.isfinite(y))
+    if len(bad):
+        shown = ", ".join(f"row {r} {_brief(list(table['members'].iloc[r]), 60)} = {_brief(column.iloc[r], 30)}"
+                          for r in bad[:5])
+        raise ValueError(f"{path}: column {metric!r} has {len(bad)} utility value(s) that are missing, not numbers, "
+                         f"NaN or infinite (rows {_rows(bad.tolist())}): {shown}")
+    return x, y

@@ -79,6 +79,17 @@ def _check_semantics(config: dict, source: str) -> None:
     metrics = config["metrics"]
     if len(set(metrics)) != len(metrics):
         raise ConfigError(f"{source}: metrics lists a metric twice: {metrics}")
+    from .metrics import config_problems
+
+    problems = config_problems(metrics, config["features"])
+    model = config["model"]
+    if model.get("type", "class_conditional") != "class_conditional":
+        if not model.get("path"):
+            problems.append(f"model.path (a local folder or hub id) is required for model.type {model['type']!r}")
+        if not (data.get("caption_column") or data.get("caption_template")):
+            problems.append("a text-to-image model needs captions: set data.caption_column or data.caption_template")
+    if problems:
+        raise ConfigError(f"{source}:\n  " + "\n  ".join(problems))
 
 
 def digest(obj) -> str:
@@ -90,6 +101,9 @@ def digest(obj) -> str:
 # Which config sections each stage reads (a top-level key, or a dotted path to one
 # setting inside a section), and which stages it consumes. This is the single place
 # that defines what invalidates what.
+# What a retrained model's utilities depend on: its training, its sampling, the metrics.
+RETRAINING_GAME = ("evaluation.retrain", "model.train", "generation", "features", "metrics", "data.image_size", "seed")
+
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "data": (("data", "seed"), ()),
     "classifier": (("classifier", "seed"), ()),
@@ -100,6 +114,13 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "utilities": (("metrics", "game"), ("features", "coalitions")),
     "proxy_check": (("metrics", "game", "generation", "features", "seed"), ("utilities", "model", "classifier")),
     "attribution": (("surrogate",), ("utilities",)),
+    # the `evaluate` target
+    "heldout": (("evaluation.heldout",), ("data",)),
+    "baselines": (("evaluation.methods", "evaluation.counterfactual", "evaluation.seed"),
+                  ("attribution", "pool", "features", "heldout")),
+    "retrain": (RETRAINING_GAME, ("heldout", "classifier")),
+    "counterfactual": (RETRAINING_GAME, ("baselines", "classifier")),
+    "evaluation": (("evaluation", "surrogate", "data.digits.planted"), ("retrain", "counterfactual")),
 }
 
 
@@ -124,7 +145,7 @@ def stage_keys(config: dict) -> dict[str, str]:
             section = stage_section(config, stage)
             if stage == "model" and config["model"].get("path"):
                 # A user's checkpoint does not depend on our data or training settings.
-                section = {"path": config["model"]["path"]}
+                section = {k: config["model"].get(k) for k in ("path", "type", "lora", "lora_scale")}
                 upstream = ()
             keys[stage] = f"{stage}-" + digest({"config": section, "upstream": [key(u) for u in upstream]})
         return keys[stage]

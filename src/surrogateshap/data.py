@@ -6,8 +6,12 @@ column, optionally a label column), the Hugging Face `imagefolder` convention.
 
 from __future__ import annotations
 
+import hashlib
+import posixpath
+import re
+import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
@@ -20,6 +24,106 @@ PLANTED_EFFECTS = ("noise", "blur", "marker")
 
 class DataError(ValueError):
     """Bad dataset input; the message names the file, column or value at fault."""
+
+
+# --------------------------------------------------------------------------- contributor names and keys
+def name_identity(name: str) -> str:
+    """What makes two contributor names the same person: equal NFC forms without surrounding white space.
+
+    Names that differ only by Unicode normalisation ('é' as one code point or as 'e' plus an
+    accent) or by surrounding white space look identical to a reader, so they are refused as a
+    collision rather than silently merged or kept apart. Case is kept: 'Bob' and 'bob' differ.
+    """
+    return unicodedata.normalize("NFC", name).strip()
+
+
+def contributor_key(name: str) -> str:
+    """A stable key for a contributor, safe as a file name, Snakemake wildcard, SLURM job name and shell word.
+
+    An ASCII slug of the name (accents dropped, lower case, every run of other characters
+    turned into '-', at most 24 characters; 'c' when nothing is left) plus 10 hex digits of the
+    SHA-256 of its identity (`name_identity`). The same name gets the same key in any dataset;
+    keys are lower case, so 'Bob' and 'bob' keep distinct keys on case-insensitive file systems.
+    """
+    identity = name_identity(name)
+    ascii_text = unicodedata.normalize("NFKD", identity).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")[:24].strip("-") or "c"
+    return f"{slug}-{hashlib.sha256(identity.encode('utf-8')).hexdigest()[:10]}"
+
+
+KEY_PATTERN = r"[a-z0-9][a-z0-9-]*"  # every key matches it (for wildcard constraints)
+
+
+def _shown(name: str) -> str:
+    """repr, plus the code points when the repr hides them (combining marks, look-alikes)."""
+    return repr(name) if ascii(name) == repr(name) else f"{name!r} {ascii(name)}"
+
+
+def name_problems(names) -> list[str]:
+    """Why these (distinct, non-empty) contributor names cannot be used, one line per kind of problem.
+
+    Refused: control characters and line breaks (newline, tab, NUL, U+2028, ...: they cannot be
+    shown faithfully and make logs and tables ambiguous), text that is not valid Unicode (lone
+    surrogates, e.g. from JSON escapes), and names whose keys collide (see `name_identity`).
+    """
+    problems = []
+    invalid, control, by_key = [], [], {}
+    for name in names:
+        if any(unicodedata.category(ch) == "Cs" for ch in name):
+            invalid.append(name)
+        elif any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):  # incl. U+2028/9 line breaks
+            control.append(name)
+        else:
+            by_key.setdefault(contributor_key(name), []).append(name)
+    if invalid:
+        problems.append("contributor names that are not valid Unicode (lone surrogates): "
+                        + ", ".join(ascii(n) for n in invalid[:20]))
+    if control:
+        problems.append("contributor names with control characters or line breaks (newline, tab, NUL, ...): "
+                        + ", ".join(ascii(n) for n in control[:20]))
+    collisions = [group for group in by_key.values() if len(group) > 1]
+    if collisions:
+        problems.append(
+            "contributor names that differ only by Unicode normalisation or surrounding white space "
+            "(they would look the same in the report and share one key): "
+            + "; ".join(" and ".join(_shown(n) for n in sorted(group)) for group in collisions[:20]))
+    return problems
+
+
+def contributor_table(counts: pd.Series) -> pd.DataFrame:
+    """The contributors table: name (as given), safe key, index, item count; names sorted."""
+    names = sorted(counts.index)
+    return pd.DataFrame({
+        "contributor": names,
+        "key": [contributor_key(name) for name in names],
+        "index": np.arange(len(names), dtype=np.int64),
+        "n_items": [int(counts[name]) for name in names],
+    })
+
+
+# --------------------------------------------------------------------------- file names inside the dataset folder
+def escape_reason(root: Path, name: str) -> str | None:
+    """Why a metadata file name may not be opened (None when it names a path inside `root`)."""
+    if "\x00" in name or any(unicodedata.category(ch) == "Cs" for ch in name):
+        return "not a valid file name (NUL or lone surrogate)"
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).drive or PureWindowsPath(name).root:
+        return "absolute path"
+    if ".." in PurePosixPath(name).parts or ".." in PureWindowsPath(name).parts:
+        return "climbs out of the folder with '..'"
+    try:
+        inside = (root / name).resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, an unencodable name
+        return "cannot be resolved"
+    return None if inside else "resolves (through a symlink) to outside the folder"
+
+
+def item_path(root, name: str) -> Path:
+    """The path of a dataset file; DataError when it would leave the dataset folder."""
+    root = Path(root)
+    reason = escape_reason(root, name)
+    if reason:
+        raise DataError(f"file_name {name!r} under {root}: {reason}")
+    return root / name
 
 
 # --------------------------------------------------------------------------- planted effects
@@ -99,7 +203,7 @@ def export_digits(out_dir, splits_per_class: int, planted: list[dict], seed: int
 class Dataset:
     root: Path
     items: pd.DataFrame  # columns: file_name, contributor, label (optional)
-    contributors: pd.DataFrame  # columns: contributor, index, n_items
+    contributors: pd.DataFrame  # columns: contributor, key, index, n_items (see contributor_table)
 
     @property
     def n(self) -> int:
@@ -113,7 +217,8 @@ def read_metadata(path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
+            # utf-8-sig: a spreadsheet's byte-order mark would otherwise stick to the first column's name
+            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
         if suffix in (".jsonl", ".json"):
             return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
         if suffix == ".parquet":
@@ -124,8 +229,13 @@ def read_metadata(path) -> pd.DataFrame:
 
 
 def load_dataset(root, metadata, contributor_column="contributor", label_column="label",
-                 min_items: int = 1, check_images: bool = True) -> Dataset:
-    """Load and validate a dataset; every problem found is listed in one DataError."""
+                 min_items: int = 1, check_images: bool = True, caption_column: str | None = None,
+                 caption_template: str | None = None) -> Dataset:
+    """Load and validate a dataset; every problem found is listed in one DataError.
+
+    Captions (for text-to-image models) come from `caption_column`; `caption_template`
+    (e.g. "a painting by {contributor}", any metadata column by name) fills the items
+    without one. An empty caption with no template is an error."""
     root = Path(root)
     metadata_path = Path(metadata)
     table = read_metadata(metadata_path)
@@ -135,13 +245,20 @@ def load_dataset(root, metadata, contributor_column="contributor", label_column=
             problems.append(f"missing column {column!r} (columns present: {list(table.columns)})")
     if problems:
         raise DataError(f"{metadata_path}: " + "; ".join(problems))
+    if not len(table):
+        raise DataError(f"{metadata_path}: the metadata table has no rows")
+    # Missing cells (Parquet/JSON nulls) stay empty: never the text 'None' or 'nan'.
     items = pd.DataFrame({
-        "file_name": table["file_name"].astype(str),
-        "contributor": table[contributor_column].astype(str),
+        "file_name": table["file_name"].where(table["file_name"].notna(), "").astype(str),
+        "contributor": table[contributor_column].where(table[contributor_column].notna(), "").astype(str),
     })
+    no_file = np.flatnonzero(items["file_name"].to_numpy() == "")
+    if len(no_file):
+        problems.append(f"empty or missing file_name in data row(s) {no_file[:20].tolist()}"
+                        + (f" and {len(no_file) - 20} more" if len(no_file) > 20 else "") + " (counted from 0)")
     if label_column and label_column in table.columns:
-        labels = pd.to_numeric(table[label_column], errors="coerce")
-        bad = table.loc[labels.isna(), "file_name"].tolist()
+        labels = _integer_labels(table[label_column])
+        bad = items.loc[labels.isna(), "file_name"].tolist()
         if bad:
             problems.append(f"column {label_column!r} is not an integer for {_listing(bad)}")
         else:
@@ -149,27 +266,72 @@ def load_dataset(root, metadata, contributor_column="contributor", label_column=
     empty = items.loc[items["contributor"].str.strip() == "", "file_name"].tolist()
     if empty:
         problems.append(f"empty {contributor_column!r} for {_listing(empty)}")
-    duplicated = items.loc[items["file_name"].duplicated(), "file_name"].unique().tolist()
+    if caption_column or caption_template:
+        captions, caption_problems = _captions(table, contributor_column, caption_column, caption_template)
+        problems.extend(caption_problems)
+        items["caption"] = captions
+    named = items.loc[items["file_name"] != "", "file_name"]
+    # 'img/a.png' and './img/a.png' are one file
+    duplicated = named[named.map(posixpath.normpath).duplicated()].unique().tolist()
     if duplicated:
         problems.append(f"duplicate file_name {_listing(duplicated)}")
-    if check_images:
-        problems.extend(_image_problems(root, items["file_name"]))
+    escaping = {name: reason for name in named.unique() if (reason := escape_reason(root, name))}
+    problems.extend(_escape_problems(root, escaping))
+    if check_images:  # never open a file outside the folder
+        problems.extend(_image_problems(root, [n for n in named if n not in escaping]))
+    names = [n for n in items["contributor"].unique() if n.strip()]
+    problems.extend(name_problems(names))
     counts = items["contributor"].value_counts()
     too_few = counts[counts < min_items]
     if len(too_few):
         problems.append(
             "contributors with fewer than "
-            f"{min_items} items: " + ", ".join(f"{name!r} ({count})" for name, count in too_few.items())
+            f"{min_items} items: " + ", ".join(f"{name!r} ({count})" for name, count in too_few.head(20).items())
+            + (f" and {len(too_few) - 20} more" if len(too_few) > 20 else "")
         )
     if problems:
         raise DataError(f"{metadata_path}:\n  " + "\n  ".join(problems))
-    names = sorted(items["contributor"].unique())
-    contributors = pd.DataFrame({
-        "contributor": names,
-        "index": np.arange(len(names), dtype=np.int64),
-        "n_items": [int(counts[name]) for name in names],
-    })
-    return Dataset(root=root, items=items.reset_index(drop=True), contributors=contributors)
+    return Dataset(root=root, items=items.reset_index(drop=True), contributors=contributor_table(counts))
+
+
+def _integer_labels(column: pd.Series) -> pd.Series:
+    """Labels as floats holding integers; NaN where a value is missing, not a number or not whole."""
+    scalars = column.map(lambda v: v if isinstance(v, (str, int, float, np.number)) else None)
+    numbers = pd.to_numeric(scalars, errors="coerce").astype(np.float64)
+    whole = np.isfinite(numbers) & (numbers == np.round(numbers)) & (numbers.abs() < 2.0 ** 62)
+    return numbers.where(whole)
+
+
+def _escape_problems(root: Path, escaping: dict[str, str]) -> list[str]:
+    """One problem line per way that file names leave the dataset folder, listing each name."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in escaping.items():
+        by_reason.setdefault(reason, []).append(name)
+    return [f"file_name outside the dataset folder {root} ({reason}): {_listing(names)}"
+            for reason, names in by_reason.items()]
+
+
+def _captions(table: pd.DataFrame, contributor_column: str, caption_column: str | None,
+              template: str | None) -> tuple[pd.Series, list[str]]:
+    """Each item's caption: its caption column, else the template filled from its row."""
+    problems = []
+    if caption_column and caption_column not in table.columns:
+        problems.append(f"missing caption column {caption_column!r} (columns present: {list(table.columns)})")
+        caption_column = None
+    captions = (table[caption_column].fillna("").astype(str).str.strip() if caption_column
+                else pd.Series([""] * len(table), index=table.index))
+    blank = captions == ""
+    if blank.any() and template:
+        rows = table.loc[blank].rename(columns={contributor_column: "contributor"}).astype(str)
+        try:
+            captions.loc[blank] = [template.format(**row) for row in rows.to_dict("records")]
+        except (KeyError, IndexError, ValueError) as error:
+            problems.append(f"data.caption_template {template!r} cannot be filled: {error!r} "
+                            f"(fields available: {sorted(set(rows.columns))})")
+    elif blank.any() and caption_column:
+        problems.append(f"empty {caption_column!r} caption for {_listing(table.loc[blank, 'file_name'].astype(str).tolist())}"
+                        " (set data.caption_template to fill them)")
+    return captions, problems
 
 
 def _listing(values: list[str], limit: int = 20) -> str:
@@ -198,12 +360,12 @@ def _image_problems(root: Path, file_names) -> list[str]:
     return problems
 
 
-def load_images(root: Path, file_names, size: int) -> np.ndarray:
-    """Grayscale images as float32 in [0, 1], resized to `size` when they differ."""
-    out = np.empty((len(file_names), size, size), dtype=np.float32)
+def load_images(root: Path, file_names, size: int, mode: str = "L") -> np.ndarray:
+    """Grayscale (mode "L") or RGB images as float32 in [0, 1], resized to `size` when they differ."""
+    out = np.empty((len(file_names), size, size) + ((3,) if mode == "RGB" else ()), dtype=np.float32)
     for i, name in enumerate(file_names):
-        with Image.open(Path(root) / name) as image:
-            image = image.convert("L")
+        with Image.open(item_path(root, name)) as image:
+            image = image.convert(mode)
             if image.size != (size, size):
                 image = image.resize((size, size), Image.BILINEAR)
             out[i] = np.asarray(image, dtype=np.float32) / 255.0

@@ -22,9 +22,12 @@ order and returns the point values. What each needs from the table:
 
 from __future__ import annotations
 
+import logging
 from math import comb
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 class EstimatorError(ValueError):
@@ -36,6 +39,29 @@ def average_repeats(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
     unique, inverse = np.unique(x.astype(np.uint8), axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     return unique.astype(np.float32), np.bincount(inverse, weights=y) / np.bincount(inverse)
+
+
+def merge_repeats(x: np.ndarray, y: np.ndarray, source: str = "utility table") -> tuple[np.ndarray, np.ndarray]:
+    """Average repeated coalitions (their utilities may differ: sampling noise), with a warning that
+    says how many and how far apart their values lie. A table without repeats is returned as it is."""
+    unique, inverse = np.unique(x.astype(np.uint8), axis=0, return_inverse=True)
+    if len(unique) == len(x):
+        return x, y
+    inverse = inverse.reshape(-1)
+    spread = np.zeros(len(unique))
+    np.maximum.at(spread, inverse, y)
+    low = np.full(len(unique), np.inf)
+    np.minimum.at(low, inverse, y)
+    spread -= low
+    log.warning("%s: %d row(s) repeat an earlier coalition; the utilities of each coalition are averaged "
+                "(largest difference between repeats of one coalition: %.4g)", source, len(x) - len(unique),
+                float(spread.max()))
+    return average_repeats(x, y)
+
+
+def is_constant(y: np.ndarray) -> bool:
+    """Every utility equal (up to rounding): a constant game, whose Shapley values are all 0."""
+    return len(y) > 0 and float(np.ptp(y)) <= 1e-12 * max(1.0, float(np.abs(y).max()))
 
 
 def _masks(x: np.ndarray) -> np.ndarray:
@@ -213,11 +239,18 @@ def attribute(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str], cf
 
     if estimator not in ESTIMATORS:
         raise EstimatorError(f"unknown estimator {estimator!r}; expected one of {ESTIMATORS}")
+    if not len(y):
+        raise EstimatorError("the utility table has no coalitions")
     if not np.all(np.isfinite(y)):
         bad = np.flatnonzero(~np.isfinite(y))[:10].tolist()
         raise EstimatorError(f"utilities contain NaN or infinite values (rows {bad})")
     if pairs != 0 and estimator != "surrogate":
         raise EstimatorError(f"interaction values come from the surrogate; estimator {estimator!r} has none")
+    if is_constant(y):
+        if estimator != "surrogate":  # the table must still be one the estimator can read
+            {"kernel": kernel, "banzhaf": banzhaf, "loo": loo, "exact": exact, "permutation": permutation,
+             "hybrid": permutation}[estimator](x, y)
+        return _constant_game(estimator, x, y, names, cfg)
     if estimator == "surrogate":
         return surrogate.attribute(x, y, names, cfg, seed, progress=progress, pairs=pairs)
     started = time.time()
@@ -250,5 +283,27 @@ def attribute(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str], cf
         "efficient": estimator in ("kernel", "permutation", "hybrid", "exact"),
         "ci_level": cfg["ci_level"], "bootstrap": int(len(boot)), "top_k": cfg["top_k"],
         "seconds": time.time() - started, **extra,
+    }
+    return table, diagnostics
+
+
+def _constant_game(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict):
+    """Every coalition has the same utility: every value is exactly 0 (all players are null players),
+    with no interval width, every contributor tied at rank 1; no model is fitted. A metric that
+    nothing in the data moves (e.g. a marker rate on data without markers) ends here."""
+    from . import surrogate
+
+    n = x.shape[1]
+    log.warning("the utility is %.6g for all %d coalitions: every Shapley value is 0 and ranks are all tied",
+                float(y[0]), len(y))
+    zeros = np.zeros(n)
+    table = surrogate.ranked_table(names, zeros, zeros, zeros, np.ones(n))
+    table["rank"] = 1
+    v_empty, v_grand = surrogate.measured_endpoints(x, y)
+    diagnostics = {
+        "estimator": estimator, "constant_utility": float(y[0]), "n_coalitions": int(len(y)), "n_contributors": int(n),
+        "measured_empty": v_empty, "measured_grand": v_grand, "sum_values": 0.0, "efficiency_gap": 0.0,
+        "efficient": True, "anchored_endpoints": False, "params": None, "oof_r2": float("nan"),
+        "ci_level": cfg["ci_level"], "bootstrap": 0, "top_k": cfg["top_k"], "seconds": 0.0, "top_interactions": [],
     }
     return table, diagnostics

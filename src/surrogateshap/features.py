@@ -16,19 +16,24 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from .data import marker_box
+from .extractors import score_samples, to_gray
 from .io import column_matrix, matrix_column, write_table
 from .metrics import Samples
 
 
 def encode_png(image: np.ndarray) -> bytes:
+    """A float image in [0, 1], (H, W) grayscale or (H, W, 3) RGB, as PNG bytes."""
     buffer = io.BytesIO()
-    Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), mode="L").save(buffer, format="PNG")
+    pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(pixels, mode="RGB" if pixels.ndim == 3 else "L").save(buffer, format="PNG")
     return buffer.getvalue()
 
 
 def decode_png(data: bytes) -> np.ndarray:
+    """(H, W) for grayscale PNGs, (H, W, 3) for colour ones, float32 in [0, 1]."""
     with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        mode = "L" if image.mode in ("L", "1", "I", "I;16") else "RGB"
+        return np.asarray(image.convert(mode), dtype=np.float32) / 255.0
 
 
 def detect_marker(images: np.ndarray, marker_size: int, threshold: float) -> np.ndarray:
@@ -37,19 +42,21 @@ def detect_marker(images: np.ndarray, marker_size: int, threshold: float) -> np.
     Every pixel, not the mean: noise often brightens part of the box, rarely all of it.
     """
     rows, cols = marker_box(marker_size)
-    return (images[:, rows, cols].min(axis=(1, 2)) > threshold).astype(np.float64)
+    return (to_gray(images)[:, rows, cols].min(axis=(1, 2)) > threshold).astype(np.float64)
 
 
 def write_images(path, group: np.ndarray, sample: np.ndarray, classes: np.ndarray, seeds: np.ndarray,
-                 images: np.ndarray, metadata: dict | None = None) -> None:
-    table = pa.table({
+                 images: np.ndarray, metadata: dict | None = None, prompts: list[str] | None = None) -> None:
+    columns = {
         "group": pa.array(group, pa.int64()),
         "sample": pa.array(sample, pa.int64()),
         "class": pa.array(classes, pa.int64()),
         "seed": pa.array(seeds.astype(np.int64), pa.int64()),
         "png": pa.array([encode_png(im) for im in images], pa.binary()),
-    })
-    write_table(path, table, metadata)
+    }
+    if prompts is not None:  # text-to-image: the prompt each image was generated from
+        columns["prompt"] = pa.array(prompts, pa.string())
+    write_table(path, pa.table(columns), metadata)
 
 
 def read_images(paths) -> tuple[pd.DataFrame, np.ndarray]:
@@ -59,9 +66,35 @@ def read_images(paths) -> tuple[pd.DataFrame, np.ndarray]:
     return frame.drop(columns=["png"]), images
 
 
-def extract(images: np.ndarray, group: np.ndarray, classifier, marker_size: int, marker_threshold: float) -> Samples:
+def extract(images: np.ndarray, group: np.ndarray, classifier, marker_size: int, marker_threshold: float,
+            prompts: list[str] | None = None, feat_cfg: dict | None = None) -> Samples:
+    """Features and probabilities from `classifier` (the digits classifier, or an extractor of
+    `surrogateshap.extractors`), the marker flag, and the per-sample scores `feat_cfg` configures."""
     features, probs = classifier.embed(images)
-    return Samples(np.asarray(group, dtype=np.int64), features, probs, detect_marker(images, marker_size, marker_threshold))
+    scores = {}
+    if feat_cfg is not None:
+        prompts = prompts if prompts is not None else [""] * len(images)
+        scores = score_samples(images, prompts, feat_cfg, configured_scores(feat_cfg))
+    return Samples(np.asarray(group, dtype=np.int64), features, probs, detect_marker(images, marker_size, marker_threshold),
+                   scores)
+
+
+def configured_scores(feat_cfg: dict) -> set[str]:
+    """The per-sample scores the `features` settings make available (a function of that section only,
+    so the features stage's cache key covers them)."""
+    names = set(feat_cfg.get("custom_metrics") or {})
+    if feat_cfg.get("clip"):
+        names.add("clip_score")
+        if feat_cfg.get("aesthetic"):
+            names.add("aesthetic")
+    if feat_cfg.get("reward"):
+        names.add("reward")
+    if feat_cfg.get("spurious_detector"):
+        names.add("spurious")
+    return names
+
+
+SCORE_PREFIX = "score:"  # feature-shard columns holding per-sample scores
 
 
 def write_samples(path, samples: Samples, sample_index: np.ndarray) -> None:
@@ -71,6 +104,7 @@ def write_samples(path, samples: Samples, sample_index: np.ndarray) -> None:
         "features": matrix_column(samples.features),
         "probs": matrix_column(samples.probs),
         "marker": pa.array(samples.marker, pa.float64()),
+        **{SCORE_PREFIX + name: pa.array(values, pa.float64()) for name, values in samples.scores.items()},
     })
     write_table(path, table)
 
@@ -85,4 +119,6 @@ def read_samples(paths) -> Samples:
         column_matrix(table["features"]),
         column_matrix(table["probs"]),
         table["marker"].to_numpy().astype(np.float64),
+        {name[len(SCORE_PREFIX):]: table[name].to_numpy().astype(np.float64)
+         for name in table.column_names if name.startswith(SCORE_PREFIX)},
     )

@@ -69,17 +69,27 @@ def _rng(seed: int, *words) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *tags]))
 
 
-def pool_plan(cond: Conditioning, group: int, n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def pool_plan(cond: Conditioning, group: int, n_samples: int, seed: int,
+              seed_policy: str = "per_image") -> tuple[np.ndarray, np.ndarray]:
     """Classes and noise seeds of one pool group (contributor index, or n for unconditional)."""
     rng = _rng(seed, "pool", group)
     if group == cond.n:
         classes = np.full(n_samples, cond.null_class)
     else:
         classes = rng.choice(cond.item_classes[group], size=n_samples, replace=True)
-    return classes.astype(np.int64), rng.integers(0, 2**62, size=n_samples)
+    return classes.astype(np.int64), _noise_seeds(rng, n_samples, seed, seed_policy)
 
 
-def coalition_plan(cond: Conditioning, members: tuple[int, ...], n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _noise_seeds(rng: np.random.Generator, n_samples: int, seed: int, seed_policy: str) -> np.ndarray:
+    """`per_image`: each group's own noise seeds; `shared`: sample i starts from the same noise in
+    every group and coalition (common random numbers: differences reflect the conditioning only)."""
+    if seed_policy == "shared":
+        return _rng(seed, "shared-noise").integers(0, 2**62, size=n_samples)
+    return rng.integers(0, 2**62, size=n_samples)
+
+
+def coalition_plan(cond: Conditioning, members: tuple[int, ...], n_samples: int, seed: int,
+                   seed_policy: str = "per_image") -> tuple[np.ndarray, np.ndarray]:
     """Classes (drawn from the coalition's own items) and noise seeds for one coalition."""
     rng = _rng(seed, "coalition", ",".join(map(str, members)))
     if not members:
@@ -87,7 +97,7 @@ def coalition_plan(cond: Conditioning, members: tuple[int, ...], n_samples: int,
     else:
         pooled = np.concatenate([cond.item_classes[i] for i in members])
         classes = rng.choice(pooled, size=n_samples, replace=True)
-    return classes.astype(np.int64), rng.integers(0, 2**62, size=n_samples)
+    return classes.astype(np.int64), _noise_seeds(rng, n_samples, seed, seed_policy)
 
 
 def shard_groups(n_groups: int, shard: int, shards: int) -> list[int]:
@@ -109,11 +119,12 @@ def mixture_weights(coalitions: list[tuple[int, ...]], counts: np.ndarray) -> np
 
 
 def pooled_utilities(samples: Samples, coalitions: list[tuple[int, ...]], counts: np.ndarray,
-                     metric_names: list[str], reference: Reference, chunk: int = 2048) -> pd.DataFrame:
+                     metric_names: list[str], reference: Reference, chunk: int = 2048,
+                     custom: dict | None = None) -> pd.DataFrame:
     weights = mixture_weights(coalitions, counts)
     out = {}
     for name in metric_names:
-        metric = get_metric(name)
+        metric = get_metric(name, custom)
         started = time.time()
         stats = metric.group_stats(samples, reference)
         out[name] = np.concatenate([
@@ -123,12 +134,14 @@ def pooled_utilities(samples: Samples, coalitions: list[tuple[int, ...]], counts
     return pd.DataFrame(out)
 
 
-def sample_utilities(samples: Samples, metric_names: list[str], reference: Reference) -> dict[str, float]:
+def sample_utilities(samples: Samples, metric_names: list[str], reference: Reference,
+                     custom: dict | None = None) -> dict[str, float]:
     """Utilities of one set of samples (the per-coalition mode): a one-group mixture."""
-    one = Samples(np.zeros(len(samples.group), dtype=np.int64), samples.features, samples.probs, samples.marker)
+    one = Samples(np.zeros(len(samples.group), dtype=np.int64), samples.features, samples.probs, samples.marker,
+                  samples.scores)
     weights = np.ones((1, 1))
     out = {}
     for name in metric_names:
-        metric = get_metric(name)
+        metric = get_metric(name, custom)
         out[name] = float(metric.evaluate(metric.group_stats(one, reference), weights, reference)[0])
     return out

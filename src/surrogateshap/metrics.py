@@ -1,19 +1,21 @@
 """Metric plug-ins for the proxy game.
 
-A metric turns per-sample quantities (classifier features, class probabilities,
-marker flags) into a utility. Every metric here decomposes over groups of samples:
+A metric turns per-sample quantities (extractor features, class probabilities,
+marker flags, per-sample scores) into a utility. Every metric here decomposes over groups of samples:
 `group_stats` summarises each group once, and `evaluate` scores any mixture of
 groups (one row of mixture weights per coalition) exactly from those summaries.
 The per-coalition mode uses the same code with one group per coalition, so both
 modes share one formula.
 
-To add a metric: subclass `Metric`, implement the two methods, register it in
-`METRICS`. The workflow picks metrics by name from config.
+To add a metric: subclass `Metric`, implement the two methods, declare `needs`,
+`direction` and `decomposition`, register it in `METRICS`. The workflow picks metrics
+by name from config; `features.custom_metrics` adds per-sample-mean metrics from a
+user function without code changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,9 +25,10 @@ class Samples:
     """Per-sample quantities of generated images, grouped by `group` (0..G-1)."""
 
     group: np.ndarray  # (n,) int
-    features: np.ndarray  # (n, d) classifier hidden features
-    probs: np.ndarray  # (n, k) classifier class probabilities
+    features: np.ndarray  # (n, d) the feature extractor's features
+    probs: np.ndarray  # (n, k) class (or attribute) probabilities
     marker: np.ndarray  # (n,) 1.0 where the marker detector fires
+    scores: dict = field(default_factory=dict)  # per-sample scores by name (clip_score, aesthetic, ...), (n,)
 
     def n_groups(self) -> int:
         return int(self.group.max()) + 1 if len(self.group) else 0
@@ -58,11 +61,53 @@ def _group_means(samples: Samples, values: np.ndarray) -> np.ndarray:
     return (sums / counts[:, None]).reshape((groups,) + values.shape[1:])
 
 
+# Memory bounds for (d, d) matrices (d = 2,048 Inception features: 32 MB each). Per-coalition
+# matrices are built this many bytes at a time; per-group second moments are kept only while
+# they fit in SECOND_MOMENT_BYTES, else each coalition's is summed from its members' features.
+CHUNK_BYTES = 2**28
+SECOND_MOMENT_BYTES = 2**31
+
+
+def _group_bounds(samples: Samples) -> tuple[np.ndarray, np.ndarray]:
+    """The samples' order sorted by group, and each group's [start, stop) in that order."""
+    order = np.argsort(samples.group, kind="stable")
+    return order, np.searchsorted(samples.group[order], np.arange(samples.n_groups() + 1))
+
+
+def _group_second_moments(samples: Samples, values: np.ndarray) -> np.ndarray:
+    """Per-group mean outer product E[v v^T] (G, d, d), one matrix product per group: never the
+    (n, d, d) array of per-sample outer products (141 GB for 4,200 samples of 2,048-d features)."""
+    order, bounds = _group_bounds(samples)
+    values = values[order]
+    out = np.empty((len(bounds) - 1, values.shape[1], values.shape[1]))
+    for g, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+        block = values[start:stop]
+        out[g] = block.T @ block / len(block) if len(block) else np.nan
+    return out
+
+
+def linalg_backend():
+    """(array module, converter) for the metrics' batched linear algebra: torch on the GPU in
+    float64 when torch sees one (batched eigvalsh there is far faster), else numpy."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return np, np.asarray
+    device = torch.device("cuda")
+    return torch, lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=device)
+
+
+def _to_numpy(a) -> np.ndarray:
+    return a if isinstance(a, np.ndarray) else a.cpu().numpy()
+
+
 class Metric:
     name: str = ""
     title: str = ""
     direction: str = "higher"  # which way is better for the model's outputs
     description: str = ""
+    needs: tuple[str, ...] = ()  # `features` settings it needs (checked when the config is read)
+    decomposition: str = "exact"  # how pooled mixtures are scored: exact from per-group summaries
 
     def group_stats(self, samples: Samples, reference: Reference) -> dict:
         raise NotImplementedError
@@ -72,7 +117,8 @@ class Metric:
         raise NotImplementedError
 
     def info(self) -> dict:
-        return {"name": self.name, "title": self.title, "direction": self.direction, "description": self.description}
+        return {"name": self.name, "title": self.title, "direction": self.direction, "description": self.description,
+                "needs": list(self.needs), "decomposition": self.decomposition}
 
 
 class FrechetDistance(Metric):
@@ -84,25 +130,67 @@ class FrechetDistance(Metric):
 
     def group_stats(self, samples, reference):
         f = samples.features
-        second = np.einsum("ni,nj->nij", f, f)
-        return {"mean": _group_means(samples, f), "second": _group_means(samples, second)}
+        stats = {"mean": _group_means(samples, f)}
+        if samples.n_groups() * f.shape[1] ** 2 * 8 <= SECOND_MOMENT_BYTES:
+            stats["second"] = _group_second_moments(samples, f)
+        else:  # too many groups to keep a (d, d) matrix each: keep the features, grouped
+            order, stats["bounds"] = _group_bounds(samples)
+            stats["features"] = f[order]
+        return stats
 
     def evaluate(self, stats, weights, reference):
-        return frechet_from_moments(weights @ stats["mean"], np.einsum("cg,gij->cij", weights, stats["second"]), reference)
+        """Coalitions a memory-bounded chunk at a time, on the GPU when there is one."""
+        xp, to = linalg_backend()
+        d = stats["mean"].shape[1]
+        step = max(1, CHUNK_BYTES // (8 * d * d))
+        group_mean = to(stats["mean"])
+        second = to(stats["second"]) if "second" in stats else None
+        features = to(stats["features"]) if "features" in stats else None
+        ref = Reference(to(reference.mean), to(reference.cov), to(reference.cov_sqrt))
+        out = []
+        for start in range(0, len(weights), step):
+            w = weights[start:start + step]
+            mixture = ((to(w) @ second.reshape(len(second), -1)).reshape(len(w), d, d) if second is not None  # a GEMM
+                       else _mixture_second_from_features(xp, to, features, stats["bounds"], w))
+            out.append(_to_numpy(frechet_from_moments(to(w) @ group_mean, mixture, ref, xp)))
+        return np.concatenate(out) if out else np.zeros(0)
 
 
-def frechet_from_moments(mean: np.ndarray, second: np.ndarray, reference: Reference) -> np.ndarray:
+def _mixture_second_from_features(xp, to, features, bounds: np.ndarray, weights: np.ndarray):
+    """(c, d, d) second moments of mixtures, summed from the members' features (grouped by
+    `bounds`): each sample weighted by its group's weight over the group's size."""
+    counts = np.diff(bounds)
+    d = features.shape[1]
+    rows = max(1, CHUNK_BYTES // (8 * d))
+    out = []
+    for w in weights:
+        members = np.flatnonzero(w)
+        index = np.concatenate([np.arange(bounds[g], bounds[g + 1]) for g in members]) if len(members) else np.zeros(0, int)
+        scale = np.repeat(np.sqrt(w[members] / counts[members]), counts[members])
+        total = features[:0].T @ features[:0]  # (d, d) zeros, numpy or torch
+        for start in range(0, len(index), rows):
+            take = index[start:start + rows]
+            block = features[take if xp is np else xp.as_tensor(take, device=features.device)]
+            block = block * to(scale[start:start + rows])[:, None]
+            total = total + block.T @ block
+        out.append(total)
+    return xp.stack(out)
+
+
+def frechet_from_moments(mean, second, reference: Reference, xp=np):
     """Batched exact Fréchet distance from first and second moments (c, d), (c, d, d).
 
     tr sqrt(C R) equals the sum of square roots of the eigenvalues of the symmetric
     matrix R^1/2 C R^1/2, so one batched `eigvalsh` replaces a general `sqrtm` per coalition.
+    `xp` is numpy, or torch with every argument (and the reference's arrays) a tensor.
     """
-    cov = second - np.einsum("ci,cj->cij", mean, mean)
+    cov = second - xp.einsum("ci,cj->cij", mean, mean)
     sym = reference.cov_sqrt @ cov @ reference.cov_sqrt
-    sym = (sym + np.swapaxes(sym, 1, 2)) / 2
-    root_trace = np.sqrt(np.clip(np.linalg.eigvalsh(sym), 0, None)).sum(axis=1)
+    sym = (sym + sym.swapaxes(1, 2)) / 2
+    root_trace = (xp.linalg.eigvalsh(sym).clip(min=0) ** 0.5).sum(1)
     diff = mean - reference.mean
-    return (diff * diff).sum(1) + np.trace(cov, axis1=1, axis2=2) + np.trace(reference.cov) - 2 * root_trace
+    return ((diff * diff).sum(1) + cov.diagonal(0, 1, 2).sum(1) + reference.cov.diagonal().sum()
+            - 2 * root_trace)
 
 
 class InceptionScoreLike(Metric):
@@ -141,22 +229,19 @@ class Diversity(Metric):
                    "in the digits classifier's hidden features (pairs of distinct samples).")
 
     def group_stats(self, samples, reference):
-        groups = samples.n_groups()
-        order = np.argsort(samples.group, kind="stable")
-        f, g = samples.features[order], samples.group[order]
-        bounds = np.searchsorted(g, np.arange(groups + 1))
-        block = np.zeros((groups, groups))
-        for a in range(groups):
-            fa = f[bounds[a]:bounds[a + 1]]
-            for b in range(a, groups):
-                fb = f[bounds[b]:bounds[b + 1]]
-                dist = _pairwise(fa, fb)
-                if a == b:
-                    m = len(fa)
-                    block[a, a] = dist.sum() / max(m * (m - 1), 1)
-                else:
-                    block[a, b] = block[b, a] = dist.mean()
-        return {"block": block}
+        """Mean distance between the samples of every pair of groups (a group with itself: distinct
+        pairs), from memory-bounded chunks of rows of the sample-by-sample distance matrix."""
+        order, bounds = _group_bounds(samples)
+        f, group = samples.features[order], samples.group[order]
+        counts = np.diff(bounds)
+        sums = np.zeros((len(counts), len(counts)))
+        step = max(1, CHUNK_BYTES // (8 * max(len(f), 1)))
+        for start in range(0, len(f), step):
+            dist = _pairwise(f[start:start + step], f)
+            cumulative = np.concatenate([np.zeros((len(dist), 1)), np.cumsum(dist, axis=1)], axis=1)
+            np.add.at(sums, group[start:start + step], cumulative[:, bounds[1:]] - cumulative[:, bounds[:-1]])
+        pairs = np.outer(counts, counts) - np.diag(counts)  # a sample's distance to itself is 0
+        return {"block": sums / np.maximum(pairs, 1)}
 
     def evaluate(self, stats, weights, reference):
         return np.einsum("cg,gh,ch->c", weights, stats["block"], weights)
@@ -180,13 +265,134 @@ class MarkerRate(Metric):
         return weights @ stats["rate"]
 
 
+class VendiScore(Metric):
+    name = "vendi_score"
+    title = "Vendi score (cosine kernel on extractor features)"
+    direction = "higher"
+    description = ("exp(entropy of the eigenvalues of K/n), K the cosine-similarity matrix of the samples' features: "
+                   "the effective number of distinct samples (Friedman & Dieng, 2023).")
+    decomposition = "exact: the nonzero eigenvalues of K/n are those of the mixture of per-group second moments of unit features"
+
+    def group_stats(self, samples, reference):
+        unit = samples.features / np.clip(np.linalg.norm(samples.features, axis=1, keepdims=True), 1e-12, None)
+        return {"second": _group_second_moments(samples, unit)}
+
+    def evaluate(self, stats, weights, reference):
+        return vendi_from_second_moment(np.einsum("cg,gij->cij", weights, stats["second"]))
+
+
+def vendi_from_second_moment(second: np.ndarray) -> np.ndarray:
+    """Vendi score from (c, d, d) mean outer products of unit vectors (trace 1)."""
+    values = np.clip(np.linalg.eigvalsh(second), 0, None)
+    values = values / values.sum(axis=1, keepdims=True)
+    logs = np.log(np.where(values > 0, values, 1.0))
+    return np.exp(-(values * logs).sum(axis=1))
+
+
+class AttributeBias(Metric):
+    name = "attribute_bias"
+    title = "Attribute bias (distance of the predicted attribute distribution from uniform)"
+    direction = "lower"
+    description = ("Total variation distance between the mean predicted distribution of the classifier's classes "
+                   "(digits; or with the CLIP extractor the joint distribution of features.attributes, i.e. their "
+                   "intersections) and the uniform distribution: 0 = balanced, 1 - 1/K = one class only.")
+
+    def group_stats(self, samples, reference):
+        return {"p_mean": _group_means(samples, samples.probs)}
+
+    def evaluate(self, stats, weights, reference):
+        p = weights @ stats["p_mean"]
+        return 0.5 * np.abs(p - 1.0 / p.shape[1]).sum(1)
+
+
+class SampleMean(Metric):
+    """Mean of a per-sample score over the coalition's samples (decomposes exactly)."""
+
+    score = ""
+    decomposition = "exact: mean of per-group means weighted by item counts"
+
+    def group_stats(self, samples, reference):
+        if self.score not in samples.scores:
+            raise ValueError(f"metric {self.name!r} needs the per-sample score {self.score!r}, which the features stage "
+                             f"did not compute (set {', '.join('features.' + n for n in self.needs)})")
+        return {"mean": _group_means(samples, samples.scores[self.score])}
+
+    def evaluate(self, stats, weights, reference):
+        return weights @ stats["mean"]
+
+
+class ClipScore(SampleMean):
+    name = score = "clip_score"
+    title = "CLIP score (prompt alignment)"
+    description = "100 * max(cos(CLIP image embedding, CLIP text embedding of the prompt), 0), averaged."
+    needs = ("clip",)
+
+
+class AestheticScore(SampleMean):
+    name = "aesthetic_score"
+    score = "aesthetic"
+    title = "Aesthetic score (LAION-style linear head on CLIP image embeddings)"
+    description = "Linear head (features.aesthetic) on L2-normalised CLIP image embeddings, averaged."
+    needs = ("clip", "aesthetic")
+
+
+class RewardScore(SampleMean):
+    name = "reward_score"
+    score = "reward"
+    title = "Reward-model score (preference model, e.g. PickScore)"
+    description = "logit_scale * cos(image, prompt) of the CLIP-architecture reward model features.reward, averaged."
+    needs = ("reward",)
+
+
+class SpuriousRate(SampleMean):
+    name = "spurious_rate"
+    score = "spurious"
+    title = "Spurious-feature rate (user-supplied detector)"
+    direction = "lower"
+    description = "Fraction of images where features.spurious_detector fires."
+    needs = ("spurious_detector",)
+
+
 METRICS: dict[str, type[Metric]] = {
-    cls.name: cls for cls in (FrechetDistance, InceptionScoreLike, MeanConfidence, Diversity, MarkerRate)
+    cls.name: cls for cls in (FrechetDistance, InceptionScoreLike, MeanConfidence, Diversity, MarkerRate, VendiScore,
+                              AttributeBias, ClipScore, AestheticScore, RewardScore, SpuriousRate)
 }
 
 
-def get_metric(name: str) -> Metric:
-    try:
+def custom_metric(name: str, spec: dict) -> Metric:
+    """A metric from features.custom_metrics: the mean of a user function's per-sample values."""
+    attrs = {"name": name, "score": name, "title": spec.get("title") or name, "direction": spec.get("direction", "higher"),
+             "description": f"mean over samples of {spec['function']}(images, prompts)", "needs": ("custom_metrics",)}
+    return type(f"Custom_{name}", (SampleMean,), attrs)()
+
+
+def get_metric(name: str, custom: dict | None = None) -> Metric:
+    if name in METRICS:
         return METRICS[name]()
-    except KeyError:
-        raise ValueError(f"unknown metric {name!r}; available: {sorted(METRICS)}") from None
+    if custom and name in custom:
+        return custom_metric(name, custom[name])
+    raise ValueError(f"unknown metric {name!r}; available: {sorted(METRICS) + sorted(custom or {})}")
+
+
+def config_problems(metric_names: list[str], feat_cfg: dict) -> list[str]:
+    """Every metric that is unknown or lacks a `features` setting it needs, and extractor conflicts."""
+    custom = feat_cfg.get("custom_metrics") or {}
+    problems = []
+    for position, name in enumerate(metric_names):
+        if name in METRICS and name in custom:
+            problems.append(f"features.custom_metrics.{name}: shadows the built-in metric of that name")
+        try:
+            metric = get_metric(name, custom)
+        except ValueError as error:
+            problems.append(f"metrics.{position}: {error}")
+            continue
+        missing = [need for need in metric.needs if not feat_cfg.get(need)]
+        if missing:
+            problems.append(f"metrics.{position}: {name!r} needs " + ", ".join(f"features.{m}" for m in missing))
+    if feat_cfg.get("extractor") == "clip" and not feat_cfg.get("clip"):
+        problems.append("features.extractor is 'clip' but features.clip (a local CLIP model folder) is not set")
+    if feat_cfg.get("attributes") and feat_cfg.get("extractor") != "clip":
+        problems.append("features.attributes needs features.extractor: clip (zero-shot attribute prompts)")
+    if "attribute_bias" in metric_names and feat_cfg.get("extractor") == "clip" and not feat_cfg.get("attributes"):
+        problems.append("metrics: 'attribute_bias' with the clip extractor needs features.attributes")
+    return problems

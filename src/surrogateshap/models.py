@@ -80,31 +80,35 @@ def build_unet(n_classes: int, image_size: int, block_out_channels: list[int]):
 
 
 def train_diffusion(images: np.ndarray, classes: np.ndarray, class_names: list[str], conditioning: str,
-                    cfg: dict, seed: int, progress=None) -> DiffusionModel:
-    """Train the UNet with label dropout (to the null class) and an EMA copy."""
+                    cfg: dict, seed: int, progress=None, device: torch.device | None = None) -> DiffusionModel:
+    """Train the UNet with label dropout (to the null class) and an EMA copy, on `device` (CPU by default).
+
+    Every random draw (batches, dropout, noise, timesteps) comes from CPU generators, so a
+    run does not depend on the device beyond floating-point rounding."""
     from diffusers import DDPMScheduler
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     image_size = images.shape[-1]
-    unet = build_unet(len(class_names), image_size, cfg["block_out_channels"])
+    device = device or torch.device("cpu")
+    unet = build_unet(len(class_names), image_size, cfg["block_out_channels"]).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     scheduler = DDPMScheduler(num_train_timesteps=cfg["train_timesteps"], beta_schedule="squaredcos_cap_v2")
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], weight_decay=0.0)
     steps = cfg["steps"]
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    x_all = torch.from_numpy(images.astype(np.float32) * 2 - 1).unsqueeze(1)
-    y_all = torch.from_numpy(classes.astype(np.int64))
+    x_all = torch.from_numpy(images.astype(np.float32) * 2 - 1).unsqueeze(1).to(device)
+    y_all = torch.from_numpy(classes.astype(np.int64)).to(device)
     null = len(class_names)
     gen = torch.Generator().manual_seed(seed)
     started = time.time()
     for step in range(steps):
         idx = torch.from_numpy(rng.integers(0, len(x_all), cfg["batch_size"]))
-        x0, y = x_all[idx], y_all[idx].clone()
-        y[torch.rand(len(y), generator=gen) < cfg["label_dropout"]] = null
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=gen)
+        x0, y = x_all[idx.to(device)], y_all[idx.to(device)].clone()
+        y[(torch.rand(len(y), generator=gen) < cfg["label_dropout"]).to(device)] = null
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=gen).to(device)
         pred = unet(scheduler.add_noise(x0, noise, t), t, class_labels=y).sample
         loss = torch.nn.functional.mse_loss(pred, noise)
         optimizer.zero_grad(set_to_none=True)
@@ -117,7 +121,7 @@ def train_diffusion(images: np.ndarray, classes: np.ndarray, class_names: list[s
                 p_ema.lerp_(p, 1 - cfg["ema_decay"])
         if progress is not None and (step % max(1, steps // 20) == 0 or step == steps - 1):
             progress(f"diffusion step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - started:.0f}s)")
-    return DiffusionModel(ema.eval(), dict(scheduler.config), list(class_names), conditioning, image_size)
+    return DiffusionModel(ema.eval().cpu(), dict(scheduler.config), list(class_names), conditioning, image_size)
 
 
 def save_diffusion(model: DiffusionModel, out_dir) -> None:

@@ -7,6 +7,7 @@ import base64
 import html
 import io
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pandas as pd
 import yaml
 
 from .config import digest
+from .data import contributor_key
 from .features import read_images
 from .io import read_table_metadata, write_text
 
@@ -21,7 +23,7 @@ CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.2em .5em;text-align:right}
-td.name,th.name{text-align:left}tr.planted td{background:#fff4d6}
+td.name,th.name{text-align:left}tr.planted td{background:#fff4d6}td.name{max-width:32em;overflow-wrap:anywhere}
 .grids{display:flex;gap:2em;flex-wrap:wrap}.grid figure{margin:0}.grid img{image-rendering:pixelated;border:1px solid #aaa}
 pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.85em}.note{color:#555;font-size:.9em}
 """
@@ -60,13 +62,21 @@ def bar_chart(table: pd.DataFrame, title: str, planted: set[str]) -> bytes:
     err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
     colours = ["#d9822b" if name in planted else "#4a78b0" for name in table["contributor"]]
     ax.barh(y, table["shapley"], xerr=err, color=colours, ecolor="#333", capsize=2)
-    ax.set_yticks(y, [str(n) for n in table["contributor"]], fontsize=8)
+    # Names as plain text ('$' is not math), shortened: the table below has them in full.
+    ax.set_yticks(y, [short_name(n) for n in table["contributor"]], fontsize=8, parse_math=False)
     ax.axvline(0, color="#888", lw=0.8)
     ax.set_xlabel("Shapley value (orange: planted contributor)")
     ax.set_title(title, fontsize=10)
-    data = _figure_png(fig)
+    with warnings.catch_warnings():  # names in scripts the default font lacks are drawn as boxes
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        data = _figure_png(fig)
     plt.close(fig)
     return data
+
+
+def short_name(name, limit: int = 40) -> str:
+    name = str(name)
+    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def image_grid(images: np.ndarray, columns: int = 8, scale: int = 4) -> bytes:
@@ -74,12 +84,13 @@ def image_grid(images: np.ndarray, columns: int = 8, scale: int = 4) -> bytes:
 
     n = len(images)
     rows = max(1, -(-n // columns))
-    size = images.shape[-1]
-    canvas = np.ones((rows * (size + 1) + 1, columns * (size + 1) + 1), dtype=np.float32) * 0.5
+    size = images.shape[1]
+    colour = images.shape[3:]  # () for grayscale, (3,) for RGB (text-to-image)
+    canvas = np.ones((rows * (size + 1) + 1, columns * (size + 1) + 1) + colour, dtype=np.float32) * 0.5
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         canvas[1 + r * (size + 1): 1 + r * (size + 1) + size, 1 + c * (size + 1): 1 + c * (size + 1) + size] = image
-    picture = Image.fromarray(np.round(canvas * 255).astype(np.uint8), mode="L")
+    picture = Image.fromarray(np.round(canvas * 255).astype(np.uint8), mode="RGB" if colour else "L")
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
@@ -94,8 +105,10 @@ def _table_html(frame: pd.DataFrame, planted: set[str], name_columns=("contribut
         for column in frame.columns:
             value = row[column]
             text = f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
-            cls = "name" if column in name_columns else ""
-            cells.append(f'<td class="{cls}">{_esc(text)}</td>')
+            if column in name_columns:  # <bdi>: right-to-left text cannot reorder what follows it
+                cells.append(f'<td class="name"><bdi>{_esc(text)}</bdi></td>')
+            else:
+                cells.append(f'<td class="">{_esc(text)}</td>')
         marker = ' class="planted"' if row.get("contributor") in planted else ""
         rows.append(f"<tr{marker}>{''.join(cells)}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -103,7 +116,7 @@ def _table_html(frame: pd.DataFrame, planted: set[str], name_columns=("contribut
 
 def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str], utilities_path: str,
                  contributors_path: str, pool_paths: list[str], classifier_metrics_path: str | None,
-                 check_summary_path: str | None) -> None:
+                 check_summary_path: str | None, evaluation_dir: str | None = None) -> None:
     contributors = pd.read_parquet(contributors_path)
     names = contributors["contributor"].tolist()
     planted_cfg = config["data"].get("digits", {}).get("planted", []) if config["data"]["source"] == "digits" else []
@@ -119,7 +132,7 @@ def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str
             return '<p class="note">no samples</p>'
         label = f"{name} ({planted[name]})" if name in planted else name
         return (f'<figure class="grid"><img alt="samples of {_esc(name)}" src="{_png_uri(image_grid(images[idx]))}">'
-                f"<figcaption>{_esc(label)}</figcaption></figure>")
+                f"<figcaption><bdi>{_esc(label)}</bdi></figcaption></figure>")
 
     parts = [f"<h1>SurrogateSHAP report: run {_esc(config['run'])}</h1>"]
     parts.append(
@@ -130,7 +143,7 @@ def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str
         "Rank 1 is the contributor that raises the metric most; whether raising it is good depends on the "
         "metric's direction, stated with each metric.</p>")
     if planted:
-        items = "".join(f"<li>{_esc(n)}: {_esc(e)}</li>" for n, e in planted.items())
+        items = "".join(f"<li><bdi>{_esc(n)}</bdi>: {_esc(e)}</li>" for n, e in planted.items())
         parts.append(f"<p>Planted contributors (known by construction, highlighted):</p><ul>{items}</ul>")
     if check_summary_path:
         summary = json.loads(Path(check_summary_path).read_text())
@@ -153,6 +166,9 @@ def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str
         parts.append(f'<img alt="Shapley values for {anchor}" src="{_png_uri(bar_chart(table, metric["title"], set(planted)))}">')
         shown = table[["rank", "contributor", "shapley", "ci_low", "ci_high", "p_top_k"]].rename(
             columns={"p_top_k": f"P(rank<={diag['top_k']})"})
+        if diag.get("constant_utility") is not None:
+            parts.append(f"<p class='note'>The utility is {diag['constant_utility']:.6g} for every coalition: every "
+                         "Shapley value is 0 and all contributors are tied (no surrogate was fitted).</p>")
         parts.append(f"<p>Intervals: {diag['ci_level']:.0%} percentile bootstrap over coalitions "
                      f"({diag['bootstrap']} refits).</p>" + _table_html(shown, set(planted)))
         k = rcfg["grid_contributors"]
@@ -175,7 +191,12 @@ def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str
                          + _table_html(pairs, set(planted), ("contributor_i", "contributor_j")))
         parts.append("<h3>Surrogate diagnostics</h3>" + _table_html(
             pd.DataFrame({"diagnostic": list(diag_rows), "value": list(diag_rows.values())}), set(), ("diagnostic", "value")))
-    contributor_table = contributors[["contributor", "n_items"]]
+    if evaluation_dir:
+        toc.append('<li><a href="#evaluation">Evaluation</a></li>')
+        parts.append(evaluation_section(evaluation_dir, set(planted)))
+    if "key" not in contributors:  # a data stage cached before keys existed
+        contributors = contributors.assign(key=contributors["contributor"].map(contributor_key))
+    contributor_table = contributors[["contributor", "key", "n_items"]]
     parts.append("<h2>Contributors</h2>" + _table_html(contributor_table, set(planted)))
     if classifier_metrics_path:
         accuracy = json.loads(Path(classifier_metrics_path).read_text()).get("heldout_accuracy")
@@ -187,3 +208,98 @@ def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>SurrogateSHAP report: "
             f"{_esc(config['run'])}</title><style>{CSS}</style></head><body>{body}</body></html>\n")
     write_text(out_path, page)
+
+
+def _scatter_png(x: np.ndarray, y: np.ndarray, title: str, xlabel: str, ylabel: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.2, 3.0))
+    ax.scatter(x, y, s=14)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.title.set_size(9)
+    data = _figure_png(fig)
+    plt.close(fig)
+    return data
+
+
+def _counterfactual_png(table: pd.DataFrame, metric: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    for (method, side), rows in table[table["metric"] == metric].groupby(["method", "side"], sort=False):
+        rows = rows.sort_values("k")
+        ax.plot(rows["k"], rows["change"], marker="o", linestyle="-" if side == "top" else ":",
+                label=f"{method} ({side})")
+    ax.axhline(0, color="#888", linewidth=0.8)
+    ax.set(title=f"{metric}: change when removing top / bottom k", xlabel="k removed", ylabel="retrained change")
+    ax.title.set_size(9)
+    ax.legend(fontsize=6)
+    data = _figure_png(fig)
+    plt.close(fig)
+    return data
+
+
+def evaluation_section(tables_dir, planted: set[str]) -> str:
+    """LDS table, proxy fidelity, counterfactual curves, planted placements and each method's cost."""
+    tables = Path(tables_dir)
+    lds = pd.read_parquet(tables / "lds.parquet")
+    fidelity = pd.read_parquet(tables / "fidelity.parquet")
+    counterfactual = pd.read_parquet(tables / "counterfactual.parquet")
+    placement = pd.read_parquet(tables / "placement.parquet")
+    heldout = pd.read_parquet(tables / "heldout.parquet")
+    summary = json.loads((tables / "summary.json").read_text())
+    retraining = summary["retraining"]
+    metrics = list(fidelity["metric"])
+    parts = ['<h2 id="evaluation">Evaluation: does the attribution predict retraining?</h2>',
+             f"<p>Retraining game: {retraining['coalitions']} models trained from scratch, each on one coalition's "
+             f"data only ({_esc(json.dumps(retraining['train'], sort_keys=True))}; sized to fit this run's budget, "
+             f"so weaker than the main model), {retraining['images']} images generated from them, "
+             f"{retraining['seconds']:.0f} s in all. Held-out coalitions: {summary['heldout']['coalitions']} per draw, "
+             f"each contributor kept with probability {summary['heldout']['alpha']}, draws "
+             f"{_esc(summary['heldout']['draws'])}.</p>"]
+    wide = lds.pivot(index="method", columns="metric", values="lds_mean").reindex(columns=metrics)
+    spread = lds.pivot(index="method", columns="metric", values="lds_std").reindex(columns=metrics)
+    cells = wide.copy().astype(object)
+    for m in metrics:
+        cells[m] = [f"{a:.3f} ± {b:.3f}" if np.isfinite(a) else "n/a" for a, b in zip(wide[m], spread[m])]
+    order = lds.drop_duplicates("method")["method"].tolist()
+    parts.append("<h3>LDS</h3><p>Spearman correlation between the utility each method predicts for a held-out "
+                 "coalition (v(∅) + the members' values; the surrogate's second-order prediction with its pairwise "
+                 "interactions is its own row) and the retrained model's utility; mean ± standard deviation over "
+                 "draws. n/a: the retrained utility or the prediction is constant.</p>"
+                 + _table_html(cells.reindex(order).reset_index(), set(), ("method",)))
+    parts.append("<h3>Proxy fidelity</h3><p>Spearman correlation of proxy-game and retraining-game utilities over "
+                 "the held-out coalitions, and of the Shapley values of the two games (the retraining game's from a "
+                 "surrogate fitted to every retrained coalition: few, so read it as a rough check).</p>"
+                 + _table_html(fidelity, set(), ("metric",)))
+    scored = heldout[heldout["draw"] >= 0]
+    plots = "".join(
+        f'<img alt="proxy vs retrained {_esc(m)}" src="{_png_uri(_scatter_png(scored[f"{m}_proxy"], scored[m], m, "proxy game", "retrained"))}">'
+        for m in metrics)
+    parts.append(f"<div class='grids'>{plots}</div>")
+    if len(counterfactual):
+        parts.append("<h3>Counterfactual removal</h3><p>Change of the metric when the model is retrained without "
+                     "each method's top-k (solid) or bottom-k (dotted) contributors, from the retrained grand "
+                     "coalition. A ranking that knows what drives the metric moves it most by removing its top-k.</p>")
+        curves = "".join(f'<img alt="counterfactual {_esc(m)}" src="{_png_uri(_counterfactual_png(counterfactual, m))}">'
+                         for m in counterfactual["metric"].unique())
+        parts.append(f"<div class='grids'>{curves}</div>")
+        shown = counterfactual[["method", "metric", "k", "side", "removed", "change"]].copy()
+        shown["removed"] = shown["removed"].map(lambda v: ", ".join(v))
+        parts.append(_table_html(shown, set(), ("method", "metric", "side", "removed")))
+    if len(placement):
+        parts.append("<h3>Planted ground truth</h3><p>Where each method ranks the contributors planted with a known "
+                     "effect; found: within the planted group's size at the expected end.</p>"
+                     + _table_html(placement, planted, ("method", "metric", "contributor", "effect", "expected", "found")))
+    cost = pd.DataFrame([{"method": m, **c} for m, c in summary["methods"].items()])
+    parts.append("<h3>Cost</h3><p>Every proxy-game method reads the same pools of generated images (generated once); "
+                 "the table is each method's CPU seconds after that and the utility evaluations it used "
+                 "(from the pools, microseconds each). Retraining the evaluation's models cost "
+                 f"{retraining['train_seconds']:.0f} s of training.</p>" + _table_html(cost, set(), ("method",)))
+    return "".join(parts)

@@ -4,7 +4,8 @@ rule attribute:
         data=rules.prepare_data.output.contributors,
         utilities=UTILITIES,
     output:
-        f"{stage_dir('attribution')}/{{metric}}.parquet",
+        values=f"{stage_dir('attribution')}/{{metric}}.parquet",
+        interactions=f"{stage_dir('attribution')}/{{metric}}.interactions.parquet",
     params:
         cfg=section("attribution"),
     wildcard_constraints:
@@ -14,6 +15,8 @@ rule attribute:
         log_path("attribute", KEYS["attribution"], "{metric}"),
     benchmark:
         benchmark_path("attribute", KEYS["attribution"], "{metric}"),
+    conda:
+        CPU_ENV
     script:
         "../scripts/attribute.py"
 
@@ -25,6 +28,22 @@ rule publish_utilities:
         report(f"{RUN}/utilities.parquet", category="Tables", caption="../report/utilities.rst"),
     log:
         log_path("publish", config["run"], "utilities"),
+    conda:
+        CPU_ENV
+    script:
+        "../scripts/publish.py"
+
+
+rule publish_contributors:
+    """Contributor names as given, their safe keys (what any per-contributor path must use) and item counts."""
+    input:
+        rules.prepare_data.output.contributors,
+    output:
+        report(f"{RUN}/contributors.parquet", category="Tables", caption="../report/contributors.rst"),
+    log:
+        log_path("publish", config["run"], "contributors"),
+    conda:
+        CPU_ENV
     script:
         "../scripts/publish.py"
 
@@ -39,5 +58,7 @@ rule publish_attribution:
         metric="|".join(METRICS),
     log:
         log_path("publish", config["run"], "{metric}"),
+    conda:
+        CPU_ENV
     script:
         "../scripts/publish.py"

@@ -12,6 +12,9 @@ report: "../report/workflow.rst"
 
 KEYS = stage_keys(config)
 CACHE = "results/cache"
+# Conda environments of the rules (with --sdm conda): the GPU rules' and every other rule's.
+GPU_ENV = "../../envs/generate.yaml"
+CPU_ENV = "../../envs/fit.yaml"
 RUN = f"results/{config['run']}"
 
 
@@ -38,12 +41,18 @@ scattergather:
     pool=config["generation"]["shards"],
     coalition_shard=config["game"]["per_coalition"]["shards"],
     check_shard=max(1, min(config["game"]["per_coalition"]["shards"], config["game"]["check"]["coalitions"])),
+    retrain=config["evaluation"]["retrain"]["shards"],
 
 
 DATA_DIR = stage_dir("data")
 MODEL_DIR = config["model"]["path"] or f"{stage_dir('model')}/model"
+# What the generation steps load: the class-conditional UNet folder, or a text-to-image pipeline spec.
+MODEL_SPEC = {key: config["model"][key] for key in ("type", "lora", "lora_scale")} | {"path": MODEL_DIR}
 CLASSIFIER = f"{stage_dir('classifier')}/classifier.safetensors"
-REFERENCE = f"{stage_dir('classifier')}/reference.parquet"
+# The Fréchet distance's reference set: the clean digits in the digits classifier's features, or
+# (another features.extractor) the dataset's own images in that extractor's features.
+REFERENCE = (f"{stage_dir('classifier')}/reference.parquet" if config["features"]["extractor"] == "digits"
+             else f"{stage_dir('features')}/reference.parquet")
 COALITIONS = f"{stage_dir('coalitions')}/coalitions.parquet"
 UTILITIES = f"{stage_dir('utilities')}/utilities.parquet"
 CHECK_ENABLED = config["game"]["mode"] == "pooled" and config["game"]["check"]["coalitions"] > 0

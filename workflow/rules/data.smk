@@ -7,6 +7,8 @@ rule prepare_data:
         cfg=section("data"),
     log:
         log_path("prepare_data", KEYS["data"]),
+    conda:
+        CPU_ENV
     script:
         "../scripts/prepare_data.py"
 
@@ -21,5 +23,7 @@ rule draw_coalitions:
         cfg=section("coalitions"),
     log:
         log_path("draw_coalitions", KEYS["coalitions"]),
+    conda:
+        CPU_ENV
     script:
         "../scripts/draw_coalitions.py"

@@ -12,10 +12,13 @@ if config["game"]["mode"] == "pooled":
             UTILITIES,
         params:
             cfg=section("utilities"),
+            custom=config["features"]["custom_metrics"],
         log:
             log_path("pooled_utilities", KEYS["utilities"]),
         benchmark:
             benchmark_path("pooled_utilities", KEYS["utilities"]),
+        conda:
+            CPU_ENV
         script:
             "../scripts/pooled_utilities.py"
 
@@ -33,7 +36,7 @@ else:
             f"{stage_dir('utilities')}/shards/{{scatteritem}}.parquet",
         params:
             cfg=section("proxy_check"),
-            model=MODEL_DIR,
+            model=MODEL_SPEC,
             marker_size=config["data"]["digits"]["marker_size"],
             rows=None,
         threads: 1
@@ -43,6 +46,8 @@ else:
             log_path("per_coalition_utilities", KEYS["utilities"], "{scatteritem}"),
         benchmark:
             benchmark_path("per_coalition_utilities", KEYS["utilities"], "{scatteritem}"),
+        conda:
+            GPU_ENV
         script:
             "../scripts/per_coalition_utilities.py"
 
@@ -53,6 +58,8 @@ else:
             UTILITIES,
         log:
             log_path("gather_utilities", KEYS["utilities"]),
+        conda:
+            CPU_ENV
         script:
             "../scripts/gather_utilities.py"
 
@@ -69,7 +76,7 @@ rule proxy_check_shard:
         f"{stage_dir('proxy_check')}/shards/{{scatteritem}}.parquet",
     params:
         cfg=section("proxy_check"),
-        model=MODEL_DIR,
+        model=MODEL_SPEC,
         marker_size=config["data"]["digits"]["marker_size"],
         rows="check",
     threads: 1
@@ -77,6 +84,8 @@ rule proxy_check_shard:
         log_path("proxy_check_shard", KEYS["proxy_check"], "{scatteritem}"),
     benchmark:
         benchmark_path("proxy_check_shard", KEYS["proxy_check"], "{scatteritem}"),
+    conda:
+        GPU_ENV
     script:
         "../scripts/per_coalition_utilities.py"
 
@@ -92,5 +101,7 @@ rule proxy_check:
         metrics=METRICS,
     log:
         log_path("proxy_check", KEYS["proxy_check"]),
+    conda:
+        CPU_ENV
     script:
         "../scripts/proxy_check.py"

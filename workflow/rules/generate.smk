@@ -7,12 +7,14 @@ rule generate_pool:
         f"{stage_dir('pool')}/shards/{{scatteritem}}.parquet",
     params:
         cfg=section("pool"),
-        model=MODEL_DIR,
+        model=MODEL_SPEC,
     threads: 1
     log:
         log_path("generate_pool", KEYS["pool"], "{scatteritem}"),
     benchmark:
         benchmark_path("generate_pool", KEYS["pool"], "{scatteritem}"),
+    conda:
+        GPU_ENV
     script:
         "../scripts/generate_pool.py"
 
@@ -30,5 +32,7 @@ rule extract_features:
         log_path("extract_features", KEYS["features"], "{scatteritem}"),
     benchmark:
         benchmark_path("extract_features", KEYS["features"], "{scatteritem}"),
+    conda:
+        CPU_ENV
     script:
         "../scripts/extract_features.py"

@@ -9,6 +9,8 @@ rule train_classifier:
         log_path("train_classifier", KEYS["classifier"]),
     benchmark:
         benchmark_path("train_classifier", KEYS["classifier"]),
+    conda:
+        CPU_ENV
     script:
         "../scripts/train_classifier.py"
 
@@ -16,10 +18,15 @@ rule train_classifier:
 rule reference_features:
     input:
         CLASSIFIER,
+        data=rules.prepare_data.output.info,
     output:
         REFERENCE,
+    params:
+        features=config["features"],
     log:
         log_path("reference_features", KEYS["classifier"]),
+    conda:
+        CPU_ENV
     script:
         "../scripts/reference_features.py"
 
@@ -39,5 +46,7 @@ if not config["model"]["path"]:
             log_path("train_model", KEYS["model"]),
         benchmark:
             benchmark_path("train_model", KEYS["model"]),
+        conda:
+            CPU_ENV
         script:
             "../scripts/train_model.py"

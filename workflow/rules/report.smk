@@ -3,7 +3,7 @@ rule report:
     input:
         attributions=expand(f"{RUN}/attributions/{{metric}}.parquet", metric=METRICS),
         utilities=f"{RUN}/utilities.parquet",
-        contributors=rules.prepare_data.output.contributors,
+        contributors=rules.publish_contributors.output[0],
         pools=gather.pool(f"{stage_dir('pool')}/shards/{{scatteritem}}.parquet"),
         classifier=rules.train_classifier.output.metrics,
         check=CHECK_SUMMARY if CHECK_ENABLED else [],
@@ -16,5 +16,7 @@ rule report:
         log_path("report", config["run"]),
     benchmark:
         benchmark_path("report", config["run"]),
+    conda:
+        CPU_ENV
     script:
         "../scripts/report.py"
