@@ -302,14 +302,14 @@ def test_kill_and_resume(slurm_run, tmp_path):
     first = wait_for(lambda: log.exists() and run_ids(log.read_text()), 300, "the controller to start")[0]
 
     def mid_generation() -> str | None:
-        """A shard mid-generation (its step has loaded the model, its output is not written) while
-        the controller has seen another one finish."""
-        if not re.search(r"Finished jobid: \d+ \(Rule: generate_pool\)", log.read_text()):
+        """A shard mid-generation (its step has started, its output is not written) while another
+        shard's job has finished."""
+        jobs = [j for j in queue() if j["name"] == first and j["comment"].startswith("rule_generate_pool")]
+        if not any(j["state"] == "COMPLETED" for j in jobs):
             return None
-        for job in queue():
+        for job in jobs:
             shard = shard_of(job["comment"])
-            if job["name"] == first and job["state"] == "RUNNING" and job["comment"].startswith("rule_generate_pool") \
-                    and "generation device" in _read(step_logs / f"{shard}.log") \
+            if job["state"] == "RUNNING" and "generation device" in _read(step_logs / f"{shard}.log") \
                     and not (shards_dir / f"{shard}.parquet").exists():
                 return shard
         return None
