@@ -159,10 +159,3 @@ def placement_table(values: pd.DataFrame, expected: list[dict]) -> pd.DataFrame:
                          "expected": f"{e['side']} {k}", "rank": r, "found": bool(where <= k)})
     return pd.DataFrame(rows, columns=["method", "metric", "contributor", "effect", "expected", "rank", "found"])
 
-
-def ranks(values: np.ndarray) -> np.ndarray:
-    """Rank 1 = largest value (ties by position), as in the attribution tables."""
-    order = np.argsort(-values, kind="stable")
-    out = np.empty(len(values), dtype=np.int64)
-    out[order] = np.arange(1, len(values) + 1)
-    return out

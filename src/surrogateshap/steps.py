@@ -358,7 +358,7 @@ def draw_heldout(data_dir: str, cfg: dict, out_path: str) -> None:
 def _values_by_method(data_dir, utilities_path, attribution_paths, pool_shards, feature_shards, reference_path,
                       classifier_path, metric_names, cfg):
     """Every baseline's values on the same proxy game (the same pools), with its cost."""
-    from . import evaluation
+    from . import surrogate
 
     contributors = pd.read_parquet(Path(data_dir) / "contributors.parquet")
     names = contributors["contributor"].tolist()
@@ -379,7 +379,7 @@ def _values_by_method(data_dir, utilities_path, attribution_paths, pool_shards, 
     def add(method, metric, values, seconds, evaluations):
         values = np.asarray(values, dtype=np.float64)
         rows.append(pd.DataFrame({"method": method, "metric": metric, "contributor": names, "value": values,
-                                  "rank": evaluation.ranks(values)}))
+                                  "rank": surrogate.ranks(values)}))
         entry = cost.setdefault(method, {"seconds": 0.0, "utility_evaluations": int(evaluations)})
         entry["seconds"] += float(seconds)
 
@@ -499,8 +499,11 @@ def retrain_shard(data_dir: str, coalitions_path: str, cfg: dict, classifier_pat
     classifier = models.load_classifier(classifier_path)
     reference = load_reference(reference_path)
     device = models.resolve_device(gen_cfg["device"])
+    dtype = models.resolve_dtype(gen_cfg["dtype"], device)
     log.info("shard %s: %d coalitions; CUDA_VISIBLE_DEVICES=%s; device %s", scatteritem, len(table),
-             __import__("os").environ.get("CUDA_VISIBLE_DEVICES"), device)
+             os.environ.get("CUDA_VISIBLE_DEVICES"), device)
+    class_of = {c: i for i, c in enumerate(names)}  # every contributor keeps its class, trained on or not
+    cond = game.build_conditioning(dataset.items, names, names, "contributor")
     results = []
     for done, (coalition, members) in enumerate(zip(table["coalition"], _coalition_tuples(table, names)), 1):
         started = time.time()
@@ -509,13 +512,11 @@ def retrain_shard(data_dir: str, coalitions_path: str, cfg: dict, classifier_pat
         model_seed = int(game._rng(seed, "retrain", coalition).integers(0, 2**31))
         if members:
             images = data_mod.load_images(dataset.root, items["file_name"], image_size)
-            classes = items["contributor"].map({c: i for i, c in enumerate(names)}).to_numpy()
+            classes = items["contributor"].map(class_of).to_numpy()
             model = models.train_diffusion(images, classes, names, "contributor", train_cfg, model_seed, device=device)
         train_seconds = time.time() - started
-        cond = game.build_conditioning(dataset.items, names, names, "contributor")
         classes, noise = game.coalition_plan(cond, members, retrain_cfg["samples"], seed)
         if members:
-            dtype = models.resolve_dtype(gen_cfg["dtype"], device)
             generated = models.sample(model, classes, noise, gen_cfg["guidance_scale"], gen_cfg["steps"], device, dtype,
                                       gen_cfg["batch_size"])
         else:

@@ -146,14 +146,18 @@ def bootstrap_intervals(boot: np.ndarray, level: float, top_k: int) -> tuple[np.
     return low, high, (ranks <= top_k).mean(0)
 
 
+def ranks(values: np.ndarray) -> np.ndarray:
+    """Rank 1 = largest value (ties by position)."""
+    order = np.argsort(-values, kind="stable")
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[order] = np.arange(1, len(values) + 1)
+    return rank
+
+
 def ranked_table(names: list[str], values: np.ndarray, low, high, p_top) -> pd.DataFrame:
     """The attribution table, sorted by rank (1 = raises the utility most)."""
-    n = len(values)
-    order = np.argsort(-values, kind="stable")
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(1, n + 1)
     return pd.DataFrame({
-        "contributor": names, "shapley": values, "ci_low": low, "ci_high": high, "rank": rank, "p_top_k": p_top,
+        "contributor": names, "shapley": values, "ci_low": low, "ci_high": high, "rank": ranks(values), "p_top_k": p_top,
     }).sort_values("rank", kind="stable").reset_index(drop=True)
 
 
