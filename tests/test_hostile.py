@@ -418,3 +418,11 @@ def test_hostile_names_run_end_to_end(hostile_run_dir):
     assert len(paths) > 50
     became_paths = [(name, p) for p in paths for name in HOSTILE_NAMES if len(name.strip()) >= 4 and name.strip() in p]
     assert not became_paths, became_paths[:5]
+
+
+def test_contributor_csv_row_of_only_spaces_is_refused_not_dropped(tmp_path):
+    # found by the property test above on a fresh clone: pandas skipped the row silently
+    path = tmp_path / "contributors.csv"
+    path.write_text("contributor\nalice smith\n  \n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"contributors\.csv: missing or blank contributor name in row\(s\) \[1\]"):
+        read_contributors(str(path))

@@ -28,7 +28,9 @@ def read_contributors(path: str) -> list[str]:
 
     try:
         frame = (pd.read_parquet(path) if path.endswith(".parquet")
-                 else pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
+                 # skip_blank_lines=False: pandas would silently drop a row whose name is only spaces
+                 else pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                                  skip_blank_lines=False))
     except FileNotFoundError:
         raise ValueError(f"contributor table not found: {path}") from None
     except Exception as error:  # not CSV / Parquet, empty, truncated: name the file
