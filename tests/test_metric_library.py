@@ -137,3 +137,36 @@ def test_text_to_image_config_needs_path_and_captions(default_config):
     with pytest.raises(ConfigError) as error:
         validate_config(config, SCHEMA)
     assert "model.path" in str(error.value) and "data.caption_column" in str(error.value)
+
+
+def test_attribute_bias_per_prompt_group():
+    """With prompt groups, the bias is the share-weighted mean of each group's distance from uniform,
+    and a pooled mixture still equals the metric of the pooled samples."""
+    groups = extractors.prompt_groups(["A Doctor at work", "a nurse", "a physician", "", "a cat"],
+                                      {"doctor": "doctor|physician", "nurse": "nurse"})
+    assert groups.tolist() == [0, 1, 0, 2, 2]
+    # pool 0: doctors all of class 0; pool 1: nurses all of class 1 (a skew in each group of prompts)
+    probs = np.array([[1.0, 0.0]] * 4 + [[0.0, 1.0]] * 4)
+    scores = {"prompt_group": np.array([0.0] * 4 + [1.0] * 4)}
+    samples = _samples(np.ones((8, 2)), probs, np.repeat([0, 1], 4), scores)
+    assert _score("attribute_bias", samples, np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])).tolist() == pytest.approx(
+        [0.5, 0.5, 0.5])
+    # without prompt groups the two skews cancel in the pooled distribution
+    assert _score("attribute_bias", _samples(np.ones((8, 2)), probs), np.ones((1, 1)))[0] == pytest.approx(0.0)
+    # doctors skewed (0.5), nurses balanced (0): the mean weighted by each group's share of the images
+    probs = np.array([[1.0, 0.0]] * 4 + [[1.0, 0.0], [0.0, 1.0]] * 6)
+    scores = {"prompt_group": np.array([0.0] * 4 + [1.0] * 12)}
+    samples = _samples(np.ones((16, 2)), probs, np.repeat([0, 1], [4, 12]), scores)
+    assert _score("attribute_bias", samples, np.array([[0.25, 0.75]]))[0] == pytest.approx(0.25 * 0.5)
+    rng = np.random.default_rng(4)
+    group = np.repeat([0, 1, 2], [10, 20, 30])
+    scores = {"prompt_group": rng.integers(0, 3, 60).astype(float)}
+    samples = _samples(np.ones((60, 2)), rng.dirichlet(np.ones(4), 60), group, scores)
+    pooled = _samples(np.ones((60, 2)), samples.probs, None, scores)
+    assert _score("attribute_bias", samples, np.array([[10, 20, 30]]) / 60)[0] == pytest.approx(
+        _score("attribute_bias", pooled, np.ones((1, 1)))[0])
+
+
+def test_bad_prompt_group_pattern_is_named():
+    problems = config_problems(["attribute_bias"], {"prompt_groups": {"doctor": "doctor(", "nurse": "nurse"}})
+    assert any("features.prompt_groups.doctor" in p for p in problems), problems

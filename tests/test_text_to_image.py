@@ -164,3 +164,35 @@ def test_empty_captions_are_listed_all_at_once(tmp_path):
         load_dataset(tmp_path, metadata, "artist", caption_column="text")
     with pytest.raises(DataError, match="cannot be filled"):
         load_dataset(tmp_path, metadata, "artist", caption_template="by {nobody}")
+
+
+@pytest.mark.slow
+def test_flux_pipeline_runs_the_whole_workflow_and_reports_truncated_captions(tmp_path):
+    """FLUX (tiny, random) end to end from a dataset config; a caption over CLIP's 77 tokens is
+    truncated by the pipeline, counted in the pool's metadata and shown in the report."""
+    tiny.make_tiny_pipeline("flux", tmp_path / "flux", resolution=16, lora_dir=tmp_path / "lora")
+    long_caption = "a very " + "long " * 90 + "caption"
+    metadata = _captioned(tmp_path / "data", ["a cat", "a dog", long_caption, "a bird", "a fish", "a cow"])
+    workdir = copy_workflow(tmp_path / "wf")
+    dataset_config = {
+        "run": "flux",
+        "data": {"source": "folder", "root": str(tmp_path / "data"), "metadata": str(metadata),
+                 "contributor_column": "artist", "caption_column": "caption", "label_column": None},
+        "model": {"type": "flux", "path": str(tmp_path / "flux"), "lora": str(tmp_path / "lora")},
+        "generation": {"samples_per_contributor": 4, "guidance_scale": 3.5, "steps": 2, "batch_size": 4,
+                       "shards": 1, "resolution": 16, "max_sequence_length": 32},
+        "coalitions": {"count": 4},
+        "game": {"check": {"coalitions": 0}},
+        "metrics": ["marker_rate", "frechet_distance"],
+        "surrogate": {"grid": {"max_depth": [2]}, "cv_folds": 0, "bootstrap": 0},
+        "report": {"grid_samples": 4, "grid_contributors": 1},
+    }
+    (workdir / "config/datasets").mkdir(parents=True, exist_ok=True)
+    (workdir / "config/datasets/flux.yaml").write_text(yaml.safe_dump(dataset_config))
+    snakemake(workdir, "--configfile", "config/datasets/flux.yaml")
+    utilities = pd.read_parquet(workdir / "results/flux/utilities.parquet")
+    assert len(utilities) == 4 and np.isfinite(utilities[["marker_rate", "frechet_distance"]].to_numpy()).all()
+    prompts = set(pd.concat(pd.read_parquet(p) for p in (workdir / "results/cache/pool").rglob("*.parquet"))["prompt"])
+    assert long_caption in prompts and "" in prompts
+    report = (workdir / "results/flux/report/index.html").read_text()
+    assert "1 caption(s) of the generated pools were longer" in report

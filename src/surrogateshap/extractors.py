@@ -6,7 +6,11 @@ distance, Inception-Score-like, diversity, Vendi, attribute bias):
   grayscale and resized to its input size);
 - `clip`: a local CLIP model folder (`features.clip`, transformers' CLIPModel format):
   features are its projected image embeddings; class probabilities are zero-shot
-  probabilities over `features.attributes` prompts (the joint over all attributes).
+  probabilities over `features.attributes` prompts (the joint over all attributes);
+- `inception`: the FID Inception-v3 (`features.inception`, a local .pth/.safetensors file such as
+  pytorch-fid's pt_inception-2015-12-05-6726825d.pth; see `inception.py`): features are the
+  2048-d pool3 features and class probabilities the 1008-way softmax, so the Fréchet distance
+  is FID and the Inception-Score-like metric is the Inception Score.
 
 Per-sample scores (each decomposes over pooled samples as a mean):
 - `clip_score`: 100 * max(cos(image, prompt), 0) with the CLIP model (torchmetrics' definition);
@@ -164,10 +168,19 @@ class ClipExtractor:
         return joint
 
 
-def load_extractor(feat_cfg: dict, classifier_path: str | None):
+def load_extractor(feat_cfg: dict, classifier_path: str | None, device: str | None = None):
+    """The configured extractor; `device` (inception only) defaults to CUDA when torch sees it."""
     kind = feat_cfg.get("extractor", "digits")
     if kind == "clip":
         return ClipExtractor(load_clip(feat_cfg["clip"]), feat_cfg.get("attributes"))
+    if kind == "inception":
+        if not feat_cfg.get("inception"):
+            raise ValueError("features.extractor is 'inception' but features.inception (a local Inception-v3 "
+                             "weights file) is not set")
+        from .inception import cached_extractor
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cached_extractor(str(feat_cfg["inception"]), str(device))
     from .models import load_classifier
 
     return DigitsExtractor(load_classifier(classifier_path))
@@ -221,6 +234,16 @@ def _user_values(fn, spec: str, images: np.ndarray, prompts: list[str]) -> np.nd
     return values
 
 
+def prompt_groups(prompts: list[str], groups: dict[str, str]) -> np.ndarray:
+    """Index of the first group whose regular expression matches each prompt (case-insensitive
+    search), len(groups) for a prompt that none matches (the unconditional pool's "" included)."""
+    import re
+
+    patterns = [re.compile(pattern, re.IGNORECASE) for pattern in groups.values()]
+    return np.array([next((i for i, p in enumerate(patterns) if p.search(prompt)), len(patterns))
+                     for prompt in prompts], dtype=np.float64)
+
+
 def score_samples(images: np.ndarray, prompts: list[str], feat_cfg: dict, needed: set[str]) -> dict[str, np.ndarray]:
     """The per-sample scores that the configured metrics need: name -> (n,) values."""
     scores: dict[str, np.ndarray] = {}
@@ -242,6 +265,8 @@ def score_samples(images: np.ndarray, prompts: list[str], feat_cfg: dict, needed
     if "spurious" in needed:
         spec = feat_cfg["spurious_detector"]
         scores["spurious"] = (_user_values(load_callable(spec), spec, images, prompts) > 0.5).astype(np.float64)
+    if "prompt_group" in needed:
+        scores["prompt_group"] = prompt_groups(prompts, feat_cfg["prompt_groups"])
     for name, custom in (feat_cfg.get("custom_metrics") or {}).items():
         if name in needed:
             scores[name] = _user_values(load_callable(custom["function"]), custom["function"], images, prompts)

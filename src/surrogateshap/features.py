@@ -91,6 +91,8 @@ def configured_scores(feat_cfg: dict) -> set[str]:
         names.add("reward")
     if feat_cfg.get("spurious_detector"):
         names.add("spurious")
+    if feat_cfg.get("prompt_groups"):
+        names.add("prompt_group")
     return names
 
 

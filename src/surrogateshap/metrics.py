@@ -123,10 +123,11 @@ class Metric:
 
 class FrechetDistance(Metric):
     name = "frechet_distance"
-    title = "Fréchet distance in digits-classifier features"
+    title = "Fréchet distance to the reference images"
     direction = "lower"
-    description = ("Fréchet distance between Gaussians fitted to generated and clean reference images in the "
-                   "digits classifier's hidden features (FID's formula, not Inception features).")
+    description = ("Fréchet distance between Gaussians fitted to generated and reference images in the "
+                   "extractor's features (features.extractor: the digits classifier by default; FID itself with "
+                   "`inception`).")
 
     def group_stats(self, samples, reference):
         f = samples.features
@@ -195,9 +196,10 @@ def frechet_from_moments(mean, second, reference: Reference, xp=np):
 
 class InceptionScoreLike(Metric):
     name = "inception_score_like"
-    title = "Inception-Score-like (digits classifier)"
+    title = "Inception-Score-like"
     direction = "higher"
-    description = "exp(E_x KL(p(y|x) || p(y))) with the digits classifier's class probabilities."
+    description = ("exp(E_x KL(p(y|x) || p(y))) with the extractor's class probabilities (the Inception Score "
+                   "itself with features.extractor: inception).")
 
     def group_stats(self, samples, reference):
         p = np.clip(samples.probs, 1e-12, 1.0)
@@ -223,10 +225,10 @@ class MeanConfidence(Metric):
 
 class Diversity(Metric):
     name = "diversity"
-    title = "Diversity: mean pairwise distance in classifier features"
+    title = "Diversity: mean pairwise feature distance"
     direction = "higher"
     description = ("Expected Euclidean distance between two independent samples of the coalition's mixture, "
-                   "in the digits classifier's hidden features (pairs of distinct samples).")
+                   "in the extractor's features (pairs of distinct samples).")
 
     def group_stats(self, samples, reference):
         """Mean distance between the samples of every pair of groups (a group with itself: distinct
@@ -289,20 +291,39 @@ def vendi_from_second_moment(second: np.ndarray) -> np.ndarray:
     return np.exp(-(values * logs).sum(axis=1))
 
 
+PROMPT_GROUP = "prompt_group"  # the per-sample score holding each image's prompt group (features.prompt_groups)
+
+
 class AttributeBias(Metric):
     name = "attribute_bias"
     title = "Attribute bias (distance of the predicted attribute distribution from uniform)"
     direction = "lower"
     description = ("Total variation distance between the mean predicted distribution of the classifier's classes "
                    "(digits; or with the CLIP extractor the joint distribution of features.attributes, i.e. their "
-                   "intersections) and the uniform distribution: 0 = balanced, 1 - 1/K = one class only.")
+                   "intersections) and the uniform distribution: 0 = balanced, 1 - 1/K = one class only. With "
+                   "features.prompt_groups, the distance within each group of prompts, averaged with the "
+                   "coalition's share of each group (unmatched prompts form one more group).")
+    decomposition = "exact: mixture of per-group mean probabilities (per prompt group with prompt_groups)"
 
     def group_stats(self, samples, reference):
-        return {"p_mean": _group_means(samples, samples.probs)}
+        if PROMPT_GROUP not in samples.scores:
+            return {"p_mean": _group_means(samples, samples.probs)}
+        # per pool c and prompt group g: mean over the pool of 1[g] * p (K-vector) and of 1[g]
+        prompt_group = samples.scores[PROMPT_GROUP].astype(np.int64)
+        member = np.eye(int(prompt_group.max()) + 1)[prompt_group]  # (n, groups of prompts)
+        return {"p_in_group": _group_means(samples, member[:, :, None] * samples.probs[:, None, :]),
+                "share": _group_means(samples, member)}
 
     def evaluate(self, stats, weights, reference):
-        p = weights @ stats["p_mean"]
-        return 0.5 * np.abs(p - 1.0 / p.shape[1]).sum(1)
+        if "p_mean" in stats:
+            p = weights @ stats["p_mean"]
+            return 0.5 * np.abs(p - 1.0 / p.shape[1]).sum(1)
+        mass = np.einsum("cg,gpk->cpk", weights, stats["p_in_group"])  # (coalitions, prompt groups, K)
+        share = weights @ stats["share"]  # (coalitions, prompt groups)
+        present = share > 0
+        p = mass / np.where(present, share, 1.0)[:, :, None]
+        distance = np.where(present, 0.5 * np.abs(p - 1.0 / p.shape[2]).sum(2), 0.0)
+        return (share * distance).sum(1) / share.sum(1)
 
 
 class SampleMean(Metric):
@@ -391,8 +412,18 @@ def config_problems(metric_names: list[str], feat_cfg: dict) -> list[str]:
             problems.append(f"metrics.{position}: {name!r} needs " + ", ".join(f"features.{m}" for m in missing))
     if feat_cfg.get("extractor") == "clip" and not feat_cfg.get("clip"):
         problems.append("features.extractor is 'clip' but features.clip (a local CLIP model folder) is not set")
+    if feat_cfg.get("extractor") == "inception" and not feat_cfg.get("inception"):
+        problems.append("features.extractor is 'inception' but features.inception (a local Inception-v3 weights "
+                        "file) is not set")
     if feat_cfg.get("attributes") and feat_cfg.get("extractor") != "clip":
         problems.append("features.attributes needs features.extractor: clip (zero-shot attribute prompts)")
+    import re
+
+    for group, pattern in (feat_cfg.get("prompt_groups") or {}).items():
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            problems.append(f"features.prompt_groups.{group}: {pattern!r} is not a regular expression ({error})")
     if "attribute_bias" in metric_names and feat_cfg.get("extractor") == "clip" and not feat_cfg.get("attributes"):
         problems.append("metrics: 'attribute_bias' with the clip extractor needs features.attributes")
     return problems

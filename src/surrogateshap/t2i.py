@@ -45,6 +45,7 @@ class TextToImageModel:
     class_names: list[str] = field(default_factory=list)  # the prompts; set by `caption_conditioning`
     conditioning: str = "caption"
     truncated: int = 0  # prompts longer than the tokenizer's limit (truncated by the pipeline)
+    max_sequence_length: int = 512  # FLUX's T5 limit (generation.max_sequence_length)
 
     @property
     def null_class(self) -> int:
@@ -80,7 +81,7 @@ def load(spec: dict, gen_cfg: dict, device: torch.device, dtype: torch.dtype) ->
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
     size = gen_cfg.get("resolution") or _default_resolution(pipe)
-    return TextToImageModel(pipe, kind, int(size))
+    return TextToImageModel(pipe, kind, int(size), max_sequence_length=int(gen_cfg.get("max_sequence_length") or 512))
 
 
 def _default_resolution(pipe) -> int:
@@ -97,14 +98,14 @@ def caption_conditioning(items: pd.DataFrame, contributors: list[str], model: Te
         raise ValueError("a text-to-image model needs captions: set data.caption_column or data.caption_template")
     prompts = sorted(items["caption"].unique())
     model.class_names = prompts
-    model.truncated = count_truncated(model.pipe, prompts)
+    model.truncated = count_truncated(model.pipe, prompts, model.max_sequence_length)
     position = {p: i for i, p in enumerate(prompts)}
     classes = items["caption"].map(position).to_numpy()
     by_contributor = items["contributor"].to_numpy()
     return Conditioning([classes[by_contributor == name] for name in contributors], len(prompts))
 
 
-def count_truncated(pipe, prompts: list[str]) -> int:
+def count_truncated(pipe, prompts: list[str], max_sequence_length: int = 512) -> int:
     """Prompts longer than a tokenizer's limit: the pipeline truncates them; warn and count."""
     worst = 0
     for tokenizer in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)):
@@ -112,7 +113,7 @@ def count_truncated(pipe, prompts: list[str]) -> int:
             continue
         limit = tokenizer.model_max_length
         if getattr(pipe, "tokenizer_2", None) is tokenizer and hasattr(pipe, "transformer"):
-            limit = min(limit, 512)  # FluxPipeline's max_sequence_length
+            limit = min(limit, max_sequence_length)  # what FluxPipeline passes to T5
         lengths = [len(ids) for ids in tokenizer(prompts, truncation=False)["input_ids"]] if prompts else []
         over = [p for p, n in zip(prompts, lengths) if n > limit]
         if over:
@@ -140,7 +141,7 @@ def sample(model: TextToImageModel, classes: np.ndarray, noise_seeds: np.ndarray
     size = model.image_size
     out = np.empty((len(classes), size, size, 3), dtype=np.float32)
     batch = gen_cfg["batch_size"]
-    extra = {"max_sequence_length": gen_cfg.get("max_sequence_length") or 512} if model.kind == "flux" else {}
+    extra = {"max_sequence_length": model.max_sequence_length} if model.kind == "flux" else {}
     for start in range(0, len(classes), batch):
         stop = min(start + batch, len(classes))
         prompts = [model.prompt(int(c)) for c in classes[start:stop]]
