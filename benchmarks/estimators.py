@@ -1,12 +1,17 @@
 """Estimators against exact Shapley values on synthetic games, side by side in one run.
 
     .venv/bin/python benchmarks/estimators.py [--ns 10 20 50 100] [--multipliers 1 2 5 10 20 50] [--seeds 3]
+        [--games polynomial additive] [--sampler shapley_kernel] [--unpaired]
 
-For each game size n and budget (coalitions = multiplier x n; for n = 10 also the
-paper's 128 and 512), every estimator sees the same number of utility evaluations:
-surrogate and kernel the same Shapley-kernel sample, permutation as many rows of
+For each game (polynomial: pairwise and triple interactions; additive: none) and size n
+and budget (coalitions = multiplier x n; for n = 10 also the paper's 128 and 512), every
+estimator sees the same number of utility evaluations: surrogate and kernel the same
+sample (the workflow's default: KernelSHAP's size distribution, each coalition paired with its
+complement; `--unpaired` for plain KernelSHAP sampling, `--sampler uniform_size` for uniform
+sizes), permutation as many rows of
 antithetic chains (hybrid the same chains), banzhaf Bernoulli(0.5) coalitions (scored against the Banzhaf
-index, its own target), loo its n + 1 fixed coalitions. Prints the mean relative L2
+index, its own target), loo its n + 1 fixed coalitions; `surrogate-kb` is the surrogate with
+KernelSHAP's solution as its additive base (`base: kernel`). Prints the mean relative L2
 error, Spearman correlation, top-5 recall and seconds over seeds.
 """
 
@@ -23,6 +28,8 @@ from surrogateshap.coalitions import sample_coalitions
 
 SURROGATE = {"params": {"n_estimators": 300, "min_child_weight": 1}, "grid": {"max_depth": [2, 3], "learning_rate": [0.1], "base": ["none", "linear"]},
              "cv_folds": 3, "bootstrap": 0, "ci_level": 0.9, "top_k": 5, "threads": 1, "anchor_endpoints": True}
+# Variants of the surrogate, by the name the table prints: its grid's base learner fixed.
+VARIANTS = {"surrogate-kb": ("surrogate", {"base": ["kernel"]}), "surrogate-auto": ("surrogate", {"base": ["auto"]})}
 
 
 def indicators(coalitions, n):
@@ -32,7 +39,7 @@ def indicators(coalitions, n):
     return x
 
 
-def table_for(estimator: str, n: int, budget: int, seed: int):
+def table_for(estimator: str, n: int, budget: int, seed: int, sampler: str = "shapley_kernel", paired: bool = True):
     if estimator in ("permutation", "hybrid"):  # whole chains only, never more rows than the budget
         if budget < n + 1:
             raise estimators.EstimatorError(f"one permutation chain takes {n + 1} coalitions")
@@ -42,7 +49,13 @@ def table_for(estimator: str, n: int, budget: int, seed: int):
     if estimator == "loo":
         grand = tuple(range(n))
         return indicators([(), grand] + [tuple(j for j in grand if j != i) for i in grand], n)
-    return indicators(sample_coalitions(n, budget, "shapley_kernel", seed), n)
+    return indicators(sample_coalitions(n, budget, sampler, seed, paired=paired), n)
+
+
+def make_game(kind: str, n: int, seed: int):
+    if kind == "additive":
+        return games.polynomial_game(n, seed=seed, pairs=0, triples=0)
+    return games.polynomial_game(n, seed=seed)
 
 
 def score(estimate, truth):
@@ -57,7 +70,17 @@ def main() -> None:
     parser.add_argument("--multipliers", type=int, nargs="+", default=[1, 2, 5, 10, 20, 50])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--estimators", nargs="+", default=["surrogate", "hybrid", "kernel", "permutation", "banzhaf", "loo"])
+    parser.add_argument("--games", nargs="+", choices=["polynomial", "additive"], default=["polynomial"])
+    parser.add_argument("--sampler", choices=["shapley_kernel", "uniform_size"], default="shapley_kernel",
+                        help="coalitions of surrogate and kernel")
+    parser.add_argument("--unpaired", action="store_true", help="do not pair each coalition with its complement")
     args = parser.parse_args()
+    print(f"surrogate/kernel coalitions: {args.sampler}, {'unpaired' if args.unpaired else 'paired'}")
+    for kind in args.games:
+        run_game(kind, args)
+
+
+def run_game(kind: str, args) -> None:
     print(f"{'game':<18} {'budget':>6} {'estimator':<12} {'rel L2':>8} {'spearman':>9} {'top5':>5} {'seconds':>8}")
     for n in args.ns:
         budgets = sorted({m * n for m in args.multipliers} | ({128, 512} if n == 10 else set()))
@@ -67,9 +90,9 @@ def main() -> None:
                     continue
                 rows, refused = [], None
                 for seed in range(args.seeds):
-                    game = games.polynomial_game(n, seed=100 + seed)
+                    game = make_game(kind, n, 100 + seed)
                     try:
-                        x = table_for(estimator, n, budget, seed)
+                        x = table_for(estimator, n, budget, seed, args.sampler, not args.unpaired)
                     except estimators.EstimatorError as error:
                         refused = str(error)
                         break
@@ -77,7 +100,9 @@ def main() -> None:
                     names = [f"p{i}" for i in range(n)]
                     started = time.perf_counter()
                     try:
-                        table, _ = estimators.attribute(estimator, x, y, names, SURROGATE, seed)
+                        name, grid = VARIANTS.get(estimator, (estimator, {}))
+                        cfg = dict(SURROGATE, grid=dict(SURROGATE["grid"], **grid))
+                        table, _ = estimators.attribute(name, x, y, names, cfg, seed)
                     except estimators.EstimatorError as error:  # too few coalitions for this estimator
                         refused = str(error)
                         break
@@ -86,10 +111,10 @@ def main() -> None:
                     truth = game.banzhaf if estimator == "banzhaf" else game.shapley
                     rows.append(score(values, truth) + (seconds,))
                 if refused:
-                    print(f"{'polynomial n=' + str(n):<18} {budget:>6} {estimator:<12} refused: {refused}", flush=True)
+                    print(f"{kind + ' n=' + str(n):<18} {budget:>6} {estimator:<12} refused: {refused}", flush=True)
                     continue
                 err, rho, top5, seconds = np.mean(rows, axis=0)
-                print(f"{'polynomial n=' + str(n):<18} {budget:>6} {estimator:<12} {err:>8.3f} {rho:>9.3f} {top5:>5.2f} {seconds:>8.2f}",
+                print(f"{kind + ' n=' + str(n):<18} {budget:>6} {estimator:<12} {err:>8.3f} {rho:>9.3f} {top5:>5.2f} {seconds:>8.2f}",
                       flush=True)
 
 

@@ -15,6 +15,8 @@ SLOW = pytest.mark.slow
 
 @pytest.mark.parametrize("script, args, expected", [
     ("frechet.py", ["--dims", "8", "--coalitions", "2"], ["speed-up"]),
+    ("estimators.py", ["--ns", "6", "--multipliers", "2", "--seeds", "1", "--games", "polynomial", "additive",
+                       "--estimators", "surrogate", "kernel", "permutation"], ["rel L2", "additive n=6", "paired"]),
     ("scaling.py", ["--ns", "5", "8", "--rows", "12", "24"], ["log-log fit: seconds ~ n^"]),
     ("utility_throughput.py", ["--quick"], ["coalitions/s", "frechet_distance", "group moments"]),
     pytest.param("generation.py", ["--quick"], ["vs bare", "generation + features", "start-up per job"], marks=SLOW),

@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 
@@ -93,3 +94,32 @@ def test_empty_coalition_definition_regenerates_only_the_pool_and_below(default_
     changed = _diff(default_config, ("game", "empty_coalition"), "noise")
     assert {"pool", "features", "utilities", "attribution"} <= changed
     assert "model" not in changed and "coalitions" not in changed
+
+
+def test_coalition_rounds_make_the_utilities_depend_on_the_surrogate(default_config):
+    adaptive = _changed(default_config, ("coalitions", "rounds"), {"max": 3, "threshold": 0.95, "patience": 2,
+                                                                    "metrics": None})
+    assert "utilities" in _diff(adaptive, ("surrogate", "bootstrap"), 5)
+    assert "utilities" not in _diff(default_config, ("surrogate", "bootstrap"), 5)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"game": {"mode": "per_coalition"}}, "needs game.mode: pooled"),
+    ({"coalitions": {"table": "my.parquet"}}, "coalitions.table fixes them"),
+    ({"coalitions": {"rounds": {"max": 2, "metrics": ["fid"]}}}, "not in metrics: ['fid']"),
+])
+def test_coalition_rounds_refuse_what_they_cannot_do(default_config, change, message):
+    config = copy.deepcopy(default_config)
+    config["coalitions"]["rounds"]["max"] = 2
+    for section, values in change.items():
+        for key, value in values.items():
+            config[section][key] = dict(config[section][key], **value) if isinstance(value, dict) else value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(config, SCHEMA)
+
+
+def test_key_order_and_new_null_settings_change_no_stage_key(default_config):
+    reordered = copy.deepcopy(default_config)
+    reordered["generation"] = dict(reversed(list(reordered["generation"].items())))
+    reordered["features"]["a_future_setting"] = None  # what a new optional setting with a null default adds
+    assert stage_keys(reordered) == stage_keys(default_config)

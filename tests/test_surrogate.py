@@ -8,8 +8,8 @@ CFG = {"params": {"n_estimators": 300, "min_child_weight": 1}, "grid": {"max_dep
        "cv_folds": 4, "bootstrap": 8, "ci_level": 0.9, "top_k": 2, "threads": 1, "seed": 0, "anchor_endpoints": True}
 
 
-def _game(n, values, count=300, seed=0, interaction=0.0):
-    coalitions = sample_coalitions(n, count, "shapley_kernel", seed)
+def _game(n, values, count=300, seed=0, interaction=0.0, paired=False):
+    coalitions = sample_coalitions(n, count, "shapley_kernel", seed, paired=paired)
     x = np.zeros((len(coalitions), n))
     for row, members in enumerate(coalitions):
         x[row, list(members)] = 1
@@ -70,3 +70,39 @@ def test_anchoring_makes_efficiency_exact_and_keeps_ranks():
     assert anchored["contributor"].tolist() == raw["contributor"].tolist()
     shift = (anchored["shapley"] - raw["shapley"]).to_numpy()
     assert np.allclose(shift, shift[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("base", ["linear", "kernel"])
+def test_additive_base_learners_are_exact_on_an_additive_game_at_a_small_budget(base):
+    """3n paired coalitions of an additive game: the base learner takes it all (the trees find nothing left)."""
+    values = np.array([3.0, -1.0, 0.5, 0.0, 2.0, 0.0, -0.5, 1.0, 0.25, -2.0])
+    x, y = _game(10, values, count=30, seed=1, paired=True)
+    assert np.linalg.matrix_rank(x) == 10  # every value identifiable
+    cfg = dict(CFG, grid={"max_depth": [2], "base": [base]}, bootstrap=0)
+    table, diag = attribute(x, y, [f"p{i}" for i in range(10)], cfg, seed=0)
+    got = table.set_index("contributor").loc[[f"p{i}" for i in range(10)], "shapley"].to_numpy()
+    assert np.abs(got - values).max() < 0.02 * np.abs(values).max(), (base, got)
+
+
+def test_kernel_base_without_an_endpoint_falls_back_to_ridge():
+    from surrogateshap.surrogate import SurrogateModel
+
+    values = np.arange(1.0, 7.0)
+    x, y = _game(6, values, count=40)
+    inner = x.sum(1) % 6 != 0
+    model = SurrogateModel({"n_estimators": 10, "base": "kernel"}, seed=0, threads=1).fit(x[inner], y[inner])
+    assert model.coef is not None and np.allclose(model.coef, values, atol=0.05)
+
+
+def test_auto_base_takes_the_kernel_solution_from_4n_coalitions():
+    from surrogateshap import estimators
+    from surrogateshap.surrogate import SurrogateModel
+
+    values = np.arange(1.0, 7.0)
+    x, y = _game(6, values, count=30, paired=True, interaction=1.5)
+    y = y + np.random.default_rng(0).normal(scale=0.3, size=len(y))  # so that ridge and kernel differ
+    auto = SurrogateModel({"n_estimators": 10, "base": "auto"}, seed=0, threads=1)
+    assert np.allclose(auto.fit(x, y).coef, estimators.kernel(x, y))  # 30 >= 4 * 6
+    small = SurrogateModel({"n_estimators": 10, "base": "auto"}, seed=0, threads=1).fit(x[:20], y[:20])
+    ridge = SurrogateModel({"n_estimators": 10, "base": "linear"}, seed=0, threads=1).fit(x[:20], y[:20])
+    assert np.allclose(small.coef, ridge.coef)  # 20 < 24: ridge

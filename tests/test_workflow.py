@@ -162,3 +162,28 @@ def test_per_coalition_mode_runs_end_to_end(run_dir):
     assert np.isfinite(utilities[["frechet_distance", "marker_rate"]].to_numpy()).all()
     marker = pd.read_parquet(run_dir / "results/per_coalition/attributions/marker_rate.parquet")
     assert sorted(marker["rank"]) == list(range(1, 21))
+
+
+def test_coalition_rounds_draw_more_until_the_stopping_rule_holds(run_dir):
+    rounds = {"max": 3, "threshold": 0.9999, "patience": 2}  # a rule that cannot hold: every round is drawn
+    extra = _extra(run_dir, "rounds", {"run": "rounds", "coalitions": {"count": 60, "rounds": rounds}})
+    jobs = planned_jobs(run_dir, "--configfile", SMALL, extra)
+    assert "generate_pool" not in jobs and "extract_features" not in jobs, jobs  # rounds cost no generation
+    snakemake(run_dir, "--configfile", SMALL, extra)
+    path = run_dir / "results/rounds/utilities.parquet"
+    utilities = pd.read_parquet(path)
+    members = [tuple(m) for m in utilities["members"]]
+    assert len(utilities) == 3 * 60 and len(set(members)) == len(members)
+    assert utilities["coalition"].tolist() == list(range(180))
+    history = read_table_metadata(path)["rounds"]
+    assert [r["round"] for r in history] == [1, 2, 3] and [r["coalitions"] for r in history] == [60, 120, 180]
+    assert set(history[0]["metrics"]) == set(utilities.columns) - {"coalition", "members", "size"}
+    report = (run_dir / "results/rounds/report/index.html").read_text()
+    assert "Coalition rounds" in report and "the rounds ran out before the stopping rule held" in report
+    # a rule that holds at once keeps the first draw
+    easy = _extra(run_dir, "rounds_easy", {"run": "rounds_easy", "coalitions": {
+        "count": 60, "rounds": dict(rounds, threshold=0.05, patience=1, metrics=["frechet_distance"])}})
+    snakemake(run_dir, "--configfile", SMALL, easy, "--until", "publish_utilities")
+    easy_path = run_dir / "results/rounds_easy/utilities.parquet"
+    assert len(pd.read_parquet(easy_path)) == 60
+    assert read_table_metadata(easy_path)["rounds"][0]["converged"]

@@ -88,13 +88,34 @@ def _check_semantics(config: dict, source: str) -> None:
             problems.append(f"model.path (a local folder or hub id) is required for model.type {model['type']!r}")
         if not (data.get("caption_column") or data.get("caption_template")):
             problems.append("a text-to-image model needs captions: set data.caption_column or data.caption_template")
+    rounds = config["coalitions"].get("rounds") or {}
+    if rounds.get("max", 1) > 1:
+        if config["game"]["mode"] != "pooled":
+            problems.append("coalitions.rounds.max > 1 needs game.mode: pooled (each per_coalition round would "
+                            "generate anew; raise coalitions.count instead)")
+        if config["coalitions"].get("table"):
+            problems.append("coalitions.rounds.max > 1 draws more coalitions, but coalitions.table fixes them")
+        unknown = [m for m in rounds.get("metrics") or [] if m not in metrics]
+        if unknown:
+            problems.append(f"coalitions.rounds.metrics names metric(s) not in metrics: {unknown}")
     if problems:
         raise ConfigError(f"{source}:\n  " + "\n  ".join(problems))
 
 
+def canonical(obj, drop_null: bool = False):
+    """`obj` with every mapping's keys sorted (recursively), so that the same settings give the same
+    value whatever their order in a config file. With `drop_null`, null settings are dropped too:
+    the stage keys use that, so a new optional setting whose default is null changes no key."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k], drop_null) for k in sorted(obj) if not (drop_null and obj[k] is None)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v, drop_null) for v in obj]
+    return obj
+
+
 def digest(obj) -> str:
-    """A short, stable hash of a JSON-able object (key order does not matter)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    """A short, stable hash of a JSON-able object (see `canonical`)."""
+    text = json.dumps(canonical(obj, drop_null=True), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -147,6 +168,9 @@ def stage_keys(config: dict) -> dict[str, str]:
                 # A user's checkpoint does not depend on our data or training settings.
                 section = {k: config["model"].get(k) for k in ("path", "type", "lora", "lora_scale")}
                 upstream = ()
+            if stage == "utilities" and (config["coalitions"].get("rounds") or {}).get("max", 1) > 1:
+                # adaptive rounds: the stopping rule fits the surrogate, so its settings decide the table
+                section = dict(section, surrogate=config["surrogate"])
             keys[stage] = f"{stage}-" + digest({"config": section, "upstream": [key(u) for u in upstream]})
         return keys[stage]
 

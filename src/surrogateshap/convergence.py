@@ -52,3 +52,29 @@ def convergence(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str], 
                    else "the ranking still moves between budgets: draw more coalitions"),
     }
     return pd.DataFrame(long_rows), summary, decision
+
+
+def stopping_check(x: np.ndarray, utilities: dict[str, np.ndarray], names: list[str], surrogate_cfg: dict, seed: int,
+                   threshold: float = 0.95, patience: int = 2) -> dict:
+    """The stopping rule on every metric of a utility table, for the workflow's coalition rounds.
+
+    Per metric, the surrogate's hyperparameters are chosen once by cross-validation on the
+    whole table, then fixed for the prefixes (no bootstrap): the check asks whether more
+    coalitions still move the values, not the grid's choice. Converged when every metric is.
+    """
+    from .surrogate import cross_validate, grid_candidates
+
+    per_metric = {}
+    for metric, y in utilities.items():
+        if estimators.is_constant(y):
+            per_metric[metric] = {"converged": True, "spearman_last": float("nan"), "note": "constant utility"}
+            continue
+        params, _ = cross_validate(x, y, grid_candidates(surrogate_cfg), surrogate_cfg["cv_folds"], seed,
+                                   surrogate_cfg["threads"])
+        fixed = dict(surrogate_cfg, params=params, grid={}, cv_folds=0, bootstrap=0)
+        _, summary, decision = convergence("surrogate", x, y, names, fixed, seed, threshold=threshold, patience=patience)
+        per_metric[metric] = {"converged": decision["converged"],
+                              "spearman_last": float(summary["spearman_with_previous"].iloc[-1]),
+                              "budgets": decision["budgets"]}
+    return {"converged": all(m["converged"] for m in per_metric.values()), "threshold": threshold,
+            "patience": patience, "metrics": per_metric}

@@ -114,6 +114,22 @@ def _table_html(frame: pd.DataFrame, planted: set[str], name_columns=("contribut
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def _coalition_rounds_html(rounds: list | None) -> list[str]:
+    """The stopping rule's verdict after each round of coalitions (coalitions.rounds)."""
+    if not rounds:
+        return []
+    rows = pd.DataFrame([{"round": r["round"], "coalitions": r["coalitions"], "rule holds": r["converged"],
+                          **{f"ρ {m}": d["spearman_last"] for m, d in r["metrics"].items()}} for r in rounds])
+    last = rounds[-1]
+    verdict = ("the stopping rule held: more coalitions are unlikely to change the values" if last["converged"] else
+               "the rounds ran out before the stopping rule held: the values may still move with more coalitions "
+               "(raise coalitions.rounds.max or coalitions.count)")
+    return [f"<h2>Coalition rounds</h2><p>After each round the surrogate was refitted on growing prefixes of the "
+            f"table; the rule holds when the Spearman correlation ρ of successive prefixes' values is at least "
+            f"{last['threshold']} for {last['patience']} step(s) in a row on every checked metric. "
+            f"{len(rounds)} round(s): {verdict}.</p>" + _table_html(rows, set(), ("round",))]
+
+
 def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str], utilities_path: str,
                  contributors_path: str, pool_paths: list[str], classifier_metrics_path: str | None,
                  check_summary_path: str | None, evaluation_dir: str | None = None) -> None:
@@ -142,6 +158,11 @@ def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str
         + EMPTY_COALITION_TEXT[config["game"]["empty_coalition"]] +
         "Rank 1 is the contributor that raises the metric most; whether raising it is good depends on the "
         "metric's direction, stated with each metric.</p>")
+    parts.extend(_coalition_rounds_html(read_table_metadata(utilities_path).get("rounds")))
+    truncated = sum(int(read_table_metadata(p).get("truncated_captions") or 0) for p in pool_paths)
+    if truncated:
+        parts.append(f'<p class="note">{truncated} caption(s) of the generated pools were longer than the text '
+                     "encoder's token limit and were truncated by the pipeline (the pool jobs' logs show examples).</p>")
     if planted:
         items = "".join(f"<li><bdi>{_esc(n)}</bdi>: {_esc(e)}</li>" for n, e in planted.items())
         parts.append(f"<p>Planted contributors (known by construction, highlighted):</p><ul>{items}</ul>")

@@ -182,7 +182,8 @@ def reference_features(classifier_path: str, out_path: str, feat_cfg: dict | Non
     if feat_cfg and feat_cfg.get("extractor", "digits") != "digits":
         dataset = load_prepared(data_dir)
         extractor = extractors.load_extractor(feat_cfg, classifier_path)
-        images = data_mod.load_images(dataset.root, dataset.items["file_name"], extractor.clip.size, mode="RGB")
+        size = extractor.size if hasattr(extractor, "size") else extractor.clip.size  # the network's input side
+        images = data_mod.load_images(dataset.root, dataset.items["file_name"], size, mode="RGB")
         features, _ = extractor.embed(images)
         log.info("reference: %d dataset images in %s features", len(images), feat_cfg["extractor"])
         write_table(out_path, pd.DataFrame({"feature": list(features.astype(np.float32))}))
@@ -204,7 +205,8 @@ def draw_coalitions(data_dir: str, cfg: dict, out_path: str) -> None:
         x = coal.indicator_matrix(members, names, source=cfg["table"])
         chosen = [tuple(np.flatnonzero(row).tolist()) for row in x]
     else:
-        chosen = coal.sample_coalitions(len(names), cfg["count"], cfg["sampler"], cfg["seed"], cfg["p"])
+        chosen = coal.sample_coalitions(len(names), cfg["count"], cfg["sampler"], cfg["seed"], cfg["p"],
+                                        cfg.get("paired", False))
     log.info("%d coalitions of %d contributors", len(chosen), len(names))
     write_table(out_path, coal.coalition_table(chosen, names))
 
@@ -225,15 +227,52 @@ def _coalition_tuples(table: pd.DataFrame, names: list[str]) -> list[tuple[int, 
 
 
 def pooled_utilities(data_dir: str, coalitions_path: str, feature_shards: list[str], reference_path: str,
-                     metric_names: list[str], out_path: str, custom: dict | None = None) -> None:
+                     metric_names: list[str], out_path: str, custom: dict | None = None,
+                     coalitions_cfg: dict | None = None, surrogate_cfg: dict | None = None) -> None:
+    """Score every coalition of the table from the pools. With `coalitions.rounds.max` > 1, check the
+    stopping rule after each round and, while the values still move, draw `coalitions.count` more
+    coalitions (scoring them costs no generation) until it holds or the rounds run out."""
+    from . import convergence
+
     contributors = pd.read_parquet(Path(data_dir) / "contributors.parquet")
     names = contributors["contributor"].tolist()
     table = pd.read_parquet(coalitions_path)
     samples = feat.read_samples(feature_shards)
-    utilities = game.pooled_utilities(samples, _coalition_tuples(table, names), contributors["n_items"].to_numpy(float),
-                                      metric_names, load_reference(reference_path), custom=custom)
-    write_table(out_path, pd.concat([table.reset_index(drop=True), utilities], axis=1),
-                metadata={"mode": "pooled", "metrics": _metric_infos(metric_names, custom)})
+    reference = load_reference(reference_path)
+    counts = contributors["n_items"].to_numpy(float)
+    tuples = _coalition_tuples(table, names)
+    utilities = game.pooled_utilities(samples, tuples, counts, metric_names, reference, custom=custom)
+    rounds_cfg = (coalitions_cfg or {}).get("rounds") or {"max": 1}
+    history = []
+    for round_ in range(1, rounds_cfg["max"] + 1):
+        if rounds_cfg["max"] == 1:
+            break
+        x = coal.indicator_matrix(pd.Series([[names[i] for i in c] for c in tuples]), names)
+        checked = rounds_cfg.get("metrics") or metric_names
+        decision = convergence.stopping_check(
+            x, {m: utilities[m].to_numpy(np.float64) for m in checked}, names, surrogate_cfg, surrogate_cfg["seed"],
+            rounds_cfg["threshold"], rounds_cfg["patience"])
+        history.append({"round": round_, "coalitions": len(tuples), **decision})
+        log.info("round %d: %d coalitions, stopping rule %s (%s)", round_, len(tuples),
+                 "holds" if decision["converged"] else "does not hold",
+                 ", ".join(f"{m}: rho {d['spearman_last']:.3f}" for m, d in decision["metrics"].items()))
+        if decision["converged"] or round_ == rounds_cfg["max"]:
+            break
+        cfg = coalitions_cfg
+        new = coal.sample_coalitions(len(names), cfg["count"], cfg["sampler"], [cfg["seed"], round_], cfg["p"],
+                                     cfg.get("paired", False), taken=tuples)
+        if not new:
+            log.info("every coalition has been drawn: no further round")
+            break
+        more = game.pooled_utilities(samples, new, counts, metric_names, reference, custom=custom)
+        table = pd.concat([table, coal.coalition_table(new, names).assign(coalition=lambda t: t["coalition"] + len(tuples))],
+                          ignore_index=True)
+        utilities = pd.concat([utilities, more], ignore_index=True)
+        tuples = tuples + new
+    metadata = {"mode": "pooled", "metrics": _metric_infos(metric_names, custom)}
+    if history:
+        metadata["rounds"] = history
+    write_table(out_path, pd.concat([table.reset_index(drop=True), utilities], axis=1), metadata=metadata)
 
 
 def _metric_infos(metric_names: list[str], custom: dict | None) -> dict:

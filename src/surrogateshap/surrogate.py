@@ -25,33 +25,61 @@ def _regressor(params: dict, seed: int, threads: int):
 
 
 class SurrogateModel:
-    """XGBoost trees, optionally on top of an additive (ridge) base learner.
+    """XGBoost trees, optionally on top of an additive base learner.
 
     With `base: linear` in the parameters, a ridge regression on the indicators takes
     the additive part and the trees fit its residuals; the Shapley value of the
     additive part from the empty coalition to the grand one is just its coefficient,
-    so the values are coef + TreeSHAP(trees). Small budgets favour the additive part,
-    large ones the trees: cross-validation chooses.
+    so the values are coef + TreeSHAP(trees). With `base: kernel` the additive part is
+    KernelSHAP's solution on the same coalitions (ridge where the rows cannot determine
+    it), so the trees only add the non-additive structure they find to it. Small budgets
+    favour the additive part, large ones the trees. The ridge penalty is chosen by
+    efficient leave-one-out (`ridge_alpha: auto`, the default) or fixed: a fixed penalty
+    of 1 shrank an additive game's values by half at 2n coalitions.
     """
+
+    RIDGE_ALPHAS = np.logspace(-4, 2, 13)
+    KERNEL_FROM = 4  # base auto: the kernel base from this many coalitions per player
 
     def __init__(self, params: dict, seed: int, threads: int):
         params = dict(params)
         self.base = params.pop("base", "none")
-        self.ridge = float(params.pop("ridge_alpha", 1.0))
+        self.ridge = params.pop("ridge_alpha", "auto")
         self.trees = _regressor(params, seed, threads)
         self.coef = None
         self.intercept = 0.0
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "SurrogateModel":
         residual = y
-        if self.base == "linear":
-            from sklearn.linear_model import Ridge
+        # auto: KernelSHAP's solution once there are enough coalitions to pin it down (4n: it was the
+        # most accurate base from there on synthetic games), ridge below that
+        base = ("kernel" if len(y) >= self.KERNEL_FROM * x.shape[1] else "linear") if self.base == "auto" else self.base
+        if base == "kernel" and self._fit_kernel_base(x, y):
+            residual = y - self._additive(x)
+        elif base in ("linear", "kernel"):
+            from sklearn.linear_model import Ridge, RidgeCV
 
-            linear = Ridge(alpha=self.ridge).fit(x, y)
+            linear = (RidgeCV(alphas=self.RIDGE_ALPHAS) if self.ridge == "auto" else Ridge(alpha=float(self.ridge))).fit(x, y)
             self.coef, self.intercept = linear.coef_.astype(np.float64), float(linear.intercept_)
             residual = y - self._additive(x)
         self.trees.fit(x, residual)
         return self
+
+    def _fit_kernel_base(self, x: np.ndarray, y: np.ndarray) -> bool:
+        """KernelSHAP's constrained least squares as the additive part: intercept v(empty), coefficients
+        summing to v(grand) - v(empty). False (ridge instead) where the rows cannot determine it: an
+        endpoint missing (e.g. from a cross-validation fold) or fewer coalitions than players."""
+        from .estimators import EstimatorError, kernel
+
+        size = x.sum(1)
+        if not ((size == 0).any() and (size == x.shape[1]).any()):
+            return False
+        try:
+            coef = kernel(x, y)
+        except EstimatorError:
+            return False
+        self.coef, self.intercept = coef.astype(np.float64), float(y[size == 0].mean())
+        return True
 
     def _additive(self, x: np.ndarray) -> np.ndarray:
         return self.intercept + x @ self.coef if self.coef is not None else np.zeros(len(x))
@@ -76,25 +104,36 @@ def grid_candidates(cfg: dict) -> list[dict]:
     return [dict(fixed, **dict(zip(names, values))) for values in itertools.product(*(grid[n] for n in names))]
 
 
+def _endpoint_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of the empty and the grand coalition."""
+    size = x.sum(1)
+    return np.flatnonzero((size == 0) | (size == x.shape[1]))
+
+
 def cross_validate(x: np.ndarray, y: np.ndarray, candidates: list[dict], folds: int, seed: int, threads: int):
-    """Choose parameters by K-fold squared error; return them and their out-of-fold R^2."""
+    """Choose parameters by K-fold squared error over the coalitions between the endpoints; return
+    them and their out-of-fold R^2. The measured endpoints stay in every training fold: they anchor
+    the values (and the kernel base) whatever the fold, so they are not what the choice rests on."""
     from sklearn.model_selection import KFold
 
-    folds = min(folds, len(y))
+    ends = _endpoint_rows(x)
+    inner = np.setdiff1d(np.arange(len(y)), ends)
+    folds = min(folds, len(inner))
     if folds < 2:
         return candidates[0], float("nan")
     splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    splits = list(splitter.split(x))
+    splits = [(np.concatenate([ends, inner[train]]), inner[test]) for train, test in splitter.split(inner)]
+    target = y[inner]
     best, best_err, best_pred = None, np.inf, None
     for params in candidates:
-        pred = np.empty_like(y)
+        pred = np.empty(len(y))
         for train, test in splits:
             pred[test] = SurrogateModel(params, seed, threads).fit(x[train], y[train]).predict(x[test])
-        err = float(np.mean((pred - y) ** 2))
+        err = float(np.mean((pred[inner] - target) ** 2))
         if err < best_err:
-            best, best_err, best_pred = params, err, pred
-    total = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - float(np.sum((best_pred - y) ** 2)) / total if total > 0 else float("nan")
+            best, best_err, best_pred = params, err, pred[inner]
+    total = float(np.sum((target - target.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((best_pred - target) ** 2)) / total if total > 0 else float("nan")
     return best, r2
 
 
@@ -182,8 +221,10 @@ def attribute(x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: i
 
     rng = np.random.default_rng(seed)
     boot = np.empty((cfg["bootstrap"], n))
+    ends = _endpoint_rows(x)  # kept in every replicate, as the kernel estimator's bootstrap does
+    inner = np.setdiff1d(np.arange(len(y)), ends)
     for b in range(cfg["bootstrap"]):
-        rows = rng.integers(0, len(y), len(y))
+        rows = np.concatenate([ends, inner[rng.integers(0, len(inner), len(inner))]]) if len(inner) else ends
         b_values, b_empty, b_grand = SurrogateModel(params, seed + b + 1, threads).fit(x[rows], y[rows]).shapley(n)
         boot[b] = anchor_endpoints(b_values, b_empty, b_grand, v_empty, v_grand) if anchor else b_values
         if progress is not None and (b + 1) % max(1, cfg["bootstrap"] // 5) == 0:

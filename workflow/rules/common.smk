@@ -1,7 +1,7 @@
 # Shared helpers: config validation, stage keys and the paths built from them.
 from pathlib import Path
 
-from surrogateshap.config import ConfigError, stage_keys, stage_section, validate_config
+from surrogateshap.config import ConfigError, canonical, stage_keys, stage_section, validate_config
 
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"), source="config")
@@ -24,8 +24,9 @@ def stage_dir(stage):
 
 
 def section(stage):
-    """The config sections a stage reads: passed as params, so nothing else can trigger a rerun."""
-    return stage_section(config, stage)
+    """The config sections a stage reads: passed as params, so nothing else can trigger a rerun
+    (in canonical order: reordering the keys of a config file triggers nothing either)."""
+    return canonical(stage_section(config, stage))
 
 
 def log_path(rule_name, *parts):
@@ -47,7 +48,7 @@ scattergather:
 DATA_DIR = stage_dir("data")
 MODEL_DIR = config["model"]["path"] or f"{stage_dir('model')}/model"
 # What the generation steps load: the class-conditional UNet folder, or a text-to-image pipeline spec.
-MODEL_SPEC = {key: config["model"][key] for key in ("type", "lora", "lora_scale")} | {"path": MODEL_DIR}
+MODEL_SPEC = canonical({key: config["model"][key] for key in ("type", "lora", "lora_scale")} | {"path": MODEL_DIR})
 CLASSIFIER = f"{stage_dir('classifier')}/classifier.safetensors"
 # The Fréchet distance's reference set: the clean digits in the digits classifier's features, or
 # (another features.extractor) the dataset's own images in that extractor's features.

@@ -12,7 +12,10 @@ if config["game"]["mode"] == "pooled":
             UTILITIES,
         params:
             cfg=section("utilities"),
-            custom=config["features"]["custom_metrics"],
+            custom=canonical(config["features"]["custom_metrics"]),
+            # what the coalition rounds read (in the stage key only when rounds.max > 1)
+            coalitions=canonical(config["coalitions"]) if config["coalitions"]["rounds"]["max"] > 1 else None,
+            surrogate=canonical(config["surrogate"]) if config["coalitions"]["rounds"]["max"] > 1 else None,
         log:
             log_path("pooled_utilities", KEYS["utilities"]),
         benchmark:

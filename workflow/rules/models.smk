@@ -22,7 +22,7 @@ rule reference_features:
     output:
         REFERENCE,
     params:
-        features=config["features"],
+        features=canonical(config["features"]),
     log:
         log_path("reference_features", KEYS["classifier"]),
     conda:
