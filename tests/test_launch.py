@@ -72,8 +72,8 @@ def test_time_limit_warning_stops_snakemake_cleanly(tmp_path):
     process must ignore it and be interrupted (SIGINT: cancel its jobs, unlock) by the controller."""
     child = textwrap.dedent("""
         import sys, time
-        open("ready", "w").close()
-        try:
+        try:  # "ready" inside the try: a signal right after it must still land in the handler
+            open("ready", "w").close()
             time.sleep(60)
         except KeyboardInterrupt:
             open("stopped", "w").write("SIGINT")
