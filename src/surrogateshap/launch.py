@@ -66,9 +66,27 @@ def run_controller(command: list[str], workdir: str) -> int:
     its running jobs and releases its lock in time, so that launching again resumes the workflow.
     (SIGTERM would make it wait for its running jobs, which may outlast the time limit.)
     """
-    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    process = subprocess.Popen(command, cwd=workdir, stderr=subprocess.STDOUT)
-    signal.signal(signal.SIGUSR2, lambda *_: process.send_signal(signal.SIGINT))
+    started: list[subprocess.Popen] = []
+    warned = []
+
+    def interrupt(*_):
+        warned.append(True)
+        for process in started:
+            process.send_signal(signal.SIGINT)
+
+    def child_signals():
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        # SIGINT must reach Snakemake even when this process was started with it ignored (as a
+        # shell's background job is): Python then installs its Ctrl-C handler in the child.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    # The handler is in place before Snakemake starts (a warning between the two is not lost);
+    # Snakemake itself starts with the warning ignored.
+    signal.signal(signal.SIGUSR2, interrupt)
+    process = subprocess.Popen(command, cwd=workdir, stderr=subprocess.STDOUT, preexec_fn=child_signals)
+    started.append(process)
+    if warned:
+        process.send_signal(signal.SIGINT)
     status = process.wait()
     if status != 0:
         raise RuntimeError(f"snakemake exited with status {status}: {' '.join(command)}")
