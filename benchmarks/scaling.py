@@ -16,7 +16,7 @@ import numpy as np
 
 import _common
 from surrogateshap import estimators, games
-from surrogateshap.coalitions import sample_coalitions
+from surrogateshap.coalitions import indicators, sample_coalitions
 
 
 def main() -> None:
@@ -33,9 +33,7 @@ def main() -> None:
         game = games.polynomial_game(n, seed=0)
         for rows in args.rows:
             coalitions = sample_coalitions(n, rows, "shapley_kernel", seed=0)
-            x = np.zeros((len(coalitions), n), dtype=np.float32)
-            for r, members in enumerate(coalitions):
-                x[r, list(members)] = 1
+            x = indicators(coalitions, n)
             y = game.evaluate(x)
             names = [f"p{i}" for i in range(n)]
             started = time.perf_counter()

@@ -105,3 +105,26 @@ def hostile_run_dir(tmp_path_factory):
                                                                "metadata": str(metadata)}}))
     snakemake(workdir, "--configfile", HOSTILE, "data.yaml")
     return workdir
+
+
+def reference_set(tmp_path: Path, feat_cfg: dict):
+    """The Fréchet reference features that `steps.reference_features` writes for a 4-image folder
+    dataset with the extractor `feat_cfg` configures: an (images, d) array."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from surrogateshap import steps
+
+    (tmp_path / "data/images").mkdir(parents=True)
+    rows = []
+    for i in range(4):
+        Image.fromarray(np.full((12, 12, 3), 40 * i, np.uint8)).save(tmp_path / f"data/images/{i}.png")
+        rows.append({"file_name": f"images/{i}.png", "contributor": "ann" if i % 2 else "bob"})
+    pd.DataFrame(rows).to_csv(tmp_path / "data/metadata.csv", index=False)
+    data_cfg = {"source": "folder", "root": str(tmp_path / "data"), "metadata": str(tmp_path / "data/metadata.csv"),
+                "contributor_column": "contributor", "label_column": None, "min_items": 1, "image_size": 8}
+    steps.prepare_data(data_cfg, 0, str(tmp_path / "prepared"))
+    out = tmp_path / "reference.parquet"
+    steps.reference_features(None, str(out), feat_cfg, str(tmp_path / "prepared"))
+    return np.stack(pd.read_parquet(out)["feature"].to_numpy())

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from surrogateshap import estimators
-from surrogateshap.coalitions import sample_coalitions
+from surrogateshap.coalitions import indicators, sample_coalitions
 from surrogateshap.surrogate import _regressor, tree_interactions
 
 
@@ -14,10 +14,7 @@ def _all(n):
 
 
 def _indicators(coalitions, n):
-    x = np.zeros((len(coalitions), n))
-    for row, members in enumerate(coalitions):
-        x[row, list(members)] = 1
-    return x
+    return indicators(coalitions, n, dtype=np.float64)
 
 
 def _poly(x, linear, pairs=(), triples=()):
@@ -66,9 +63,7 @@ def test_loo():
 @pytest.mark.parametrize("sampler", ["shapley_kernel", "uniform_size", "bernoulli"])
 def test_kernel_is_exact_on_additive_games_and_efficient(sampler):
     coalitions = sample_coalitions(8, 80, sampler, seed=1)
-    x = np.zeros((len(coalitions), 8))
-    for row, c in enumerate(coalitions):
-        x[row, list(c)] = 1
+    x = _indicators(coalitions, 8)
     linear = np.arange(8.0) - 3
     y = 2.0 + x @ linear
     got = estimators.kernel(x, y)
@@ -86,9 +81,7 @@ def test_kernel_needs_endpoints():
 def test_permutation_is_efficient_per_chain_and_unbiased():
     n = 6
     coalitions = estimators.permutation_coalitions(n, 400, seed=0)
-    x = np.zeros((len(coalitions), n))
-    for row, c in enumerate(coalitions):
-        x[row, list(c)] = 1
+    x = _indicators(coalitions, n)
     y = _poly(x, LINEAR, PAIRS, TRIPLES)
     values, per_chain = estimators.permutation(x, y)
     assert per_chain.shape == (400, n)
@@ -155,9 +148,7 @@ def test_convergence_stopping_rule():
 
     n = 10
     coalitions = sample_coalitions(n, 256, "shapley_kernel", seed=0)  # a random sample: 256 < 2^10
-    x = np.zeros((len(coalitions), n))
-    for row, c in enumerate(coalitions):
-        x[row, list(c)] = 1
+    x = _indicators(coalitions, n)
     y = _poly(x, np.arange(float(n)), [((0, 1), 0.5)])  # well-separated values: a stable ranking
     cfg = {"bootstrap": 5, "ci_level": 0.9, "top_k": 3}
     names = [f"p{i}" for i in range(n)]
@@ -183,9 +174,7 @@ def test_hybrid_is_efficient_and_as_accurate_as_permutation_on_the_same_chains()
     for seed in range(3):
         game = games.polynomial_game(10, seed=seed)
         coalitions = estimators.permutation_coalitions(10, 6, seed=seed)
-        x = np.zeros((len(coalitions), 10))
-        for row, c in enumerate(coalitions):
-            x[row, list(c)] = 1
+        x = _indicators(coalitions, 10)
         y = game.evaluate(x)
         for name in errors:
             table, diag = estimators.attribute(name, x, y, [f"p{i}" for i in range(10)], cfg, seed)

@@ -13,6 +13,8 @@ from surrogateshap.inception import (FIDInceptionV3, InceptionExtractor, load_in
                                      random_inception_state, write_random_inception)
 from surrogateshap.metrics import Reference, Samples, config_problems
 
+from .conftest import reference_set
+
 # torchvision documents 27,161,264 parameters for Inception-v3 (1000 classes, with the aux
 # classifier). The aux classifier has conv0 768*128 + BN 2*128, conv1 128*768*5*5 + BN 2*768 and
 # fc 768*1000 + 1000 = 3,326,696 parameters; the FID network has none of it and 8 more classes
@@ -250,23 +252,5 @@ def test_schema_accepts_inception():
 
 def test_reference_set_of_a_folder_dataset(weights, tmp_path):
     """The Fréchet reference set in Inception features: the dataset's own images, at the network's input."""
-    import pandas as pd
-    from PIL import Image
-
-    from surrogateshap import steps
-
-    (tmp_path / "data/images").mkdir(parents=True)
-    rows = []
-    for i in range(4):
-        colour = np.full((12, 12, 3), 40 * i, np.uint8)
-        Image.fromarray(colour).save(tmp_path / f"data/images/{i}.png")
-        rows.append({"file_name": f"images/{i}.png", "contributor": "ann" if i % 2 else "bob"})
-    pd.DataFrame(rows).to_csv(tmp_path / "data/metadata.csv", index=False)
-    data_cfg = {"source": "folder", "root": str(tmp_path / "data"), "metadata": str(tmp_path / "data/metadata.csv"),
-                "contributor_column": "contributor", "label_column": None, "min_items": 1, "image_size": 8}
-    steps.prepare_data(data_cfg, 0, str(tmp_path / "prepared"))
-    out = tmp_path / "reference.parquet"
-    steps.reference_features(None, str(out), {"extractor": "inception", "inception": str(weights)},
-                             str(tmp_path / "prepared"))
-    features = np.stack(pd.read_parquet(out)["feature"].to_numpy())
+    features = reference_set(tmp_path, {"extractor": "inception", "inception": str(weights)})
     assert features.shape == (4, 2048) and np.isfinite(features).all()

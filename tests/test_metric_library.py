@@ -9,7 +9,7 @@ from surrogateshap import extractors, tiny
 from surrogateshap.config import ConfigError, validate_config
 from surrogateshap.metrics import METRICS, Reference, Samples, config_problems, get_metric
 
-from .conftest import SCHEMA
+from .conftest import SCHEMA, reference_set
 
 
 def _score(name, samples, weights, custom=None):
@@ -72,6 +72,14 @@ def clip_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("clip")
     tiny.make_tiny_clip(root / "clip", image_size=16, aesthetic_head=root / "aesthetic.safetensors")
     return root
+
+
+def test_reference_set_in_clip_features(clip_dir, tmp_path):
+    """With the clip extractor the Fréchet reference set is the dataset's own images, read at CLIP's input size."""
+    features = reference_set(tmp_path, {"extractor": "clip", "clip": str(clip_dir / "clip")})
+    direct = extractors.load_clip(str(clip_dir / "clip")).image_embeddings(
+        np.stack([np.full((16, 16, 3), 40 * i / 255, np.float32) for i in range(4)]))
+    np.testing.assert_allclose(features, direct, rtol=1e-4, atol=1e-5)
 
 
 def test_clip_scores_match_their_definitions(clip_dir):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from surrogateshap.coalitions import sample_coalitions
+from surrogateshap.coalitions import indicators, sample_coalitions
 from surrogateshap.surrogate import attribute
 
 CFG = {"params": {"n_estimators": 300, "min_child_weight": 1}, "grid": {"max_depth": [1, 2], "learning_rate": [0.1]},
@@ -10,9 +10,7 @@ CFG = {"params": {"n_estimators": 300, "min_child_weight": 1}, "grid": {"max_dep
 
 def _game(n, values, count=300, seed=0, interaction=0.0, paired=False):
     coalitions = sample_coalitions(n, count, "shapley_kernel", seed, paired=paired)
-    x = np.zeros((len(coalitions), n))
-    for row, members in enumerate(coalitions):
-        x[row, list(members)] = 1
+    x = indicators(coalitions, n, dtype=np.float64)
     y = 1.0 + x @ values + interaction * x[:, 0] * x[:, 1]
     return x, y
 

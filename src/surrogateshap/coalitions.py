@@ -61,6 +61,14 @@ def sample_coalitions(n: int, count: int, sampler: str, seed: int, p: float = 0.
     return [c for c in drawn if c not in old] if taken else drawn
 
 
+def indicators(coalitions, n: int, dtype=np.float32) -> np.ndarray:
+    """(coalitions, n) 0/1 matrix of coalitions given as tuples of player indices."""
+    x = np.zeros((len(coalitions), n), dtype=dtype)
+    for row, members in enumerate(coalitions):
+        x[row, list(members)] = 1
+    return x
+
+
 def coalition_table(coalitions: list[tuple[int, ...]], names: list[str]) -> pd.DataFrame:
     return pd.DataFrame({
         "coalition": np.arange(len(coalitions), dtype=np.int64),

@@ -89,7 +89,7 @@ def _check_semantics(config: dict, source: str) -> None:
         if not (data.get("caption_column") or data.get("caption_template")):
             problems.append("a text-to-image model needs captions: set data.caption_column or data.caption_template")
     rounds = config["coalitions"].get("rounds") or {}
-    if rounds.get("max", 1) > 1:
+    if coalition_rounds(config):
         if config["game"]["mode"] != "pooled":
             problems.append("coalitions.rounds.max > 1 needs game.mode: pooled (each per_coalition round would "
                             "generate anew; raise coalitions.count instead)")
@@ -100,6 +100,11 @@ def _check_semantics(config: dict, source: str) -> None:
             problems.append(f"coalitions.rounds.metrics names metric(s) not in metrics: {unknown}")
     if problems:
         raise ConfigError(f"{source}:\n  " + "\n  ".join(problems))
+
+
+def coalition_rounds(config: dict) -> bool:
+    """Whether the utility job draws further rounds of coalitions (coalitions.rounds.max > 1)."""
+    return (config["coalitions"].get("rounds") or {}).get("max", 1) > 1
 
 
 def canonical(obj, drop_null: bool = False):
@@ -168,7 +173,7 @@ def stage_keys(config: dict) -> dict[str, str]:
                 # A user's checkpoint does not depend on our data or training settings.
                 section = {k: config["model"].get(k) for k in ("path", "type", "lora", "lora_scale")}
                 upstream = ()
-            if stage == "utilities" and (config["coalitions"].get("rounds") or {}).get("max", 1) > 1:
+            if stage == "utilities" and coalition_rounds(config):
                 # adaptive rounds: the stopping rule fits the surrogate, so its settings decide the table
                 section = dict(section, surrogate=config["surrogate"])
             keys[stage] = f"{stage}-" + digest({"config": section, "upstream": [key(u) for u in upstream]})

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .metrics import PROMPT_GROUP
+
 # OpenAI CLIP's preprocessing constants (used when the folder has no preprocessor_config.json).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -149,6 +151,7 @@ class ClipExtractor:
 
     def __init__(self, clip: ClipModel, attributes: dict[str, list[str]] | None):
         self.clip = clip
+        self.size = clip.size  # the network's input side
         self.attributes = attributes or {}
 
     def embed(self, images: np.ndarray, prompts=None) -> tuple[np.ndarray, np.ndarray]:
@@ -265,8 +268,8 @@ def score_samples(images: np.ndarray, prompts: list[str], feat_cfg: dict, needed
     if "spurious" in needed:
         spec = feat_cfg["spurious_detector"]
         scores["spurious"] = (_user_values(load_callable(spec), spec, images, prompts) > 0.5).astype(np.float64)
-    if "prompt_group" in needed:
-        scores["prompt_group"] = prompt_groups(prompts, feat_cfg["prompt_groups"])
+    if PROMPT_GROUP in needed:
+        scores[PROMPT_GROUP] = prompt_groups(prompts, feat_cfg["prompt_groups"])
     for name, custom in (feat_cfg.get("custom_metrics") or {}).items():
         if name in needed:
             scores[name] = _user_values(load_callable(custom["function"]), custom["function"], images, prompts)

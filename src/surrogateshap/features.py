@@ -18,7 +18,7 @@ from PIL import Image
 from .data import marker_box
 from .extractors import score_samples, to_gray
 from .io import column_matrix, matrix_column, write_table
-from .metrics import Samples
+from .metrics import PROMPT_GROUP, Samples
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -92,7 +92,7 @@ def configured_scores(feat_cfg: dict) -> set[str]:
     if feat_cfg.get("spurious_detector"):
         names.add("spurious")
     if feat_cfg.get("prompt_groups"):
-        names.add("prompt_group")
+        names.add(PROMPT_GROUP)
     return names
 
 

@@ -118,20 +118,37 @@ def mixture_weights(coalitions: list[tuple[int, ...]], counts: np.ndarray) -> np
     return weights
 
 
+class PooledGame:
+    """The pooled proxy game: each metric's per-pool statistics are computed once (for diversity
+    over all pairs of pools), then any number of coalitions, in as many calls, are scored from them."""
+
+    def __init__(self, samples: Samples, counts: np.ndarray, metric_names: list[str], reference: Reference,
+                 custom: dict | None = None):
+        self.counts = counts
+        self.reference = reference
+        self.metrics = {}
+        for name in metric_names:
+            metric = get_metric(name, custom)
+            started = time.time()
+            self.metrics[name] = (metric, metric.group_stats(samples, reference))
+            log.info("metric %s: pool statistics in %.2fs", name, time.time() - started)
+
+    def utilities(self, coalitions: list[tuple[int, ...]], chunk: int = 2048) -> pd.DataFrame:
+        weights = mixture_weights(coalitions, self.counts)
+        out = {}
+        for name, (metric, stats) in self.metrics.items():
+            started = time.time()
+            out[name] = np.concatenate([
+                metric.evaluate(stats, weights[i:i + chunk], self.reference) for i in range(0, len(weights), chunk)
+            ]) if len(weights) else np.zeros(0)
+            log.info("metric %s: %d coalitions in %.2fs", name, len(weights), time.time() - started)
+        return pd.DataFrame(out)
+
+
 def pooled_utilities(samples: Samples, coalitions: list[tuple[int, ...]], counts: np.ndarray,
                      metric_names: list[str], reference: Reference, chunk: int = 2048,
                      custom: dict | None = None) -> pd.DataFrame:
-    weights = mixture_weights(coalitions, counts)
-    out = {}
-    for name in metric_names:
-        metric = get_metric(name, custom)
-        started = time.time()
-        stats = metric.group_stats(samples, reference)
-        out[name] = np.concatenate([
-            metric.evaluate(stats, weights[i:i + chunk], reference) for i in range(0, len(weights), chunk)
-        ]) if len(weights) else np.zeros(0)
-        log.info("metric %s: %d coalitions in %.2fs", name, len(weights), time.time() - started)
-    return pd.DataFrame(out)
+    return PooledGame(samples, counts, metric_names, reference, custom).utilities(coalitions, chunk)
 
 
 def sample_utilities(samples: Samples, metric_names: list[str], reference: Reference,

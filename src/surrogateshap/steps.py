@@ -3,6 +3,7 @@ and call these, so every step can be run and tested without Snakemake."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -182,8 +183,7 @@ def reference_features(classifier_path: str, out_path: str, feat_cfg: dict | Non
     if feat_cfg and feat_cfg.get("extractor", "digits") != "digits":
         dataset = load_prepared(data_dir)
         extractor = extractors.load_extractor(feat_cfg, classifier_path)
-        size = extractor.size if hasattr(extractor, "size") else extractor.clip.size  # the network's input side
-        images = data_mod.load_images(dataset.root, dataset.items["file_name"], size, mode="RGB")
+        images = data_mod.load_images(dataset.root, dataset.items["file_name"], extractor.size, mode="RGB")
         features, _ = extractor.embed(images)
         log.info("reference: %d dataset images in %s features", len(images), feat_cfg["extractor"])
         write_table(out_path, pd.DataFrame({"feature": list(features.astype(np.float32))}))
@@ -238,37 +238,35 @@ def pooled_utilities(data_dir: str, coalitions_path: str, feature_shards: list[s
     names = contributors["contributor"].tolist()
     table = pd.read_parquet(coalitions_path)
     samples = feat.read_samples(feature_shards)
-    reference = load_reference(reference_path)
-    counts = contributors["n_items"].to_numpy(float)
+    pooled = game.PooledGame(samples, contributors["n_items"].to_numpy(float), metric_names,
+                             load_reference(reference_path), custom)
     tuples = _coalition_tuples(table, names)
-    utilities = game.pooled_utilities(samples, tuples, counts, metric_names, reference, custom=custom)
+    utilities = pooled.utilities(tuples)
     rounds_cfg = (coalitions_cfg or {}).get("rounds") or {"max": 1}
     history = []
-    for round_ in range(1, rounds_cfg["max"] + 1):
-        if rounds_cfg["max"] == 1:
-            break
-        x = coal.indicator_matrix(pd.Series([[names[i] for i in c] for c in tuples]), names)
+    round_ = 1
+    while rounds_cfg["max"] > 1:  # check every round, the last included; draw while rounds remain
         checked = rounds_cfg.get("metrics") or metric_names
         decision = convergence.stopping_check(
-            x, {m: utilities[m].to_numpy(np.float64) for m in checked}, names, surrogate_cfg, surrogate_cfg["seed"],
-            rounds_cfg["threshold"], rounds_cfg["patience"])
+            coal.indicators(tuples, len(names)), {m: utilities[m].to_numpy(np.float64) for m in checked}, names,
+            surrogate_cfg, surrogate_cfg["seed"], rounds_cfg["threshold"], rounds_cfg["patience"])
         history.append({"round": round_, "coalitions": len(tuples), **decision})
         log.info("round %d: %d coalitions, stopping rule %s (%s)", round_, len(tuples),
                  "holds" if decision["converged"] else "does not hold",
                  ", ".join(f"{m}: rho {d['spearman_last']:.3f}" for m, d in decision["metrics"].items()))
         if decision["converged"] or round_ == rounds_cfg["max"]:
             break
-        cfg = coalitions_cfg
-        new = coal.sample_coalitions(len(names), cfg["count"], cfg["sampler"], [cfg["seed"], round_], cfg["p"],
-                                     cfg.get("paired", False), taken=tuples)
+        new = coal.sample_coalitions(len(names), coalitions_cfg["count"], coalitions_cfg["sampler"],
+                                     [coalitions_cfg["seed"], round_], coalitions_cfg["p"],
+                                     coalitions_cfg.get("paired", False), taken=tuples)
         if not new:
             log.info("every coalition has been drawn: no further round")
             break
-        more = game.pooled_utilities(samples, new, counts, metric_names, reference, custom=custom)
         table = pd.concat([table, coal.coalition_table(new, names).assign(coalition=lambda t: t["coalition"] + len(tuples))],
                           ignore_index=True)
-        utilities = pd.concat([utilities, more], ignore_index=True)
+        utilities = pd.concat([utilities, pooled.utilities(new)], ignore_index=True)
         tuples = tuples + new
+        round_ += 1
     metadata = {"mode": "pooled", "metrics": _metric_infos(metric_names, custom)}
     if history:
         metadata["rounds"] = history
@@ -410,8 +408,11 @@ def _values_by_method(data_dir, utilities_path, attribution_paths, pool_shards, 
     reference = load_reference(reference_path)
     seed = cfg["evaluation.seed"]
 
+    # the pools' statistics once for every method that scores coalitions of its own, none if no method does
+    pooled_game = functools.cache(lambda: game.PooledGame(samples, counts, metric_names, reference))
+
     def proxy(coalitions):
-        return game.pooled_utilities(samples, coalitions, counts, metric_names, reference)
+        return pooled_game().utilities(coalitions)
 
     rows, cost = [], {}
 
@@ -441,9 +442,7 @@ def _values_by_method(data_dir, utilities_path, attribution_paths, pool_shards, 
                     coalitions = [full] + [tuple(j for j in full if j != i) for i in range(n)]
                 else:  # Banzhaf's maximum-sample-reuse estimator wants Bernoulli(0.5) coalitions
                     coalitions = coal.sample_coalitions(n, budget, "bernoulli", seed, 0.5)
-                x_m = np.zeros((len(coalitions), n), dtype=np.float32)
-                for r, members in enumerate(coalitions):
-                    x_m[r, list(members)] = 1.0
+                x_m = coal.indicators(coalitions, n)
             utilities = table[metric_names] if coalitions is None else proxy(coalitions)
             for metric in metric_names:
                 y = utilities[metric].to_numpy(np.float64)

@@ -23,6 +23,7 @@ import torch
 log = logging.getLogger(__name__)
 
 TEXT_TO_IMAGE = ("stable_diffusion", "flux")
+FLUX_MAX_SEQUENCE_LENGTH = 512  # FluxPipeline's default T5 prompt length
 
 # generation.scheduler -> diffusers scheduler class name (null keeps the pipeline's own)
 SCHEDULERS = {
@@ -45,7 +46,7 @@ class TextToImageModel:
     class_names: list[str] = field(default_factory=list)  # the prompts; set by `caption_conditioning`
     conditioning: str = "caption"
     truncated: int = 0  # prompts longer than the tokenizer's limit (truncated by the pipeline)
-    max_sequence_length: int = 512  # FLUX's T5 limit (generation.max_sequence_length)
+    max_sequence_length: int = FLUX_MAX_SEQUENCE_LENGTH  # FLUX's T5 limit (generation.max_sequence_length)
 
     @property
     def null_class(self) -> int:
@@ -81,7 +82,7 @@ def load(spec: dict, gen_cfg: dict, device: torch.device, dtype: torch.dtype) ->
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
     size = gen_cfg.get("resolution") or _default_resolution(pipe)
-    return TextToImageModel(pipe, kind, int(size), max_sequence_length=int(gen_cfg.get("max_sequence_length") or 512))
+    return TextToImageModel(pipe, kind, int(size), max_sequence_length=int(gen_cfg.get("max_sequence_length") or FLUX_MAX_SEQUENCE_LENGTH))
 
 
 def _default_resolution(pipe) -> int:
@@ -105,7 +106,7 @@ def caption_conditioning(items: pd.DataFrame, contributors: list[str], model: Te
     return Conditioning([classes[by_contributor == name] for name in contributors], len(prompts))
 
 
-def count_truncated(pipe, prompts: list[str], max_sequence_length: int = 512) -> int:
+def count_truncated(pipe, prompts: list[str], max_sequence_length: int = FLUX_MAX_SEQUENCE_LENGTH) -> int:
     """Prompts longer than a tokenizer's limit: the pipeline truncates them; warn and count."""
     worst = 0
     for tokenizer in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)):

@@ -1,7 +1,7 @@
 # Shared helpers: config validation, stage keys and the paths built from them.
 from pathlib import Path
 
-from surrogateshap.config import ConfigError, canonical, stage_keys, stage_section, validate_config
+from surrogateshap.config import ConfigError, canonical, coalition_rounds, stage_keys, stage_section, validate_config
 
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"), source="config")

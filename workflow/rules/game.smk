@@ -14,8 +14,8 @@ if config["game"]["mode"] == "pooled":
             cfg=section("utilities"),
             custom=canonical(config["features"]["custom_metrics"]),
             # what the coalition rounds read (in the stage key only when rounds.max > 1)
-            coalitions=canonical(config["coalitions"]) if config["coalitions"]["rounds"]["max"] > 1 else None,
-            surrogate=canonical(config["surrogate"]) if config["coalitions"]["rounds"]["max"] > 1 else None,
+            coalitions=canonical(config["coalitions"]) if coalition_rounds(config) else None,
+            surrogate=canonical(config["surrogate"]) if coalition_rounds(config) else None,
         log:
             log_path("pooled_utilities", KEYS["utilities"]),
         benchmark:
