@@ -1,6 +1,7 @@
 """`surrogateshap launch` without a cluster: arguments, profile errors, and the controller's own
 process handling (the submission itself is tested on the SLURM test cluster, tests/test_slurm.py)."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -87,8 +88,9 @@ def test_time_limit_warning_stops_snakemake_cleanly(tmp_path):
         assert time.monotonic() < deadline and parent.poll() is None, "the child did not start"
         time.sleep(0.1)
     children = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split()
-    for pid in [parent.pid, *map(int, children)]:  # as SLURM does: every process of the job
-        os.kill(pid, signal.SIGUSR2)
+    for pid in [*map(int, children), parent.pid]:  # as SLURM does: every process of the job
+        with contextlib.suppress(ProcessLookupError):  # the child may already have been interrupted
+            os.kill(pid, signal.SIGUSR2)
     _, err = parent.communicate(timeout=60)
     assert (tmp_path / "stopped").read_text() == "SIGINT"
     assert parent.returncode != 0 and "exited with status 5" in err
