@@ -29,7 +29,7 @@ from surrogateshap.coalitions import indicators, sample_coalitions
 SURROGATE = {"params": {"n_estimators": 300, "min_child_weight": 1}, "grid": {"max_depth": [2, 3], "learning_rate": [0.1], "base": ["none", "linear"]},
              "cv_folds": 3, "bootstrap": 0, "ci_level": 0.9, "top_k": 5, "threads": 1, "anchor_endpoints": True}
 # Variants of the surrogate, by the name the table prints: its grid's base learner fixed.
-VARIANTS = {"surrogate-kb": ("surrogate", {"base": ["kernel"]}), "surrogate-auto": ("surrogate", {"base": ["auto"]})}
+VARIANTS = {"surrogate-kb": ("surrogate", {"base": ["kernel"]})}
 
 
 def table_for(estimator: str, n: int, budget: int, seed: int, sampler: str = "shapley_kernel", paired: bool = True):

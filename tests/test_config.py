@@ -19,6 +19,7 @@ def test_default_config_validates(default_config):
     (("coalitions", "sampler"), "random", "coalitions.sampler"),
     (("metrics",), ["fid_typo"], "metrics.0"),
     (("generation", "guidance"), 2.0, "generation"),  # unknown key: a typo is an error
+    (("surrogate", "grid", "base"), ["none", "kernal"], "surrogate.grid.base.1"),
 ])
 def test_schema_errors_name_the_field(default_config, path, value, field):
     config = copy.deepcopy(default_config)

@@ -4,7 +4,7 @@ from math import factorial
 import numpy as np
 import pytest
 
-from surrogateshap import estimators
+from surrogateshap import estimators, games
 from surrogateshap.coalitions import indicators, sample_coalitions
 from surrogateshap.surrogate import _regressor, tree_interactions
 
@@ -70,6 +70,30 @@ def test_kernel_is_exact_on_additive_games_and_efficient(sampler):
     assert np.allclose(got, linear, atol=1e-8)
     y2 = _poly(x, linear, [((0, 1), 3.0)])
     assert estimators.kernel(x, y2).sum() == pytest.approx(y2[1] - y2[0])
+
+
+def test_kernel_leaves_directions_the_coalitions_barely_determine_at_the_minimum_norm():
+    """At 2n paired coalitions for n = 50 the weighted normal equations are near-singular: fitting
+    every direction gives relative error 1.76 on this game, the truncated solve 0.57; where
+    the coalitions pin the values down (10n), truncation changes nothing."""
+    n = 50
+    game = games.polynomial_game(n, seed=100)
+    ends = game.evaluate(np.array([np.zeros(n), np.ones(n)]))
+    total = float(ends[1] - ends[0])
+    errors = {}
+    for budget in (2 * n, 10 * n):
+        x = indicators(sample_coalitions(n, budget, "shapley_kernel", 0, paired=True), n)
+        y = game.evaluate(x)
+        w = estimators.size_weights(x)
+        a = (x * w[:, None]).T @ x / w.sum()
+        b = (x * w[:, None]).T @ (y - y[x.sum(1) == 0][0]) / w.sum()
+        full_b, full_1 = np.linalg.lstsq(a, b, rcond=None)[0], np.linalg.lstsq(a, np.ones(n), rcond=None)[0]
+        untruncated = full_b - full_1 * (full_b.sum() - total) / full_1.sum()
+        got = estimators.kernel(x, y)
+        assert got.sum() == pytest.approx(total)
+        errors[budget] = [np.linalg.norm(v - game.shapley) / np.linalg.norm(game.shapley) for v in (got, untruncated)]
+    assert errors[2 * n][1] > 1.0 and errors[2 * n][0] < 0.6, errors
+    assert errors[10 * n][0] == pytest.approx(errors[10 * n][1], rel=1e-6), errors
 
 
 def test_kernel_needs_endpoints():
@@ -166,7 +190,6 @@ def test_convergence_stopping_rule():
 def test_hybrid_is_efficient_and_as_accurate_as_permutation_on_the_same_chains():
     # Trees that interpolate the chains' coalitions leave a residual of ~0 there, so the hybrid is then
     # close to the permutation estimate; its gain shows at larger n (benchmarks/estimators.py).
-    from surrogateshap import games
 
     errors = {"permutation": [], "hybrid": []}
     cfg = {"params": {"n_estimators": 200, "min_child_weight": 1}, "grid": {"max_depth": [2, 3], "base": ["linear"]},
@@ -205,7 +228,6 @@ def test_stopping_check_on_every_metric():
 def test_paired_coalitions_make_the_surrogate_more_accurate():
     """Each coalition with its complement (the workflow's default) against the same number of unpaired
     Shapley-kernel coalitions, on polynomial games with pairwise and triple interactions."""
-    from surrogateshap import games
 
     n, budget = 20, 100
     cfg = {"params": {"n_estimators": 200, "min_child_weight": 1}, "grid": {"max_depth": [2, 3], "base": ["none", "linear"]},

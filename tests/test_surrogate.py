@@ -92,15 +92,22 @@ def test_kernel_base_without_an_endpoint_falls_back_to_ridge():
     assert model.coef is not None and np.allclose(model.coef, values, atol=0.05)
 
 
-def test_auto_base_takes_the_kernel_solution_from_4n_coalitions():
+def test_kernel_base_is_the_kernel_solution_wherever_the_coalitions_determine_it():
     from surrogateshap import estimators
     from surrogateshap.surrogate import SurrogateModel
 
     values = np.arange(1.0, 7.0)
-    x, y = _game(6, values, count=30, paired=True, interaction=1.5)
+    x, y = _game(6, values, count=12, paired=True, interaction=1.5)  # 2n: 10 coalitions between the endpoints
     y = y + np.random.default_rng(0).normal(scale=0.3, size=len(y))  # so that ridge and kernel differ
-    auto = SurrogateModel({"n_estimators": 10, "base": "auto"}, seed=0, threads=1)
-    assert np.allclose(auto.fit(x, y).coef, estimators.kernel(x, y))  # 30 >= 4 * 6
-    small = SurrogateModel({"n_estimators": 10, "base": "auto"}, seed=0, threads=1).fit(x[:20], y[:20])
-    ridge = SurrogateModel({"n_estimators": 10, "base": "linear"}, seed=0, threads=1).fit(x[:20], y[:20])
-    assert np.allclose(small.coef, ridge.coef)  # 20 < 24: ridge
+    model = SurrogateModel({"n_estimators": 10, "base": "kernel"}, seed=0, threads=1).fit(x, y)
+    assert np.allclose(model.coef, estimators.kernel(x, y))
+    few = SurrogateModel({"n_estimators": 10, "base": "kernel"}, seed=0, threads=1).fit(x[:6], y[:6])
+    ridge = SurrogateModel({"n_estimators": 10, "base": "linear"}, seed=0, threads=1).fit(x[:6], y[:6])
+    assert np.allclose(few.coef, ridge.coef)  # 4 coalitions between the endpoints for 6 players: ridge
+
+
+def test_unknown_base_is_refused_by_name():
+    from surrogateshap.surrogate import SurrogateModel
+
+    with pytest.raises(ValueError, match="'kernal'.*none, linear, kernel"):
+        SurrogateModel({"base": "kernal"}, seed=0, threads=1)

@@ -32,18 +32,21 @@ class SurrogateModel:
     additive part from the empty coalition to the grand one is just its coefficient,
     so the values are coef + TreeSHAP(trees). With `base: kernel` the additive part is
     KernelSHAP's solution on the same coalitions (ridge where the rows cannot determine
-    it), so the trees only add the non-additive structure they find to it. Small budgets
-    favour the additive part, large ones the trees. The ridge penalty is chosen by
+    it: an endpoint missing or fewer coalitions than players), so the trees only add the
+    non-additive structure they find to it. Small budgets favour the additive part, large
+    ones the trees. The ridge penalty is chosen by
     efficient leave-one-out (`ridge_alpha: auto`, the default) or fixed: a fixed penalty
     of 1 shrank an additive game's values by half at 2n coalitions.
     """
 
     RIDGE_ALPHAS = np.logspace(-4, 2, 13)
-    KERNEL_FROM = 4  # base auto: the kernel base from this many coalitions per player
+    BASES = ("none", "linear", "kernel")
 
     def __init__(self, params: dict, seed: int, threads: int):
         params = dict(params)
         self.base = params.pop("base", "none")
+        if self.base not in self.BASES:
+            raise ValueError(f"surrogate base {self.base!r}: expected one of {', '.join(self.BASES)}")
         self.ridge = params.pop("ridge_alpha", "auto")
         self.trees = _regressor(params, seed, threads)
         self.coef = None
@@ -51,12 +54,9 @@ class SurrogateModel:
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "SurrogateModel":
         residual = y
-        # auto: KernelSHAP's solution once there are enough coalitions to pin it down (4n: it was the
-        # most accurate base from there on synthetic games), ridge below that
-        base = ("kernel" if len(y) >= self.KERNEL_FROM * x.shape[1] else "linear") if self.base == "auto" else self.base
-        if base == "kernel" and self._fit_kernel_base(x, y):
+        if self.base == "kernel" and self._fit_kernel_base(x, y):
             residual = y - self._additive(x)
-        elif base in ("linear", "kernel"):
+        elif self.base in ("linear", "kernel"):
             from sklearn.linear_model import Ridge, RidgeCV
 
             linear = (RidgeCV(alphas=self.RIDGE_ALPHAS) if self.ridge == "auto" else Ridge(alpha=float(self.ridge))).fit(x, y)
