@@ -80,7 +80,7 @@ def test_clip_tokenizer_is_the_real_vocabulary():
     assert tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
 
 
-@pytest.mark.parametrize("kind", ["sd", "flux"])
+@pytest.mark.parametrize("kind", ["sd", "sdxl", "flux"])
 def test_tiny_pipeline_round_trip_with_lora(tmp_path, kind):
     """Written by the CLI's function, reloaded by diffusers' own loaders; the LoRA changes the images."""
     tiny.make_tiny_pipeline(kind, tmp_path / "pipe", resolution=16, lora_dir=tmp_path / "lora")

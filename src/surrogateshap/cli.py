@@ -140,8 +140,8 @@ def main(argv=None) -> int:
                          ("--threshold", {"type": float, "default": 0.95})):
         conv.add_argument(flag, **kwargs)
     conv.set_defaults(func=cmd_convergence)
-    tiny = sub.add_parser("make-tiny-pipeline", help="write a tiny, randomly initialised SD or FLUX pipeline (offline)")
-    tiny.add_argument("--kind", required=True, choices=["sd", "flux"])
+    tiny = sub.add_parser("make-tiny-pipeline", help="write a tiny, randomly initialised SD, SDXL or FLUX pipeline (offline)")
+    tiny.add_argument("--kind", required=True, choices=["sd", "sdxl", "flux"])
     tiny.add_argument("--out", required=True, help="pipeline folder to write")
     tiny.add_argument("--resolution", type=int, default=32)
     tiny.add_argument("--seed", type=int, default=0)

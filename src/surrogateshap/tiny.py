@@ -1,7 +1,7 @@
 """Tiny, randomly initialised text-to-image pipelines, written offline.
 
-`surrogateshap make-tiny-pipeline --kind sd|flux --out DIR [--lora LORA_DIR]` writes a
-StableDiffusionPipeline or FluxPipeline folder assembled from the real diffusers and
+`surrogateshap make-tiny-pipeline --kind sd|sdxl|flux --out DIR [--lora LORA_DIR]` writes a
+StableDiffusionPipeline, StableDiffusionXLPipeline or FluxPipeline folder assembled from the real diffusers and
 transformers component classes with tiny configs, so that tests, dry runs and new users
 can run the text-to-image path end to end with no download.
 
@@ -122,14 +122,21 @@ def _clip_text_model(seed: int, hidden: int = 32):
     return CLIPTextModel(config).eval()
 
 
+def _tiny_vae(resolution: int, **extra):
+    """A (32, 64) AutoencoderKL with 4 latent channels (FLUX's settings through `extra`)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
+                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                         latent_channels=4, norm_num_groups=32, sample_size=resolution, **extra)
+
+
 def tiny_sd_pipeline(resolution: int = 32, seed: int = 0):
     """A StableDiffusionPipeline with a (32, 64) UNet, a (32, 64) VAE and a 2-layer CLIP text encoder."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
     torch.manual_seed(seed)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        latent_channels=4, norm_num_groups=32, sample_size=resolution)
+    vae = _tiny_vae(resolution)
     latent = resolution // 2 ** (len(vae.config.block_out_channels) - 1)
     unet = UNet2DConditionModel(sample_size=latent, in_channels=4, out_channels=4, block_out_channels=(32, 64),
                                 layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
@@ -142,19 +149,44 @@ def tiny_sd_pipeline(resolution: int = 32, seed: int = 0):
                                    requires_safety_checker=False)
 
 
+def tiny_sdxl_pipeline(resolution: int = 32, seed: int = 0):
+    """A StableDiffusionXLPipeline: two CLIP text encoders (the second with a projection, whose
+    pooled output and the size/crop ids condition the UNet's "text_time" embedding), a UNet that
+    cross-attends to both encoders' hidden states side by side, a (32, 64) VAE."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    hidden, time_dim = 32, 8
+    vae = _tiny_vae(resolution)
+    latent = resolution // 2 ** (len(vae.config.block_out_channels) - 1)
+    # "text_time": 6 size/crop ids, each embedded in time_dim, next to the second encoder's pooled output
+    unet = UNet2DConditionModel(sample_size=latent, in_channels=4, out_channels=4, block_out_channels=(32, 64),
+                                layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=2 * hidden,
+                                attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=32,
+                                addition_embed_type="text_time", addition_time_embed_dim=time_dim,
+                                projection_class_embeddings_input_dim=6 * time_dim + hidden)
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       timestep_spacing="leading", steps_offset=1)
+    torch.manual_seed(seed + 2)
+    second = CLIPTextModelWithProjection(_clip_text_model(seed + 2, hidden).config).eval()
+    return StableDiffusionXLPipeline(vae=vae.eval(), text_encoder=_clip_text_model(seed, hidden), text_encoder_2=second,
+                                     tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(), unet=unet.eval(),
+                                     scheduler=scheduler, force_zeros_for_empty_prompt=True)
+
+
 def tiny_flux_pipeline(resolution: int = 32, seed: int = 0):
     """A FluxPipeline with a one-block transformer, a tiny VAE, CLIP and T5 text encoders."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(seed)
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
                                          attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
                                          pooled_projection_dim=32, axes_dims_rope=(4, 4, 8))
-    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        latent_channels=4, norm_num_groups=32, sample_size=resolution, use_quant_conv=False,
-                        use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
+    vae = _tiny_vae(resolution, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609,
+                    scaling_factor=1.5035)
     t5_tok = t5_tokenizer()
     torch.manual_seed(seed + 1)
     t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
@@ -165,7 +197,7 @@ def tiny_flux_pipeline(resolution: int = 32, seed: int = 0):
                         transformer=transformer.eval())
 
 
-KINDS = {"sd": tiny_sd_pipeline, "flux": tiny_flux_pipeline}
+KINDS = {"sd": tiny_sd_pipeline, "sdxl": tiny_sdxl_pipeline, "flux": tiny_flux_pipeline}
 
 
 def make_tiny_clip(out_dir, image_size: int = 16, seed: int = 0, aesthetic_head=None) -> None:
