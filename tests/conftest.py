@@ -128,3 +128,17 @@ def reference_set(tmp_path: Path, feat_cfg: dict):
     out = tmp_path / "reference.parquet"
     steps.reference_features(None, str(out), feat_cfg, str(tmp_path / "prepared"))
     return np.stack(pd.read_parquet(out)["feature"].to_numpy())
+
+
+def write_random_backbone(path, seed=0):
+    """A torchvision-layout AlexNet state dict (LPIPS's features.* with random weights, and a
+    classifier tensor, which torchvision's file has and the loader ignores)."""
+    import torch
+
+    from surrogateshap.lpips import LPIPSAlex
+
+    torch.manual_seed(seed)
+    state = {f"features.{k}": v for k, v in LPIPSAlex().features.state_dict().items()}
+    state["classifier.1.weight"] = torch.randn(8, 9216)
+    torch.save(state, path)
+    return path

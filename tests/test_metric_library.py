@@ -140,6 +140,18 @@ def test_config_lists_every_missing_requirement(default_config):
     assert config_problems(["frechet_distance"], {"extractor": "clip"})  # clip extractor without a model
 
 
+def test_missing_weight_files_are_named_before_any_job(default_config, tmp_path):
+    config = default_config | {"metrics": ["lpips_diversity"],
+                               "features": default_config["features"] | {
+                                   "lpips": {"backbone": str(tmp_path / "alexnet.pth")},
+                                   "aesthetic": str(tmp_path / "head.safetensors")}}
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, SCHEMA)
+    text = str(error.value)
+    assert f"features.lpips.backbone: no such file: {tmp_path / 'alexnet.pth'}" in text, text
+    assert "features.aesthetic: no such file" in text, text
+
+
 def test_text_to_image_config_needs_path_and_captions(default_config):
     config = default_config | {"model": default_config["model"] | {"type": "stable_diffusion"}}
     with pytest.raises(ConfigError) as error:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from surrogateshap import t2i, tiny
 
-from .conftest import copy_workflow, snakemake
+from .conftest import copy_workflow, snakemake, write_random_backbone
 
 SIZE = 16
 BOX = 5  # side of the planted corner box
@@ -167,33 +167,38 @@ def test_empty_captions_are_listed_all_at_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_flux_pipeline_runs_the_whole_workflow_and_reports_truncated_captions(tmp_path):
-    """FLUX (tiny, random) end to end from a dataset config; a caption over CLIP's 77 tokens is
-    truncated by the pipeline, counted in the pool's metadata and shown in the report."""
-    tiny.make_tiny_pipeline("flux", tmp_path / "flux", resolution=16, lora_dir=tmp_path / "lora")
+@pytest.mark.parametrize("kind", ["flux", "sdxl"])
+def test_pipeline_runs_the_whole_workflow_and_reports_truncated_captions(tmp_path, kind):
+    """FLUX and SDXL (tiny, random, with a LoRA) end to end from a dataset config; a caption over
+    CLIP's 77 tokens is truncated by the pipeline, counted in the pool's metadata and shown in the
+    report."""
+    tiny.make_tiny_pipeline(kind, tmp_path / kind, resolution=16, lora_dir=tmp_path / "lora")
     long_caption = "a very " + "long " * 90 + "caption"
     # bob (even rows) has the long caption twice: its pool's drawn captions include it
     metadata = _captioned(tmp_path / "data", ["a cat", "a dog", long_caption, "a bird", long_caption, "a cow"])
     workdir = copy_workflow(tmp_path / "wf")
     dataset_config = {
-        "run": "flux",
+        "run": kind,
         "data": {"source": "folder", "root": str(tmp_path / "data"), "metadata": str(metadata),
                  "contributor_column": "artist", "caption_column": "caption", "label_column": None},
-        "model": {"type": "flux", "path": str(tmp_path / "flux"), "lora": str(tmp_path / "lora")},
+        "model": {"type": "flux" if kind == "flux" else "stable_diffusion", "path": str(tmp_path / kind),
+                  "lora": str(tmp_path / "lora")},
         "generation": {"samples_per_contributor": 4, "guidance_scale": 3.5, "steps": 2, "batch_size": 4,
                        "shards": 1, "resolution": 16, "max_sequence_length": 32},
         "coalitions": {"count": 4},
         "game": {"check": {"coalitions": 0}},
-        "metrics": ["marker_rate", "frechet_distance"],
+        "features": {"lpips": {"backbone": str(write_random_backbone(tmp_path / "alexnet.pth")), "size": 32}},
+        "metrics": ["marker_rate", "frechet_distance", "lpips_diversity"],
         "surrogate": {"grid": {"max_depth": [2]}, "cv_folds": 0, "bootstrap": 0},
         "report": {"grid_samples": 4, "grid_contributors": 1},
     }
     (workdir / "config/datasets").mkdir(parents=True, exist_ok=True)
-    (workdir / "config/datasets/flux.yaml").write_text(yaml.safe_dump(dataset_config))
-    snakemake(workdir, "--configfile", "config/datasets/flux.yaml")
-    utilities = pd.read_parquet(workdir / "results/flux/utilities.parquet")
+    (workdir / f"config/datasets/{kind}.yaml").write_text(yaml.safe_dump(dataset_config))
+    snakemake(workdir, "--configfile", f"config/datasets/{kind}.yaml")
+    utilities = pd.read_parquet(workdir / f"results/{kind}/utilities.parquet")
     assert len(utilities) == 4 and np.isfinite(utilities[["marker_rate", "frechet_distance"]].to_numpy()).all()
+    assert (utilities["lpips_diversity"] > 0).all()  # LPIPS between random pipelines' samples
     prompts = set(pd.concat(pd.read_parquet(p) for p in (workdir / "results/cache/pool").rglob("*.parquet"))["prompt"])
     assert long_caption in prompts and "" in prompts
-    report = (workdir / "results/flux/report/index.html").read_text()
+    report = (workdir / f"results/{kind}/report/index.html").read_text()
     assert "1 caption(s) of the generated pools were longer" in report

@@ -71,12 +71,25 @@ def extract(images: np.ndarray, group: np.ndarray, classifier, marker_size: int,
     """Features and probabilities from `classifier` (the digits classifier, or an extractor of
     `surrogateshap.extractors`), the marker flag, and the per-sample scores `feat_cfg` configures."""
     features, probs = classifier.embed(images)
-    scores = {}
+    scores, vectors = {}, {}
     if feat_cfg is not None:
         prompts = prompts if prompts is not None else [""] * len(images)
         scores = score_samples(images, prompts, feat_cfg, configured_scores(feat_cfg))
+        if feat_cfg.get("lpips"):
+            vectors["lpips"] = lpips_embedder(feat_cfg["lpips"])(images)
     return Samples(np.asarray(group, dtype=np.int64), features, probs, detect_marker(images, marker_size, marker_threshold),
-                   scores)
+                   scores, vectors)
+
+
+def lpips_embedder(spec: dict):
+    """The LPIPS embedding network of `features.lpips`, on CUDA when torch sees it."""
+    import torch
+
+    from .lpips import cached_embedder
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    linear = str(spec["linear"]) if spec.get("linear") else None
+    return cached_embedder(str(spec["backbone"]), linear, int(spec.get("size") or 64), device)
 
 
 def configured_scores(feat_cfg: dict) -> set[str]:
@@ -97,6 +110,7 @@ def configured_scores(feat_cfg: dict) -> set[str]:
 
 
 SCORE_PREFIX = "score:"  # feature-shard columns holding per-sample scores
+VECTOR_PREFIX = "vector:"  # feature-shard columns holding per-sample embeddings (lpips)
 
 
 def write_samples(path, samples: Samples, sample_index: np.ndarray) -> None:
@@ -107,6 +121,7 @@ def write_samples(path, samples: Samples, sample_index: np.ndarray) -> None:
         "probs": matrix_column(samples.probs),
         "marker": pa.array(samples.marker, pa.float64()),
         **{SCORE_PREFIX + name: pa.array(values, pa.float64()) for name, values in samples.scores.items()},
+        **{VECTOR_PREFIX + name: matrix_column(values) for name, values in samples.vectors.items()},
     })
     write_table(path, table)
 
@@ -123,4 +138,6 @@ def read_samples(paths) -> Samples:
         table["marker"].to_numpy().astype(np.float64),
         {name[len(SCORE_PREFIX):]: table[name].to_numpy().astype(np.float64)
          for name in table.column_names if name.startswith(SCORE_PREFIX)},
+        {name[len(VECTOR_PREFIX):]: column_matrix(table[name], np.float32)
+         for name in table.column_names if name.startswith(VECTOR_PREFIX)},
     )

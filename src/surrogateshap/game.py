@@ -155,7 +155,7 @@ def sample_utilities(samples: Samples, metric_names: list[str], reference: Refer
                      custom: dict | None = None) -> dict[str, float]:
     """Utilities of one set of samples (the per-coalition mode): a one-group mixture."""
     one = Samples(np.zeros(len(samples.group), dtype=np.int64), samples.features, samples.probs, samples.marker,
-                  samples.scores)
+                  samples.scores, samples.vectors)
     weights = np.ones((1, 1))
     out = {}
     for name in metric_names:

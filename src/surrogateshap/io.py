@@ -86,9 +86,9 @@ def matrix_column(matrix: np.ndarray) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
 
 
-def column_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def column_matrix(column: pa.ChunkedArray | pa.Array, dtype=np.float64) -> np.ndarray:
     """Inverse of `matrix_column`."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     width = column.type.list_size
-    return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, width).astype(np.float64)
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, width).astype(dtype)

@@ -29,6 +29,7 @@ class Samples:
     probs: np.ndarray  # (n, k) class (or attribute) probabilities
     marker: np.ndarray  # (n,) 1.0 where the marker detector fires
     scores: dict = field(default_factory=dict)  # per-sample scores by name (clip_score, aesthetic, ...), (n,)
+    vectors: dict = field(default_factory=dict)  # per-sample embeddings by name (lpips), (n, D)
 
     def n_groups(self) -> int:
         return int(self.group.max()) + 1 if len(self.group) else 0
@@ -254,6 +255,37 @@ def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(sq, 0, None))
 
 
+class LPIPSDiversity(Metric):
+    name = "lpips_diversity"
+    title = "LPIPS diversity: mean pairwise perceptual distance"
+    direction = "higher"
+    description = ("Expected LPIPS (AlexNet, v0.1) between two independent samples of the coalition's mixture "
+                   "(pairs of distinct samples).")
+    decomposition = ("exact: LPIPS(a, b) = ||e_a - e_b||^2 for an embedding e (non-negative linear weights), so "
+                     "each pair of groups needs only its sums of e and of ||e||^2")
+    needs = ("lpips",)
+
+    def group_stats(self, samples, reference):
+        if "lpips" not in samples.vectors:
+            raise ValueError("metric 'lpips_diversity' needs the per-sample LPIPS embeddings, which the features "
+                             "stage did not compute (set features.lpips)")
+        e = samples.vectors["lpips"]
+        groups = samples.n_groups()
+        counts = np.bincount(samples.group, minlength=groups).astype(np.float64)
+        sums = np.zeros((groups, e.shape[1]))
+        np.add.at(sums, samples.group, e)
+        squares = np.bincount(samples.group, weights=(e * e).sum(1), minlength=groups)
+        mean, mean_square = sums / counts[:, None], squares / counts
+        block = mean_square[:, None] + mean_square[None, :] - 2 * mean @ mean.T
+        # within a group, distinct pairs: sum over a != b of ||e_a - e_b||^2 = 2 n Q - 2 ||S||^2
+        within = (2 * counts * squares - 2 * (sums * sums).sum(1)) / np.maximum(counts * (counts - 1), 1)
+        block[np.diag_indices(groups)] = within
+        return {"block": np.clip(block, 0, None)}
+
+    def evaluate(self, stats, weights, reference):
+        return np.einsum("cg,gh,ch->c", weights, stats["block"], weights)
+
+
 class MarkerRate(Metric):
     name = "marker_rate"
     title = "Marker rate (planted corner marker detected)"
@@ -375,8 +407,8 @@ class SpuriousRate(SampleMean):
 
 
 METRICS: dict[str, type[Metric]] = {
-    cls.name: cls for cls in (FrechetDistance, InceptionScoreLike, MeanConfidence, Diversity, MarkerRate, VendiScore,
-                              AttributeBias, ClipScore, AestheticScore, RewardScore, SpuriousRate)
+    cls.name: cls for cls in (FrechetDistance, InceptionScoreLike, MeanConfidence, Diversity, LPIPSDiversity, MarkerRate,
+                              VendiScore, AttributeBias, ClipScore, AestheticScore, RewardScore, SpuriousRate)
 }
 
 
@@ -426,4 +458,12 @@ def config_problems(metric_names: list[str], feat_cfg: dict) -> list[str]:
             problems.append(f"features.prompt_groups.{group}: {pattern!r} is not a regular expression ({error})")
     if "attribute_bias" in metric_names and feat_cfg.get("extractor") == "clip" and not feat_cfg.get("attributes"):
         problems.append("metrics: 'attribute_bias' with the clip extractor needs features.attributes")
+    # weight files, checked now rather than by a features job after hours of generation
+    from pathlib import Path
+
+    lpips = feat_cfg.get("lpips") or {}
+    for field, path in (("inception", feat_cfg.get("inception")), ("aesthetic", feat_cfg.get("aesthetic")),
+                        ("lpips.backbone", lpips.get("backbone")), ("lpips.linear", lpips.get("linear"))):
+        if path and not Path(path).is_file():
+            problems.append(f"features.{field}: no such file: {path}")
     return problems
