@@ -105,3 +105,19 @@ def test_features_stage_stores_the_embeddings(backbone, tmp_path):
     without = feat.extract(images, np.array([0, 0, 1]), Flat(), 2, 0.5, None, {})
     with pytest.raises(ValueError, match="features.lpips"):
         get_metric("lpips_diversity").group_stats(without, None)
+
+
+def test_per_coalition_mode_scores_lpips_from_its_own_samples(backbone):
+    """game.sample_utilities (per_coalition mode) keeps the embeddings: one group, distinct pairs."""
+    from surrogateshap.game import sample_utilities
+
+    model = load_lpips(backbone)
+    x = torch.from_numpy(_images(4, seed=5).transpose(0, 3, 1, 2)) * 2 - 1
+    with torch.no_grad():
+        vectors = model.embed(x).numpy()
+        pair = [model.distance(x[i:i + 1], x[j:j + 1]).item() for i in range(4) for j in range(4) if i != j]
+    samples = Samples(np.array([0, 1, 1, 2]), np.zeros((4, 2)), np.full((4, 2), 0.5), np.zeros(4), {},
+                      {"lpips": vectors})
+    reference = Reference.from_features(np.random.default_rng(0).normal(size=(5, 2)))
+    got = sample_utilities(samples, ["lpips_diversity"], reference)["lpips_diversity"]
+    assert got == pytest.approx(np.mean(pair), rel=1e-4)
