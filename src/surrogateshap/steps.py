@@ -3,7 +3,6 @@ and call these, so every step can be run and tested without Snakemake."""
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -392,28 +391,17 @@ def draw_heldout(data_dir: str, cfg: dict, out_path: str) -> None:
     write_table(out_path, table)
 
 
-def _values_by_method(data_dir, utilities_path, attribution_paths, pool_shards, feature_shards, reference_path,
+def _values_by_method(data_dir, utilities_path, attribution_paths, pool_shards, pooled_game: game.PooledGame,
                       classifier_path, metric_names, cfg):
     """Every baseline's values on the same proxy game (the same pools), with its cost."""
     from . import surrogate
 
-    contributors = pd.read_parquet(Path(data_dir) / "contributors.parquet")
-    names = contributors["contributor"].tolist()
-    counts = contributors["n_items"].to_numpy(float)
+    names = pd.read_parquet(Path(data_dir) / "contributors.parquet")["contributor"].tolist()
     n = len(names)
     table = pd.read_parquet(utilities_path)
     x = coal.indicator_matrix(table["members"], names, source=utilities_path)
     budget = len(table)
-    samples = feat.read_samples(feature_shards)
-    reference = load_reference(reference_path)
     seed = cfg["evaluation.seed"]
-
-    # the pools' statistics once for every method that scores coalitions of its own, none if no method does
-    pooled_game = functools.cache(lambda: game.PooledGame(samples, counts, metric_names, reference))
-
-    def proxy(coalitions):
-        return pooled_game().utilities(coalitions)
-
     rows, cost = [], {}
 
     def add(method, metric, values, seconds, evaluations):
@@ -443,7 +431,7 @@ def _values_by_method(data_dir, utilities_path, attribution_paths, pool_shards, 
                 else:  # Banzhaf's maximum-sample-reuse estimator wants Bernoulli(0.5) coalitions
                     coalitions = coal.sample_coalitions(n, budget, "bernoulli", seed, 0.5)
                 x_m = coal.indicators(coalitions, n)
-            utilities = table[metric_names] if coalitions is None else proxy(coalitions)
+            utilities = table[metric_names] if coalitions is None else pooled_game.utilities(coalitions)
             for metric in metric_names:
                 y = utilities[metric].to_numpy(np.float64)
                 point = {"kernel": estimators.kernel, "banzhaf": estimators.banzhaf, "loo": estimators.loo,
@@ -488,15 +476,17 @@ def evaluation_baselines(data_dir: str, utilities_path: str, attribution_paths: 
 
     contributors = pd.read_parquet(Path(data_dir) / "contributors.parquet")
     names = contributors["contributor"].tolist()
-    values, cost = _values_by_method(data_dir, utilities_path, attribution_paths, pool_shards, feature_shards,
-                                     reference_path, classifier_path, metric_names, cfg)
+    # the pools' statistics once, for the methods that score coalitions of their own and the held-out ones
+    pooled_game = game.PooledGame(feat.read_samples(feature_shards), contributors["n_items"].to_numpy(float),
+                                  metric_names, load_reference(reference_path))
+    values, cost = _values_by_method(data_dir, utilities_path, attribution_paths, pool_shards, pooled_game,
+                                     classifier_path, metric_names, cfg)
     for method, entry in cost.items():
         log.info("baseline %s: %.2fs, %d utility evaluations", method, entry["seconds"], entry["utility_evaluations"])
     write_table(values_path, values, metadata={"cost": cost})
 
     heldout = pd.read_parquet(heldout_path)
-    proxy = game.pooled_utilities(feat.read_samples(feature_shards), _coalition_tuples(heldout, names),
-                                  contributors["n_items"].to_numpy(float), metric_names, load_reference(reference_path))
+    proxy = pooled_game.utilities(_coalition_tuples(heldout, names))
     write_table(heldout_proxy_path, pd.concat([heldout.reset_index(drop=True), proxy], axis=1))
 
     cf = cfg["evaluation.counterfactual"]
