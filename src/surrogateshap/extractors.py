@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .io import read_state_dict
 from .metrics import PROMPT_GROUP
 
 # OpenAI CLIP's preprocessing constants (used when the folder has no preprocessor_config.json).
@@ -218,12 +219,7 @@ def load_linear_head(path: str) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"aesthetic head not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_state_dict(path, "the aesthetic head")
     missing = [k for k in ("weight", "bias") if k not in state]
     if missing:
         raise ValueError(f"{path}: aesthetic head needs tensors 'weight' and 'bias'; missing {missing} (has {sorted(state)})")

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .io import read_state_dict
+
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
 NUM_CLASSES = 1008
@@ -211,20 +213,7 @@ def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
         raise ValueError(f"Inception weights not found: {path} (a local .pth/.pt or .safetensors file, e.g. "
                          "pytorch-fid's pt_inception-2015-12-05-6726825d.pth; nothing is downloaded)")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unreadable, corrupt, or (for .pth) not a plain tensor file
-        raise ValueError(f"{path}: cannot read Inception weights: {error}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a state dict of tensors (parameter name -> tensor)")
-    return dict(state)
+    return read_state_dict(path, "Inception weights")
 
 
 def _check_keys(state: dict, model: nn.Module, path: Path) -> dict:

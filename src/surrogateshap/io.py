@@ -80,6 +80,28 @@ def read_table_metadata(path) -> dict:
     return json.loads(raw) if raw else {}
 
 
+def read_state_dict(path: Path, what: str) -> dict:
+    """Tensors by name from a local `.safetensors` or `.pth`/`.pt` file (`torch.load` with
+    `weights_only=True`; a checkpoint's nested `state_dict` is unwrapped). ValueError naming the
+    file when it cannot be read or holds anything but tensors. The caller checks that it exists."""
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unreadable, corrupt, or (for .pth) not a plain tensor file
+        raise ValueError(f"{path}: cannot read {what}: {error}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors (parameter name -> tensor)")
+    return dict(state)
+
+
 def matrix_column(matrix: np.ndarray) -> pa.Array:
     """A 2-D float array as a Parquet fixed-size-list column (one row per sample)."""
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
