@@ -183,8 +183,9 @@ def load_extractor(feat_cfg: dict, classifier_path: str | None, device: str | No
                              "weights file) is not set")
         from .inception import cached_extractor
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cached_extractor(str(feat_cfg["inception"]), str(device))
+        from .models import resolve_device
+
+        return cached_extractor(str(feat_cfg["inception"]), str(device or resolve_device("auto")))
     from .models import load_classifier
 
     return DigitsExtractor(load_classifier(classifier_path))

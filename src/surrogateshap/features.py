@@ -83,13 +83,11 @@ def extract(images: np.ndarray, group: np.ndarray, classifier, marker_size: int,
 
 def lpips_embedder(spec: dict):
     """The LPIPS embedding network of `features.lpips`, on CUDA when torch sees it."""
-    import torch
-
     from .lpips import cached_embedder
+    from .models import resolve_device
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     linear = str(spec["linear"]) if spec.get("linear") else None
-    return cached_embedder(str(spec["backbone"]), linear, int(spec.get("size") or 64), device)
+    return cached_embedder(str(spec["backbone"]), linear, int(spec.get("size") or 64), str(resolve_device("auto")))
 
 
 def configured_scores(feat_cfg: dict) -> set[str]:

@@ -30,11 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-# torchvision's AlexNet `features`: (index in the Sequential, in, out, kernel, stride, padding);
-# LPIPS taps the ReLU after each convolution.
-ALEXNET_CONVS = ((0, 3, 64, 11, 4, 2), (3, 64, 192, 5, 1, 2), (6, 192, 384, 3, 1, 1), (8, 384, 256, 3, 1, 1),
-                 (10, 256, 256, 3, 1, 1))
-POOL_BEFORE = {3, 6}  # a 3x3/2 max pool precedes these convolutions
+from .io import read_state_dict
+
+TAPS = (1, 4, 7, 9, 11)  # LPIPS reads the ReLU after each of AlexNet's five convolutions
+CHANNELS = (64, 192, 384, 256, 256)  # their widths
 SHIFT = (-0.030, -0.088, -0.188)  # LPIPS ScalingLayer
 SCALE = (0.458, 0.448, 0.450)
 EPS = 1e-10  # lpips.normalize_tensor
@@ -44,25 +43,24 @@ LINEAR_FILE = "weights/v0.1/alex.pth"
 class LPIPSAlex(nn.Module):
     def __init__(self):
         super().__init__()
-        layers = []
-        for index, cin, cout, kernel, stride, padding in ALEXNET_CONVS:
-            while len(layers) < index:  # keep torchvision's indices, so its state dict keys match
-                layers.append(nn.MaxPool2d(3, 2) if len(layers) + 1 in POOL_BEFORE else nn.ReLU(inplace=False))
-            layers.append(nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding))
-        layers.append(nn.ReLU(inplace=False))
-        self.features = nn.Sequential(*layers)
-        self.lins = nn.ParameterList([nn.Parameter(torch.zeros(conv[2])) for conv in ALEXNET_CONVS])
+        # torchvision's AlexNet `features` up to the last ReLU, at its indices, so its state dict loads
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU())
+        self.lins = nn.ParameterList([nn.Parameter(torch.zeros(c)) for c in CHANNELS])
         self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1))
 
     def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Unit-normalised ReLU outputs for images in [-1, 1], (n, 3, H, W)."""
         h = (x - self.shift) / self.scale
-        taps = {conv[0] + 1 for conv in ALEXNET_CONVS}  # the ReLU after each convolution
         out = []
         for index, layer in enumerate(self.features):
             h = layer(h)
-            if index in taps:
+            if index in TAPS:
                 out.append(h / (torch.sqrt((h * h).sum(1, keepdim=True)) + EPS))
         return out
 
@@ -97,11 +95,7 @@ def _read(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"LPIPS weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_state_dict(path, "LPIPS weights")
 
 
 def load_lpips(backbone, linear=None) -> LPIPSAlex:
@@ -123,7 +117,7 @@ def load_lpips(backbone, linear=None) -> LPIPSAlex:
                          + "; ".join(problems))
     model.features.load_state_dict(backbone_state, strict=True)
     lin_state = _read(linear)
-    expected = [f"lin{i}.model.1.weight" for i in range(len(ALEXNET_CONVS))]
+    expected = [f"lin{i}.model.1.weight" for i in range(len(CHANNELS))]
     if sorted(lin_state) != expected:
         raise ValueError(f"features.lpips.linear {str(linear)!r}: expected the keys {expected}, found {sorted(lin_state)}")
     for lin, key in zip(model.lins, expected):

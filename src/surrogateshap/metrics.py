@@ -270,16 +270,13 @@ class LPIPSDiversity(Metric):
             raise ValueError("metric 'lpips_diversity' needs the per-sample LPIPS embeddings, which the features "
                              "stage did not compute (set features.lpips)")
         e = samples.vectors["lpips"]
-        groups = samples.n_groups()
-        counts = np.bincount(samples.group, minlength=groups).astype(np.float64)
-        sums = np.zeros((groups, e.shape[1]))
-        np.add.at(sums, samples.group, e)
-        squares = np.bincount(samples.group, weights=(e * e).sum(1), minlength=groups)
-        mean, mean_square = sums / counts[:, None], squares / counts
+        counts = np.bincount(samples.group, minlength=samples.n_groups()).astype(np.float64)
+        mean, mean_square = _group_means(samples, e), _group_means(samples, (e * e).sum(1))
         block = mean_square[:, None] + mean_square[None, :] - 2 * mean @ mean.T
-        # within a group, distinct pairs: sum over a != b of ||e_a - e_b||^2 = 2 n Q - 2 ||S||^2
-        within = (2 * counts * squares - 2 * (sums * sums).sum(1)) / np.maximum(counts * (counts - 1), 1)
-        block[np.diag_indices(groups)] = within
+        # within a group, distinct pairs only: the mean over a != b of ||e_a - e_b||^2 is
+        # 2 n / (n - 1) (E||e||^2 - ||E e||^2), and 0 for a single sample
+        spread = mean_square - (mean * mean).sum(1)
+        block[np.diag_indices(len(counts))] = np.where(counts > 1, 2 * counts * spread / np.maximum(counts - 1, 1), 0.0)
         return {"block": np.clip(block, 0, None)}
 
     def evaluate(self, stats, weights, reference):
@@ -462,8 +459,8 @@ def config_problems(metric_names: list[str], feat_cfg: dict) -> list[str]:
     from pathlib import Path
 
     lpips = feat_cfg.get("lpips") or {}
-    for field, path in (("inception", feat_cfg.get("inception")), ("aesthetic", feat_cfg.get("aesthetic")),
-                        ("lpips.backbone", lpips.get("backbone")), ("lpips.linear", lpips.get("linear"))):
+    for setting, path in (("inception", feat_cfg.get("inception")), ("aesthetic", feat_cfg.get("aesthetic")),
+                          ("lpips.backbone", lpips.get("backbone")), ("lpips.linear", lpips.get("linear"))):
         if path and not Path(path).is_file():
-            problems.append(f"features.{field}: no such file: {path}")
+            problems.append(f"features.{setting}: no such file: {path}")
     return problems
