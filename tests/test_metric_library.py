@@ -108,6 +108,18 @@ def test_clip_scores_match_their_definitions(clip_dir):
     np.testing.assert_allclose(scores["aesthetic"], expected, rtol=1e-4, atol=1e-4)
 
 
+def test_unreadable_weight_files_are_named(tmp_path):
+    """A corrupt aesthetic head or LPIPS file: a ValueError naming it (io.read_state_dict), not the loader's own error."""
+    from surrogateshap.lpips import load_lpips
+
+    for name in ("head.pth", "head.safetensors"):
+        (tmp_path / name).write_bytes(b"not a weights file")
+        with pytest.raises(ValueError, match=f"{name}: cannot read the aesthetic head"):
+            extractors.load_linear_head(str(tmp_path / name))
+    with pytest.raises(ValueError, match="head.pth: cannot read LPIPS weights"):
+        load_lpips(tmp_path / "head.pth")
+
+
 def test_clip_extractor_attribute_probabilities(clip_dir):
     extractor = extractors.ClipExtractor(extractors.ClipModel(str(clip_dir / "clip")),
                                          {"colour": ["red", "green", "blue"], "shape": ["square", "circle"]})
