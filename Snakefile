@@ -1,26 +1,10 @@
-# SurrogateSHAP: which data contributors are responsible for how a diffusion model behaves?
-# Run: snakemake --cores 2     (config/config.yaml; see README.md)
-
-configfile: "config/config.yaml"
-
-
-include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/models.smk"
-include: "workflow/rules/generate.smk"
-include: "workflow/rules/game.smk"
-include: "workflow/rules/attribute.smk"
-include: "workflow/rules/report.smk"
-include: "workflow/rules/evaluate.smk"
-
-# Rules that only copy a file run in the Snakemake process itself, never as cluster jobs.
-localrules:
-    publish_utilities,
-    publish_contributors,
-    publish_attribution,
+# Entry point for `snakemake` run from the repository root. The workflow itself is
+# workflow/Snakefile (the snakemake-workflows catalog's layout), which Snakemake also finds
+# on its own when this file is absent (e.g. in a deployed copy).
 
 
-rule all:
-    input:
-        REPORT_HTML,
-    default_target: True
+include: "workflow/Snakefile"
+
+
+# An included file's default target does not carry over to the including one: name it again.
+workflow.default_target = "all"

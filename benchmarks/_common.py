@@ -32,7 +32,9 @@ def default_config(overrides: dict | None = None) -> dict:
 
 def quiet_libraries() -> None:
     """Keep the tables readable: the package logs only warnings, diffusers only errors."""
-    logging.basicConfig(level=logging.WARNING, format="# %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.WARNING, format="# %(levelname)s %(message)s", stream=sys.stderr
+    )
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()
@@ -52,7 +54,9 @@ class Inputs:
     model_note: str  # which diffusion model was used, for the printed header
 
 
-def prepare_inputs(workdir: Path, config: dict, model: str | None, train_steps: int, threads: int) -> Inputs:
+def prepare_inputs(
+    workdir: Path, config: dict, model: str | None, train_steps: int, threads: int
+) -> Inputs:
     """The workflow's inputs for `config` under `workdir`, built by the rules' own functions:
     the exported dataset, the classifier and its reference features, and the diffusion model
     (`model` if given, else trained here for `train_steps` steps)."""
@@ -61,7 +65,13 @@ def prepare_inputs(workdir: Path, config: dict, model: str | None, train_steps: 
     started = time.perf_counter()
     steps.prepare_data(config["data"], config["seed"], str(data_dir))
     classifier = workdir / "classifier.safetensors"
-    steps.train_classifier(config["classifier"], config["seed"], threads, str(classifier), str(workdir / "classifier.json"))
+    steps.train_classifier(
+        config["classifier"],
+        config["seed"],
+        threads,
+        str(classifier),
+        str(workdir / "classifier.json"),
+    )
     reference = workdir / "reference.parquet"
     steps.reference_features(str(classifier), str(reference))
     note(f"data and classifier ready ({time.perf_counter() - started:.0f}s)")
@@ -69,22 +79,42 @@ def prepare_inputs(workdir: Path, config: dict, model: str | None, train_steps: 
         return Inputs(str(data_dir), model, str(classifier), str(reference), f"given: {model}")
     model_cfg = merge(config["model"], {"train": {"steps": train_steps}})
     started = time.perf_counter()
-    steps.train_model(str(data_dir), model_cfg, config["data"], config["seed"], threads, str(workdir / "model"))
+    steps.train_model(
+        str(data_dir), model_cfg, config["data"], config["seed"], threads, str(workdir / "model")
+    )
     default_steps = config["model"]["train"]["steps"]
     note(f"diffusion model trained for {train_steps} steps ({time.perf_counter() - started:.0f}s)")
-    return Inputs(str(data_dir), str(workdir / "model"), str(classifier), str(reference),
-                  f"trained here for {train_steps} steps (the embedded default trains {default_steps})")
+    return Inputs(
+        str(data_dir),
+        str(workdir / "model"),
+        str(classifier),
+        str(reference),
+        f"trained here for {train_steps} steps (the embedded default trains {default_steps})",
+    )
 
 
 # The surrogate with fixed hyperparameters (the default grid's middle), no bootstrap: values only.
-FIXED_SURROGATE = {"n_estimators": 300, "max_depth": 3, "learning_rate": 0.1, "min_child_weight": 1, "base": "linear"}
+FIXED_SURROGATE = {
+    "n_estimators": 300,
+    "max_depth": 3,
+    "learning_rate": 0.1,
+    "min_child_weight": 1,
+    "base": "linear",
+}
 
 
 def surrogate_settings(threads: int, cv_folds: int = 0) -> dict:
     """Surrogate settings for benchmarks: fixed hyperparameters, or with `cv_folds` a small grid search."""
-    return {"params": FIXED_SURROGATE, "grid": {"max_depth": [2, 3, 4], "base": ["none", "linear"]} if cv_folds else {},
-            "cv_folds": cv_folds, "bootstrap": 0, "ci_level": 0.9, "top_k": 5, "threads": threads,
-            "anchor_endpoints": True}
+    return {
+        "params": FIXED_SURROGATE,
+        "grid": {"max_depth": [2, 3, 4], "base": ["none", "linear"]} if cv_folds else {},
+        "cv_folds": cv_folds,
+        "bootstrap": 0,
+        "ci_level": 0.9,
+        "top_k": 5,
+        "threads": threads,
+        "anchor_endpoints": True,
+    }
 
 
 def timed(function, *args, **kwargs) -> tuple[float, object]:
@@ -100,7 +130,9 @@ def median(values) -> float:
 def startup_seconds(repeats: int = 3) -> float:
     """A fresh Python importing the generation stack: what every Snakemake job pays before its work."""
     code = "import torch, diffusers, surrogateshap.steps"
-    return median(timed(subprocess.run, [sys.executable, "-c", code], check=True)[0] for _ in range(repeats))
+    return median(
+        timed(subprocess.run, [sys.executable, "-c", code], check=True)[0] for _ in range(repeats)
+    )
 
 
 class Table:
@@ -111,15 +143,27 @@ class Table:
 
     def __init__(self, *columns: tuple):
         self.specs = [column[1] for column in columns]
-        self.widths = [column[2] if len(column) > 2 else max(len(column[0]), 9) for column in columns]
+        self.widths = [
+            column[2] if len(column) > 2 else max(len(column[0]), 9) for column in columns
+        ]
         self._print([column[0] for column in columns])
 
     def row(self, *values) -> None:
-        self._print([value if isinstance(value, str) else format(value, spec) for value, spec in zip(values, self.specs)])
+        self._print(
+            [
+                value if isinstance(value, str) else format(value, spec)
+                for value, spec in zip(values, self.specs)
+            ]
+        )
 
     def _print(self, cells) -> None:
-        print(" ".join(f"{cell:{'<' if spec == '<' else '>'}{width}}"
-                       for cell, spec, width in zip(cells, self.specs, self.widths)), flush=True)
+        print(
+            " ".join(
+                f"{cell:{'<' if spec == '<' else '>'}{width}}"
+                for cell, spec, width in zip(cells, self.specs, self.widths)
+            ),
+            flush=True,
+        )
 
 
 def loglog_exponents(sizes: np.ndarray, seconds: np.ndarray) -> np.ndarray:

@@ -29,10 +29,14 @@ from tests.conftest import copy_workflow, planned_jobs  # noqa: E402  (the tests
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shards", type=int, nargs="+", default=[10, 30, 100, 300, 1000])
     parser.add_argument("--contributors", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=2, help="dry runs per size (the median is shown)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="dry runs per size (the median is shown)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     args = parser.parse_args()
     if args.quick:
@@ -42,28 +46,44 @@ def main() -> None:
         data = Path(tmp) / "data"
         data.mkdir()
         names = [f"contributor-{i:04d}" for i in range(args.contributors)]
-        pd.DataFrame({"file_name": [f"{name}-{k}.png" for name in names for k in range(2)],
-                      "contributor": np.repeat(names, 2)}).to_csv(data / "metadata.csv", index=False)
-        print(f"snakemake -n on the default config with a folder dataset of {args.contributors} contributors "
-              f"(median of {args.repeats})")
+        pd.DataFrame(
+            {
+                "file_name": [f"{name}-{k}.png" for name in names for k in range(2)],
+                "contributor": np.repeat(names, 2),
+            }
+        ).to_csv(data / "metadata.csv", index=False)
+        print(
+            f"snakemake -n on the default config with a folder dataset of {args.contributors} contributors "
+            f"(median of {args.repeats})"
+        )
         table = _common.Table(("shards", "d"), ("jobs", "d"), ("seconds", ".2f"))
         results = []
         for shards in args.shards:
-            config = {"run": "dag", "data": {"source": "folder", "root": str(data)},
-                      "generation": {"shards": shards}}
+            config = {
+                "run": "dag",
+                "data": {"source": "folder", "root": str(data)},
+                "generation": {"shards": shards},
+            }
             path = workdir / f"dag-{shards}.yaml"
             path.write_text(yaml.safe_dump(config))
-            runs = [_common.timed(planned_jobs, workdir, "--configfile", path.name) for _ in range(args.repeats)]
+            runs = [
+                _common.timed(planned_jobs, workdir, "--configfile", path.name)
+                for _ in range(args.repeats)
+            ]
             jobs = runs[0][1]
             if jobs.get("generate_pool") != shards or jobs.get("extract_features") != shards:
-                raise SystemExit(f"dry run with {shards} shards planned {jobs}, not {shards} generation jobs")
+                raise SystemExit(
+                    f"dry run with {shards} shards planned {jobs}, not {shards} generation jobs"
+                )
             seconds = _common.median(s for s, _ in runs)
             results.append((shards, seconds))
             table.row(shards, sum(jobs.values()), seconds)
     data = np.array(results, dtype=float)
     if len(data) > 1:
-        print(f"log-log fit: seconds ~ shards^{_common.loglog_exponents(data[:, :1], data[:, 1])[0]:.2f}; "
-              f"between the two largest sizes: shards^{_common.loglog_exponents(data[-2:, :1], data[-2:, 1])[0]:.2f}")
+        print(
+            f"log-log fit: seconds ~ shards^{_common.loglog_exponents(data[:, :1], data[:, 1])[0]:.2f}; "
+            f"between the two largest sizes: shards^{_common.loglog_exponents(data[-2:, :1], data[-2:, 1])[0]:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ def scipy_frechet(mean, cov, reference: Reference) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dims", type=int, nargs="+", default=[64, 512, 2048])
     parser.add_argument("--coalitions", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -37,17 +39,30 @@ def main() -> None:
     gpu = metrics.linalg_backend()
     if gpu[0] is not np:
         print(f"GPU: {torch.cuda.get_device_name()}")
-    print(f"{'d':>6} {'coalitions':>10} {'scipy s/coal':>13} {'ours s/coal':>12} {'speed-up':>9} {'max rel diff':>13}"
-          + (f" {'GPU s/coal':>11} {'GPU speed-up':>12} {'GPU rel diff':>12}" if gpu[0] is not np else ""))
+    print(
+        f"{'d':>6} {'coalitions':>10} {'scipy s/coal':>13} {'ours s/coal':>12} {'speed-up':>9} {'max rel diff':>13}"
+        + (
+            f" {'GPU s/coal':>11} {'GPU speed-up':>12} {'GPU rel diff':>12}"
+            if gpu[0] is not np
+            else ""
+        )
+    )
     for d in args.dims:
         n = 2 * d + 200  # enough samples for full-rank covariances
-        reference = Reference.from_features(rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) / np.sqrt(d))
-        means, seconds = [], []
+        reference = Reference.from_features(
+            rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) / np.sqrt(d)
+        )
+        means = []
         for _ in range(args.coalitions):
-            x = rng.normal(size=(n, d)) @ (np.eye(d) + 0.3 * rng.normal(size=(d, d)) / np.sqrt(d)) + 0.1
+            x = (
+                rng.normal(size=(n, d)) @ (np.eye(d) + 0.3 * rng.normal(size=(d, d)) / np.sqrt(d))
+                + 0.1
+            )
             means.append((x.mean(0), x.T @ x / n))
         started = time.perf_counter()
-        ours = frechet_from_moments(np.stack([m for m, _ in means]), np.stack([s for _, s in means]), reference)
+        ours = frechet_from_moments(
+            np.stack([m for m, _ in means]), np.stack([s for _, s in means]), reference
+        )
         ours_s = (time.perf_counter() - started) / args.coalitions
         started = time.perf_counter()
         theirs = np.array([scipy_frechet(m, s - np.outer(m, m), reference) for m, s in means])
@@ -56,8 +71,12 @@ def main() -> None:
         line = f"{d:>6} {args.coalitions:>10} {theirs_s:>13.4f} {ours_s:>12.4f} {theirs_s / ours_s:>8.1f}x {rel:>13.2e}"
         if gpu[0] is not np:
             xp, to = gpu
-            args_gpu = (to(np.stack([m for m, _ in means])), to(np.stack([s for _, s in means])),
-                        metrics.Reference(to(reference.mean), to(reference.cov), to(reference.cov_sqrt)), xp)
+            args_gpu = (
+                to(np.stack([m for m, _ in means])),
+                to(np.stack([s for _, s in means])),
+                metrics.Reference(to(reference.mean), to(reference.cov), to(reference.cov_sqrt)),
+                xp,
+            )
             metrics.frechet_from_moments(*args_gpu)  # warm-up: CUDA context and solver workspaces
             torch.cuda.synchronize()
             started = time.perf_counter()

@@ -26,46 +26,83 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import _common
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-import _common
 from surrogateshap import coalitions as coal
 from surrogateshap import estimators, models, steps
 from surrogateshap.config import merge
 
-SHORT = {"frechet_distance": "FD", "inception_score_like": "IS", "mean_confidence": "conf", "diversity": "div",
-         "marker_rate": "marker"}
+SHORT = {
+    "frechet_distance": "FD",
+    "inception_score_like": "IS",
+    "mean_confidence": "conf",
+    "diversity": "div",
+    "marker_rate": "marker",
+}
 
 
 def spearman(a, b) -> float:
     a, b = np.asarray(a), np.asarray(b)
-    return float(spearmanr(a, b).statistic) if len(a) > 2 and np.ptp(a) > 0 and np.ptp(b) > 0 else float("nan")
+    return (
+        float(spearmanr(a, b).statistic)
+        if len(a) > 2 and np.ptp(a) > 0 and np.ptp(b) > 0
+        else float("nan")
+    )
 
 
-def shapley(utilities: pd.DataFrame, metric: str, x: np.ndarray, names: list[str], surrogate_cfg: dict) -> np.ndarray:
-    table, _ = estimators.attribute("surrogate", x, utilities[metric].to_numpy(np.float64), names, surrogate_cfg, seed=0)
+def shapley(
+    utilities: pd.DataFrame, metric: str, x: np.ndarray, names: list[str], surrogate_cfg: dict
+) -> np.ndarray:
+    table, _ = estimators.attribute(
+        "surrogate", x, utilities[metric].to_numpy(np.float64), names, surrogate_cfg, seed=0
+    )
     return table.set_index("contributor").loc[names, "shapley"].to_numpy()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="a trained model folder (e.g. results/cache/model/<key>/model)")
-    parser.add_argument("--train-steps", type=int, default=300, help="without --model: train this many steps")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", help="a trained model folder (e.g. results/cache/model/<key>/model)"
+    )
+    parser.add_argument(
+        "--train-steps", type=int, default=300, help="without --model: train this many steps"
+    )
     parser.add_argument("--coalitions", type=int, nargs="+", default=[50, 200, 500, 2000])
-    parser.add_argument("--pool-sizes", type=int, nargs="+", default=[200, 100, 50],
-                        help="pooled mode's samples per contributor (the default config: 200)")
-    parser.add_argument("--per-coalition-limit", type=int, default=150,
-                        help="run per_coalition for real on at most this many coalitions")
-    parser.add_argument("--ceiling", type=int, default=0, help="rerun per_coalition on this many with another seed")
-    parser.add_argument("--cv", action="store_true", help="surrogate hyperparameters by 5-fold CV (slower)")
+    parser.add_argument(
+        "--pool-sizes",
+        type=int,
+        nargs="+",
+        default=[200, 100, 50],
+        help="pooled mode's samples per contributor (the default config: 200)",
+    )
+    parser.add_argument(
+        "--per-coalition-limit",
+        type=int,
+        default=150,
+        help="run per_coalition for real on at most this many coalitions",
+    )
+    parser.add_argument(
+        "--ceiling", type=int, default=0, help="rerun per_coalition on this many with another seed"
+    )
+    parser.add_argument(
+        "--cv", action="store_true", help="surrogate hyperparameters by 5-fold CV (slower)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the rules use 1)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     args = parser.parse_args()
     overrides = {}
     if args.quick:
-        args.train_steps, args.coalitions, args.pool_sizes, args.per_coalition_limit = 2, [8, 16], [4], 8
+        args.train_steps, args.coalitions, args.pool_sizes, args.per_coalition_limit = (
+            2,
+            [8, 16],
+            [4],
+            8,
+        )
         args.ceiling = min(args.ceiling, 4)
         overrides = {"generation": {"steps": 3}, "game": {"per_coalition": {"samples": 8}}}
     config = _common.default_config(overrides)
@@ -80,17 +117,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         inputs = _common.prepare_inputs(tmp, config, args.model, args.train_steps, args.threads)
-        names = pd.read_parquet(Path(inputs.data_dir) / "contributors.parquet")["contributor"].tolist()
+        names = pd.read_parquet(Path(inputs.data_dir) / "contributors.parquet")[
+            "contributor"
+        ].tolist()
         n_groups = len(names) + 1  # + the unconditional pool, v(empty)
         coalitions_path = tmp / "coalitions.parquet"
-        steps.draw_coalitions(inputs.data_dir, merge(config["coalitions"], {"count": counts[-1]}), str(coalitions_path))
+        steps.draw_coalitions(
+            inputs.data_dir,
+            merge(config["coalitions"], {"count": counts[-1]}),
+            str(coalitions_path),
+        )
         table = pd.read_parquet(coalitions_path)
         counts = [min(c, len(table)) for c in counts]
         x_all = coal.indicator_matrix(table["members"], names)
         print(f"model: {inputs.model_note}")
-        print(f"{len(names)} contributors; {config['generation']['steps']} DDIM steps, guidance "
-              f"{config['generation']['guidance_scale']}, batch {config['generation']['batch_size']}; "
-              f"per_coalition: {samples_per_coalition} images per coalition; {args.threads} torch thread(s), one process")
+        print(
+            f"{len(names)} contributors; {config['generation']['steps']} DDIM steps, guidance "
+            f"{config['generation']['guidance_scale']}, batch {config['generation']['batch_size']}; "
+            f"per_coalition: {samples_per_coalition} images per coalition; {args.threads} torch thread(s), one process"
+        )
 
         # per_coalition on the first `limit` coalitions, in chunks ending at each count
         limit = min(args.per_coalition_limit, counts[-1])
@@ -100,9 +145,24 @@ def main() -> None:
         for start, stop in zip(bounds, bounds[1:]):
             out = tmp / f"per_coalition-{start}.parquet"
             seconds, _ = _common.timed(
-                steps.per_coalition_utilities, inputs.data_dir, inputs.model_dir, inputs.classifier, inputs.reference,
-                str(coalitions_path), config["generation"], empty, samples_per_coalition, marker_size,
-                config["features"], metrics, config["seed"], "1-of-1", args.threads, str(out), rows=list(range(start, stop)))
+                steps.per_coalition_utilities,
+                inputs.data_dir,
+                inputs.model_dir,
+                inputs.classifier,
+                inputs.reference,
+                str(coalitions_path),
+                config["generation"],
+                empty,
+                samples_per_coalition,
+                marker_size,
+                config["features"],
+                metrics,
+                config["seed"],
+                "1-of-1",
+                args.threads,
+                str(out),
+                rows=list(range(start, stop)),
+            )
             elapsed += seconds
             per_seconds[stop] = elapsed
             fresh.append(pd.read_parquet(out))
@@ -115,9 +175,23 @@ def main() -> None:
             out = tmp / "per_coalition-reseeded.parquet"
             rows = min(args.ceiling, limit)
             steps.per_coalition_utilities(
-                inputs.data_dir, inputs.model_dir, inputs.classifier, inputs.reference, str(coalitions_path),
-                config["generation"], empty, samples_per_coalition, marker_size, config["features"], metrics,
-                config["seed"] + 1, "1-of-1", args.threads, str(out), rows=list(range(rows)))
+                inputs.data_dir,
+                inputs.model_dir,
+                inputs.classifier,
+                inputs.reference,
+                str(coalitions_path),
+                config["generation"],
+                empty,
+                samples_per_coalition,
+                marker_size,
+                config["features"],
+                metrics,
+                config["seed"] + 1,
+                "1-of-1",
+                args.threads,
+                str(out),
+                rows=list(range(rows)),
+            )
             again = pd.read_parquet(out)
             ceiling = {m: spearman(fresh[m][:rows], again[m]) for m in metrics}
             _common.note(f"per_coalition reseeded on {rows} coalitions")
@@ -127,45 +201,110 @@ def main() -> None:
         for size in args.pool_sizes:
             gen_cfg = merge(config["generation"], {"samples_per_contributor": size})
             pool, features = tmp / f"pool-{size}.parquet", tmp / f"features-{size}.parquet"
-            gen_s, _ = _common.timed(steps.generate_pool_shard, inputs.data_dir, inputs.model_dir, gen_cfg, empty,
-                                     config["seed"], "1-of-1", args.threads, str(pool))
-            feat_s, _ = _common.timed(steps.extract_features, str(pool), inputs.classifier, marker_size,
-                                      config["features"], args.threads, str(features))
+            gen_s, _ = _common.timed(
+                steps.generate_pool_shard,
+                inputs.data_dir,
+                inputs.model_dir,
+                gen_cfg,
+                empty,
+                config["seed"],
+                "1-of-1",
+                args.threads,
+                str(pool),
+            )
+            feat_s, _ = _common.timed(
+                steps.extract_features,
+                str(pool),
+                inputs.classifier,
+                marker_size,
+                config["features"],
+                args.threads,
+                str(features),
+            )
             for count in counts:
                 subset = tmp / f"coalitions-{count}.parquet"
                 table.iloc[:count].to_parquet(subset)
-                util_s, _ = _common.timed(steps.pooled_utilities, inputs.data_dir, str(subset), [str(features)],
-                                          inputs.reference, metrics, str(tmp / "utilities.parquet"))
-                pooled[size, count] = (gen_s + feat_s + util_s, pd.read_parquet(tmp / "utilities.parquet"))
-            _common.note(f"pooled, {size} per contributor: generation {gen_s:.0f}s, features {feat_s:.1f}s")
+                util_s, _ = _common.timed(
+                    steps.pooled_utilities,
+                    inputs.data_dir,
+                    str(subset),
+                    [str(features)],
+                    inputs.reference,
+                    metrics,
+                    str(tmp / "utilities.parquet"),
+                )
+                pooled[size, count] = (
+                    gen_s + feat_s + util_s,
+                    pd.read_parquet(tmp / "utilities.parquet"),
+                )
+            _common.note(
+                f"pooled, {size} per contributor: generation {gen_s:.0f}s, features {feat_s:.1f}s"
+            )
 
-        print("\nCost and agreement of utilities (Spearman, pooled vs per_coalition, over the coalitions run both ways)")
-        cost = _common.Table(("pool", "d"), ("coalitions", "d"), ("both", "d"), ("pooled img", "d"), ("per-coal img", "d"),
-                             ("img ratio", ".1f"), ("pooled s", ".1f"), ("per-coal s", "<", 16), ("time ratio", ".1f"),
-                             *[(f"rho {SHORT.get(m, m)}", ".3f") for m in metrics])
+        print(
+            "\nCost and agreement of utilities (Spearman, pooled vs per_coalition, over the coalitions run both ways)"
+        )
+        cost = _common.Table(
+            ("pool", "d"),
+            ("coalitions", "d"),
+            ("both", "d"),
+            ("pooled img", "d"),
+            ("per-coal img", "d"),
+            ("img ratio", ".1f"),
+            ("pooled s", ".1f"),
+            ("per-coal s", "<", 16),
+            ("time ratio", ".1f"),
+            *[(f"rho {SHORT.get(m, m)}", ".3f") for m in metrics],
+        )
         for size in args.pool_sizes:
             for count in counts:
                 wall, utilities = pooled[size, count]
                 both = min(count, limit)
                 per_wall = per_seconds[count] if count <= limit else seconds_per_coalition * count
                 label = f"{per_wall:.1f}" + ("" if count <= limit else " extrap.")
-                cost.row(size, count, both, n_groups * size, count * samples_per_coalition,
-                         count * samples_per_coalition / (n_groups * size), wall, label, per_wall / wall,
-                         *[spearman(utilities[m][:both], fresh[m][:both]) for m in metrics])
+                cost.row(
+                    size,
+                    count,
+                    both,
+                    n_groups * size,
+                    count * samples_per_coalition,
+                    count * samples_per_coalition / (n_groups * size),
+                    wall,
+                    label,
+                    per_wall / wall,
+                    *[spearman(utilities[m][:both], fresh[m][:both]) for m in metrics],
+                )
         if ceiling:
-            print(f"per_coalition vs per_coalition with another seed, first {min(args.ceiling, limit)} coalitions: "
-                  + ", ".join(f"rho {SHORT.get(m, m)} {ceiling[m]:.3f}" for m in metrics))
+            print(
+                f"per_coalition vs per_coalition with another seed, first {min(args.ceiling, limit)} coalitions: "
+                + ", ".join(f"rho {SHORT.get(m, m)} {ceiling[m]:.3f}" for m in metrics)
+            )
 
-        print("\nAgreement of Shapley values (Spearman over contributors), surrogate fitted on the same coalitions "
-              f"({'5-fold CV' if args.cv else 'fixed hyperparameters'})")
-        agree = _common.Table(("pool", "d"), ("coalitions", "d"), *[(f"rho {SHORT.get(m, m)}", ".3f") for m in metrics])
+        print(
+            "\nAgreement of Shapley values (Spearman over contributors), surrogate fitted on the same coalitions "
+            f"({'5-fold CV' if args.cv else 'fixed hyperparameters'})"
+        )
+        agree = _common.Table(
+            ("pool", "d"),
+            ("coalitions", "d"),
+            *[(f"rho {SHORT.get(m, m)}", ".3f") for m in metrics],
+        )
         for size in args.pool_sizes:
             for both in sorted({min(c, limit) for c in counts}):
                 count = min(c for c in counts if min(c, limit) == both)
                 utilities = pooled[size, count][1]
                 x = x_all[:both]
-                agree.row(size, both, *[spearman(shapley(utilities[:both], m, x, names, surrogate_cfg),
-                                                 shapley(fresh[:both], m, x, names, surrogate_cfg)) for m in metrics])
+                agree.row(
+                    size,
+                    both,
+                    *[
+                        spearman(
+                            shapley(utilities[:both], m, x, names, surrogate_cfg),
+                            shapley(fresh[:both], m, x, names, surrogate_cfg),
+                        )
+                        for m in metrics
+                    ],
+                )
 
 
 if __name__ == "__main__":

@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import time
 
+import _common
 import numpy as np
 
-import _common
 from surrogateshap import estimators, games
 from surrogateshap.coalitions import indicators, sample_coalitions
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ns", type=int, nargs="+", default=[20, 100, 1000])
     parser.add_argument("--rows", type=int, nargs="+", default=[200, 2000, 20000])
     parser.add_argument("--cv-folds", type=int, default=0)

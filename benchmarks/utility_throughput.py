@@ -21,20 +21,30 @@ from __future__ import annotations
 
 import argparse
 
+import _common
 import numpy as np
 
-import _common
 from surrogateshap import game, metrics
 from surrogateshap.coalitions import sample_coalitions
 
-DEFAULT_METRICS = ["frechet_distance", "inception_score_like", "mean_confidence", "diversity", "marker_rate"]
+DEFAULT_METRICS = [
+    "frechet_distance",
+    "inception_score_like",
+    "mean_confidence",
+    "diversity",
+    "marker_rate",
+]
 
 
-def synthetic_pool(n: int, per: int, dim: int, classes: int, seed: int) -> tuple[metrics.Samples, metrics.Reference]:
+def synthetic_pool(
+    n: int, per: int, dim: int, classes: int, seed: int
+) -> tuple[metrics.Samples, metrics.Reference]:
     rng = np.random.default_rng(seed)
     group = np.repeat(np.arange(n + 1), per)
     mixing = rng.normal(size=(dim, dim)) / np.sqrt(dim)
-    features = (rng.normal(size=(len(group), dim)) + rng.normal(size=(n + 1, dim))[group] * 0.3) @ mixing
+    features = (
+        rng.normal(size=(len(group), dim)) + rng.normal(size=(n + 1, dim))[group] * 0.3
+    ) @ mixing
     logits = rng.normal(size=(len(group), classes)) * 3
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
@@ -54,32 +64,58 @@ def throughput(metric, stats, weights, reference, seconds: float) -> tuple[int, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ns", type=int, nargs="+", default=[20, 100, 1000], help="contributors")
     parser.add_argument("--dim", type=int, default=2048, help="feature dimension")
     parser.add_argument("--samples", type=int, default=50, help="pool images per contributor")
-    parser.add_argument("--classes", type=int, default=1000, help="classifier classes (probabilities)")
+    parser.add_argument(
+        "--classes", type=int, default=1000, help="classifier classes (probabilities)"
+    )
     parser.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS)
-    parser.add_argument("--seconds", type=float, default=2.0, help="time each metric at least this long")
+    parser.add_argument(
+        "--seconds", type=float, default=2.0, help="time each metric at least this long"
+    )
     parser.add_argument("--max-coalitions", type=int, default=4096)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     args = parser.parse_args()
     if args.quick:
-        args.ns, args.dim, args.samples, args.classes, args.seconds, args.max_coalitions = [5, 12], 16, 6, 10, 0.01, 64
+        args.ns, args.dim, args.samples, args.classes, args.seconds, args.max_coalitions = (
+            [5, 12],
+            16,
+            6,
+            10,
+            0.01,
+            64,
+        )
     xp, _ = metrics.linalg_backend()
     if xp is np:
         backend = "numpy on the CPU"
     else:
         backend = f"torch float64 on {xp.cuda.get_device_name()}"
-    print(f"{args.dim}-d features, {args.classes} classes, {args.samples} images per contributor; "
-          f"Fréchet linear algebra: {backend}")
-    table = _common.Table(("n", "d"), ("images", "d"), ("metric", "<", 20), ("route", "<", 16), ("stats s", ".2f"),
-                          ("coalitions", "d"), ("eval s", ".3f"), ("s/coalition", ".2e"), ("coalitions/s", ",.1f"))
+    print(
+        f"{args.dim}-d features, {args.classes} classes, {args.samples} images per contributor; "
+        f"Fréchet linear algebra: {backend}"
+    )
+    table = _common.Table(
+        ("n", "d"),
+        ("images", "d"),
+        ("metric", "<", 20),
+        ("route", "<", 16),
+        ("stats s", ".2f"),
+        ("coalitions", "d"),
+        ("eval s", ".3f"),
+        ("s/coalition", ".2e"),
+        ("coalitions/s", ",.1f"),
+    )
     for n in args.ns:
         samples, reference = synthetic_pool(n, args.samples, args.dim, args.classes, seed=n)
         counts = np.random.default_rng(0).integers(20, 200, size=n).astype(np.float64)
         coalitions = sample_coalitions(n, args.max_coalitions, "shapley_kernel", seed=1)
-        weights = game.mixture_weights(coalitions, counts)[np.random.default_rng(2).permutation(len(coalitions))]
+        weights = game.mixture_weights(coalitions, counts)[
+            np.random.default_rng(2).permutation(len(coalitions))
+        ]
         for name in args.metrics:
             metric = metrics.get_metric(name)
             stats_s, stats = _common.timed(metric.group_stats, samples, reference)
@@ -87,7 +123,17 @@ def main() -> None:
             if name == "frechet_distance":
                 route = "group moments" if "second" in stats else "member features"
             evaluated, eval_s = throughput(metric, stats, weights, reference, args.seconds)
-            table.row(n, len(samples.group), name, route, stats_s, evaluated, eval_s, eval_s / evaluated, evaluated / eval_s)
+            table.row(
+                n,
+                len(samples.group),
+                name,
+                route,
+                stats_s,
+                evaluated,
+                eval_s,
+                eval_s / evaluated,
+                evaluated / eval_s,
+            )
 
 
 if __name__ == "__main__":

@@ -32,10 +32,17 @@ def copy_workflow(dest: Path) -> Path:
 
 
 def snakemake(workdir: Path, *args, timeout=1200, check=True) -> subprocess.CompletedProcess:
-    result = subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        [SNAKEMAKE, "--cores", "2", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 
@@ -64,9 +71,25 @@ def run_dir(tmp_path_factory):
 # Contributor names a data marketplace or a scrape might deliver (issue 8). Each must reach the
 # attribution files and the report exactly as written, and never a path, wildcard or job name.
 HOSTILE_NAMES = [
-    "alice smith", "a/b\\c", "../../etc/passwd", "Smith, John", "O'Brien \"the quote\"", "Tom & Jerry",
-    "<script>alert('x')</script>", "<img src=x onerror=alert(1)>", "محمد الفنان", "\u202eevil\u202c", "Bob", "bob",
-    "{metric}*?[x]", "$(rm -rf ~) `id` $5 $x$", " padded name ", "🎨 artist 日本語", "Zoë", "null", "-rf",
+    "alice smith",
+    "a/b\\c",
+    "../../etc/passwd",
+    "Smith, John",
+    'O\'Brien "the quote"',
+    "Tom & Jerry",
+    "<script>alert('x')</script>",
+    "<img src=x onerror=alert(1)>",
+    "محمد الفنان",
+    "\u202eevil\u202c",
+    "Bob",
+    "bob",
+    "{metric}*?[x]",
+    "$(rm -rf ~) `id` $5 $x$",
+    " padded name ",
+    "🎨 artist 日本語",
+    "Zoë",
+    "null",
+    "-rf",
     "a very long name " * 20,
 ]
 HOSTILE = "tests/configs/hostile.yaml"
@@ -85,9 +108,11 @@ def write_hostile_dataset(folder: Path, per_contributor: int = 10) -> Path:
     rows = []
     for c, name in enumerate(HOSTILE_NAMES):
         label = c % 10
-        for i in np.flatnonzero(labels == label)[c // 10 * per_contributor:][:per_contributor]:
+        for i in np.flatnonzero(labels == label)[c // 10 * per_contributor :][:per_contributor]:
             file_name = f"img/{i:05d}.png"
-            Image.fromarray(np.round(images[i] * 255).astype(np.uint8), mode="L").save(folder / file_name)
+            Image.fromarray(np.round(images[i] * 255).astype(np.uint8), mode="L").save(
+                folder / file_name
+            )
             rows.append({"file_name": file_name, "contributor": name, "label": label})
     pd.DataFrame(rows).to_csv(folder / "metadata.csv", index=False)
     return folder / "metadata.csv"
@@ -101,8 +126,11 @@ def hostile_run_dir(tmp_path_factory):
     workdir = copy_workflow(tmp_path_factory.mktemp("hostile"))
     folder = tmp_path_factory.mktemp("data") / "my data <b>ü</b> & co"
     metadata = write_hostile_dataset(folder)
-    (workdir / "data.yaml").write_text(yaml.safe_dump({"data": {"source": "folder", "root": str(folder),
-                                                               "metadata": str(metadata)}}))
+    (workdir / "data.yaml").write_text(
+        yaml.safe_dump(
+            {"data": {"source": "folder", "root": str(folder), "metadata": str(metadata)}}
+        )
+    )
     snakemake(workdir, "--configfile", HOSTILE, "data.yaml")
     return workdir
 
@@ -119,11 +147,20 @@ def reference_set(tmp_path: Path, feat_cfg: dict):
     (tmp_path / "data/images").mkdir(parents=True)
     rows = []
     for i in range(4):
-        Image.fromarray(np.full((12, 12, 3), 40 * i, np.uint8)).save(tmp_path / f"data/images/{i}.png")
+        Image.fromarray(np.full((12, 12, 3), 40 * i, np.uint8)).save(
+            tmp_path / f"data/images/{i}.png"
+        )
         rows.append({"file_name": f"images/{i}.png", "contributor": "ann" if i % 2 else "bob"})
     pd.DataFrame(rows).to_csv(tmp_path / "data/metadata.csv", index=False)
-    data_cfg = {"source": "folder", "root": str(tmp_path / "data"), "metadata": str(tmp_path / "data/metadata.csv"),
-                "contributor_column": "contributor", "label_column": None, "min_items": 1, "image_size": 8}
+    data_cfg = {
+        "source": "folder",
+        "root": str(tmp_path / "data"),
+        "metadata": str(tmp_path / "data/metadata.csv"),
+        "contributor_column": "contributor",
+        "label_column": None,
+        "min_items": 1,
+        "image_size": 8,
+    }
     steps.prepare_data(data_cfg, 0, str(tmp_path / "prepared"))
     out = tmp_path / "reference.parquet"
     steps.reference_features(None, str(out), feat_cfg, str(tmp_path / "prepared"))

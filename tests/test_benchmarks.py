@@ -13,20 +13,58 @@ from .conftest import ROOT
 SLOW = pytest.mark.slow
 
 
-@pytest.mark.parametrize("script, args, expected", [
-    ("frechet.py", ["--dims", "8", "--coalitions", "2"], ["speed-up"]),
-    ("estimators.py", ["--ns", "6", "--multipliers", "2", "--seeds", "1", "--games", "polynomial", "additive",
-                       "--estimators", "surrogate", "kernel", "permutation"], ["rel L2", "additive n=6", "paired"]),
-    ("scaling.py", ["--ns", "5", "8", "--rows", "12", "24"], ["log-log fit: seconds ~ n^"]),
-    ("utility_throughput.py", ["--quick"], ["coalitions/s", "frechet_distance", "group moments"]),
-    pytest.param("generation.py", ["--quick"], ["vs bare", "generation + features", "start-up per job"], marks=SLOW),
-    pytest.param("proxy_game.py", ["--quick", "--ceiling", "4"], ["img ratio", "extrap.", "rho FD", "another seed"],
-                 marks=SLOW),
-    pytest.param("dag.py", ["--quick"], ["log-log fit: seconds ~ shards^"], marks=SLOW),
-])
+@pytest.mark.parametrize(
+    "script, args, expected",
+    [
+        ("frechet.py", ["--dims", "8", "--coalitions", "2"], ["speed-up"]),
+        (
+            "estimators.py",
+            [
+                "--ns",
+                "6",
+                "--multipliers",
+                "2",
+                "--seeds",
+                "1",
+                "--games",
+                "polynomial",
+                "additive",
+                "--estimators",
+                "surrogate",
+                "kernel",
+                "permutation",
+            ],
+            ["rel L2", "additive n=6", "paired"],
+        ),
+        ("scaling.py", ["--ns", "5", "8", "--rows", "12", "24"], ["log-log fit: seconds ~ n^"]),
+        (
+            "utility_throughput.py",
+            ["--quick"],
+            ["coalitions/s", "frechet_distance", "group moments"],
+        ),
+        pytest.param(
+            "generation.py",
+            ["--quick"],
+            ["vs bare", "generation + features", "start-up per job"],
+            marks=SLOW,
+        ),
+        pytest.param(
+            "proxy_game.py",
+            ["--quick", "--ceiling", "4"],
+            ["img ratio", "extrap.", "rho FD", "another seed"],
+            marks=SLOW,
+        ),
+        pytest.param("dag.py", ["--quick"], ["log-log fit: seconds ~ shards^"], marks=SLOW),
+    ],
+)
 def test_benchmark_runs(script, args, expected):
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     for text in expected:
         assert text in result.stdout, result.stdout

@@ -43,5 +43,7 @@ def test_a_further_round_draws_only_new_coalitions():
     more = sample_coalitions(10, 50, "uniform_size", seed=[1, 1], paired=True, taken=first)
     assert len(more) == 50 and not set(more) & set(first) and () not in more
     assert more == sample_coalitions(10, 50, "uniform_size", seed=[1, 1], paired=True, taken=first)
-    rest = sample_coalitions(4, 100, "shapley_kernel", seed=0, taken=sample_coalitions(4, 10, "shapley_kernel", 0))
+    rest = sample_coalitions(
+        4, 100, "shapley_kernel", seed=0, taken=sample_coalitions(4, 10, "shapley_kernel", 0)
+    )
     assert len(rest) == 6  # the 16 coalitions of 4 players, less the 10 taken

@@ -13,14 +13,17 @@ def test_default_config_validates(default_config):
     assert len(default_config["metrics"]) == 5
 
 
-@pytest.mark.parametrize("path, value, field", [
-    (("generation", "steps"), 0, "generation.steps"),
-    (("game", "mode"), "magic", "game.mode"),
-    (("coalitions", "sampler"), "random", "coalitions.sampler"),
-    (("metrics",), ["fid_typo"], "metrics.0"),
-    (("generation", "guidance"), 2.0, "generation"),  # unknown key: a typo is an error
-    (("surrogate", "grid", "base"), ["none", "kernal"], "surrogate.grid.base.1"),
-])
+@pytest.mark.parametrize(
+    "path, value, field",
+    [
+        (("generation", "steps"), 0, "generation.steps"),
+        (("game", "mode"), "magic", "game.mode"),
+        (("coalitions", "sampler"), "random", "coalitions.sampler"),
+        (("metrics",), ["fid_typo"], "metrics.0"),
+        (("generation", "guidance"), 2.0, "generation"),  # unknown key: a typo is an error
+        (("surrogate", "grid", "base"), ["none", "kernal"], "surrogate.grid.base.1"),
+    ],
+)
 def test_schema_errors_name_the_field(default_config, path, value, field):
     config = copy.deepcopy(default_config)
     node = config
@@ -56,15 +59,25 @@ def _diff(default_config, path, value):
 
 def test_surrogate_settings_change_only_the_attribution_key(default_config):
     # and what the evaluation builds on the attributions; never the held-out retraining game
-    assert _diff(default_config, ("surrogate", "bootstrap"), 5) == {"attribution", "baselines", "counterfactual",
-                                                                     "evaluation"}
+    assert _diff(default_config, ("surrogate", "bootstrap"), 5) == {
+        "attribution",
+        "baselines",
+        "counterfactual",
+        "evaluation",
+    }
 
 
 def test_counterfactual_settings_do_not_retrain_the_heldout_coalitions(default_config):
-    assert _diff(default_config, ("evaluation", "counterfactual", "k"), [1]) == {"baselines", "counterfactual",
-                                                                                "evaluation"}
-    assert _diff(default_config, ("evaluation", "retrain", "samples"), 64) == {"retrain", "counterfactual",
-                                                                              "evaluation"}
+    assert _diff(default_config, ("evaluation", "counterfactual", "k"), [1]) == {
+        "baselines",
+        "counterfactual",
+        "evaluation",
+    }
+    assert _diff(default_config, ("evaluation", "retrain", "samples"), 64) == {
+        "retrain",
+        "counterfactual",
+        "evaluation",
+    }
 
 
 def test_metric_settings_do_not_change_generation(default_config):
@@ -98,23 +111,31 @@ def test_empty_coalition_definition_regenerates_only_the_pool_and_below(default_
 
 
 def test_coalition_rounds_make_the_utilities_depend_on_the_surrogate(default_config):
-    adaptive = _changed(default_config, ("coalitions", "rounds"), {"max": 3, "threshold": 0.95, "patience": 2,
-                                                                    "metrics": None})
+    adaptive = _changed(
+        default_config,
+        ("coalitions", "rounds"),
+        {"max": 3, "threshold": 0.95, "patience": 2, "metrics": None},
+    )
     assert "utilities" in _diff(adaptive, ("surrogate", "bootstrap"), 5)
     assert "utilities" not in _diff(default_config, ("surrogate", "bootstrap"), 5)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"game": {"mode": "per_coalition"}}, "needs game.mode: pooled"),
-    ({"coalitions": {"table": "my.parquet"}}, "coalitions.table fixes them"),
-    ({"coalitions": {"rounds": {"max": 2, "metrics": ["fid"]}}}, "not in metrics: ['fid']"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"game": {"mode": "per_coalition"}}, "needs game.mode: pooled"),
+        ({"coalitions": {"table": "my.parquet"}}, "coalitions.table fixes them"),
+        ({"coalitions": {"rounds": {"max": 2, "metrics": ["fid"]}}}, "not in metrics: ['fid']"),
+    ],
+)
 def test_coalition_rounds_refuse_what_they_cannot_do(default_config, change, message):
     config = copy.deepcopy(default_config)
     config["coalitions"]["rounds"]["max"] = 2
     for section, values in change.items():
         for key, value in values.items():
-            config[section][key] = dict(config[section][key], **value) if isinstance(value, dict) else value
+            config[section][key] = (
+                dict(config[section][key], **value) if isinstance(value, dict) else value
+            )
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate_config(config, SCHEMA)
 
@@ -122,5 +143,7 @@ def test_coalition_rounds_refuse_what_they_cannot_do(default_config, change, mes
 def test_key_order_and_new_null_settings_change_no_stage_key(default_config):
     reordered = copy.deepcopy(default_config)
     reordered["generation"] = dict(reversed(list(reordered["generation"].items())))
-    reordered["features"]["a_future_setting"] = None  # what a new optional setting with a null default adds
+    reordered["features"]["a_future_setting"] = (
+        None  # what a new optional setting with a null default adds
+    )
     assert stage_keys(reordered) == stage_keys(default_config)

@@ -16,7 +16,9 @@ def _folder(tmp_path, rows, images=True):
 
 
 def _rows(n=4):
-    return [{"file_name": f"img/{i}.png", "contributor": f"c{i % 2}", "label": i % 2} for i in range(n)]
+    return [
+        {"file_name": f"img/{i}.png", "contributor": f"c{i % 2}", "label": i % 2} for i in range(n)
+    ]
 
 
 def test_valid_folder_loads(tmp_path):

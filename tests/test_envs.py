@@ -63,19 +63,29 @@ def test_env_pins_agree_with_requirements(name):
     for line in pip_section(env):
         if line.startswith("-"):
             continue  # pip options (an index)
-        assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[^\s=]+", line), f"{ENVS[name]}: {line!r} is not pinned exactly"
+        assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[^\s=]+", line), (
+            f"{ENVS[name]}: {line!r} is not pinned exactly"
+        )
         package, version = line.split("==")
-        assert normalize(package) in pins, f"{ENVS[name]}: {package} is pinned nowhere in requirements*.txt / pyproject"
-        assert version == pins[normalize(package)], f"{ENVS[name]}: {line}, but the pin is {pins[normalize(package)]}"
+        assert normalize(package) in pins, (
+            f"{ENVS[name]}: {package} is pinned nowhere in requirements*.txt / pyproject"
+        )
+        assert version == pins[normalize(package)], (
+            f"{ENVS[name]}: {line}, but the pin is {pins[normalize(package)]}"
+        )
         packages[normalize(package)] = version
     missing = {d for d in runtime_dependencies() if d not in packages}
-    assert not missing, f"{ENVS[name]} lacks runtime dependencies of pyproject.toml: {sorted(missing)}"
+    assert not missing, (
+        f"{ENVS[name]} lacks runtime dependencies of pyproject.toml: {sorted(missing)}"
+    )
     assert len({"xgboost", "xgboost-cpu"} & set(packages)) == 1, "exactly one XGBoost wheel"
 
 
 def test_only_the_cpu_env_takes_torch_from_the_cpu_index():
     assert CPU_TORCH_INDEX in pip_section(yaml.safe_load(ENVS["fit"].read_text()))
-    assert not any("pytorch.org" in line for line in pip_section(yaml.safe_load(ENVS["generate"].read_text())))
+    assert not any(
+        "pytorch.org" in line for line in pip_section(yaml.safe_load(ENVS["generate"].read_text()))
+    )
 
 
 @pytest.mark.parametrize("name", sorted(ENVS))

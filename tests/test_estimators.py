@@ -10,7 +10,7 @@ from surrogateshap.surrogate import _regressor, tree_interactions
 
 
 def _all(n):
-    return np.array([[m >> i & 1 for i in range(n)] for m in range(2 ** n)], dtype=float)
+    return np.array([[m >> i & 1 for i in range(n)] for m in range(2**n)], dtype=float)
 
 
 def _indicators(coalitions, n):
@@ -87,11 +87,17 @@ def test_kernel_leaves_directions_the_coalitions_barely_determine_at_the_minimum
         w = estimators.size_weights(x)
         a = (x * w[:, None]).T @ x / w.sum()
         b = (x * w[:, None]).T @ (y - y[x.sum(1) == 0][0]) / w.sum()
-        full_b, full_1 = np.linalg.lstsq(a, b, rcond=None)[0], np.linalg.lstsq(a, np.ones(n), rcond=None)[0]
+        full_b, full_1 = (
+            np.linalg.lstsq(a, b, rcond=None)[0],
+            np.linalg.lstsq(a, np.ones(n), rcond=None)[0],
+        )
         untruncated = full_b - full_1 * (full_b.sum() - total) / full_1.sum()
         got = estimators.kernel(x, y)
         assert got.sum() == pytest.approx(total)
-        errors[budget] = [np.linalg.norm(v - game.shapley) / np.linalg.norm(game.shapley) for v in (got, untruncated)]
+        errors[budget] = [
+            np.linalg.norm(v - game.shapley) / np.linalg.norm(game.shapley)
+            for v in (got, untruncated)
+        ]
     assert errors[2 * n][1] > 1.0 and errors[2 * n][0] < 0.6, errors
     assert errors[10 * n][0] == pytest.approx(errors[10 * n][1], rel=1e-6), errors
 
@@ -128,8 +134,17 @@ def test_banzhaf_on_all_coalitions():
 def test_symmetry_and_null_players_for_every_estimator():
     x = _all(5)
     y = _poly(x, np.array([1.0, 1.0, 0.0, 2.0, 0.0]), [((0, 1), 1.0)])
-    for values in (estimators.exact(x, y), estimators.kernel(x, y), estimators.banzhaf(x, y), estimators.loo(x, y)):
-        assert values[0] == pytest.approx(values[1]) and abs(values[2]) < 1e-9 and abs(values[4]) < 1e-9
+    for values in (
+        estimators.exact(x, y),
+        estimators.kernel(x, y),
+        estimators.banzhaf(x, y),
+        estimators.loo(x, y),
+    ):
+        assert (
+            values[0] == pytest.approx(values[1])
+            and abs(values[2]) < 1e-9
+            and abs(values[4]) < 1e-9
+        )
 
 
 def _brute_interactions(predict, n):
@@ -158,7 +173,9 @@ def test_tree_interactions_match_brute_force():
     n = 7
     x = _all(n)
     y = _poly(x, np.arange(n, dtype=float), [((0, 1), 2.0), ((2, 5), -1.5)], [((1, 3, 4), 1.0)])
-    model = _regressor({"n_estimators": 200, "max_depth": 4, "learning_rate": 0.2}, seed=0, threads=1).fit(x, y)
+    model = _regressor(
+        {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.2}, seed=0, threads=1
+    ).fit(x, y)
     got = tree_interactions(model, n)
     want = _brute_interactions(lambda rows: model.predict(rows).astype(np.float64), n)
     assert np.abs(got - want).max() < 1e-4
@@ -176,14 +193,18 @@ def test_convergence_stopping_rule():
     y = _poly(x, np.arange(float(n)), [((0, 1), 0.5)])  # well-separated values: a stable ranking
     cfg = {"bootstrap": 5, "ci_level": 0.9, "top_k": 3}
     names = [f"p{i}" for i in range(n)]
-    per_player, summary, decision = convergence("kernel", x, y, names, cfg, seed=0,
-                                                budgets=[16, 32, 64, 128, 256], threshold=0.9)
+    per_player, summary, decision = convergence(
+        "kernel", x, y, names, cfg, seed=0, budgets=[16, 32, 64, 128, 256], threshold=0.9
+    )
     assert summary["budget"].tolist() == [16, 32, 64, 128, 256]
     assert len(per_player) == 5 * n
     assert decision["converged"] and summary["spearman_with_previous"].iloc[-1] > 0.95
-    noisy = y + np.random.default_rng(0).normal(scale=20.0, size=len(y))  # utilities that are mostly noise
-    _, summary, decision = convergence("kernel", x, noisy, names, cfg, seed=0,
-                                       budgets=[16, 32, 64], threshold=0.99)
+    noisy = y + np.random.default_rng(0).normal(
+        scale=20.0, size=len(y)
+    )  # utilities that are mostly noise
+    _, summary, decision = convergence(
+        "kernel", x, noisy, names, cfg, seed=0, budgets=[16, 32, 64], threshold=0.99
+    )
     assert not decision["converged"] and "draw more" in decision["advice"]
 
 
@@ -192,8 +213,15 @@ def test_hybrid_is_efficient_and_as_accurate_as_permutation_on_the_same_chains()
     # close to the permutation estimate; its gain shows at larger n (benchmarks/estimators.py).
 
     errors = {"permutation": [], "hybrid": []}
-    cfg = {"params": {"n_estimators": 200, "min_child_weight": 1}, "grid": {"max_depth": [2, 3], "base": ["linear"]},
-           "cv_folds": 3, "bootstrap": 0, "ci_level": 0.9, "top_k": 3, "threads": 1}
+    cfg = {
+        "params": {"n_estimators": 200, "min_child_weight": 1},
+        "grid": {"max_depth": [2, 3], "base": ["linear"]},
+        "cv_folds": 3,
+        "bootstrap": 0,
+        "ci_level": 0.9,
+        "top_k": 3,
+        "threads": 1,
+    }
     for seed in range(3):
         game = games.polynomial_game(10, seed=seed)
         coalitions = estimators.permutation_coalitions(10, 6, seed=seed)
@@ -201,8 +229,14 @@ def test_hybrid_is_efficient_and_as_accurate_as_permutation_on_the_same_chains()
         y = game.evaluate(x)
         for name in errors:
             table, diag = estimators.attribute(name, x, y, [f"p{i}" for i in range(10)], cfg, seed)
-            values = table.set_index("contributor").loc[[f"p{i}" for i in range(10)], "shapley"].to_numpy()
-            errors[name].append(np.linalg.norm(values - game.shapley) / np.linalg.norm(game.shapley))
+            values = (
+                table.set_index("contributor")
+                .loc[[f"p{i}" for i in range(10)], "shapley"]
+                .to_numpy()
+            )
+            errors[name].append(
+                np.linalg.norm(values - game.shapley) / np.linalg.norm(game.shapley)
+            )
             assert values.sum() == pytest.approx(y[x.sum(1) == 10][0] - y[0], rel=1e-5)
     assert np.mean(errors["hybrid"]) < 1.05 * np.mean(errors["permutation"]), errors
 
@@ -214,8 +248,16 @@ def test_stopping_check_on_every_metric():
     x = _indicators(sample_coalitions(n, 200, "uniform_size", seed=0, paired=True), n)
     stable = _poly(x, np.arange(1.0, n + 1), [((0, 1), 0.5)])
     noise = np.random.default_rng(0).normal(size=len(x))  # values that keep moving
-    cfg = {"params": {"n_estimators": 50}, "grid": {"max_depth": [2]}, "cv_folds": 3, "threads": 1,
-           "bootstrap": 30, "ci_level": 0.9, "top_k": 3, "anchor_endpoints": True}
+    cfg = {
+        "params": {"n_estimators": 50},
+        "grid": {"max_depth": [2]},
+        "cv_folds": 3,
+        "threads": 1,
+        "bootstrap": 30,
+        "ci_level": 0.9,
+        "top_k": 3,
+        "anchor_endpoints": True,
+    }
     names = [f"p{i}" for i in range(n)]
     check = stopping_check(x, {"stable": stable}, names, cfg, seed=0, threshold=0.9)
     assert check["converged"] and check["metrics"]["stable"]["spearman_last"] > 0.9
@@ -230,8 +272,16 @@ def test_paired_coalitions_make_the_surrogate_more_accurate():
     Shapley-kernel coalitions, on polynomial games with pairwise and triple interactions."""
 
     n, budget = 20, 100
-    cfg = {"params": {"n_estimators": 200, "min_child_weight": 1}, "grid": {"max_depth": [2, 3], "base": ["none", "linear"]},
-           "cv_folds": 3, "bootstrap": 0, "ci_level": 0.9, "top_k": 3, "threads": 1, "anchor_endpoints": True}
+    cfg = {
+        "params": {"n_estimators": 200, "min_child_weight": 1},
+        "grid": {"max_depth": [2, 3], "base": ["none", "linear"]},
+        "cv_folds": 3,
+        "bootstrap": 0,
+        "ci_level": 0.9,
+        "top_k": 3,
+        "threads": 1,
+        "anchor_endpoints": True,
+    }
     names = [f"p{i}" for i in range(n)]
     errors = {True: [], False: []}
     for seed in range(3):
@@ -240,5 +290,7 @@ def test_paired_coalitions_make_the_surrogate_more_accurate():
             x = _indicators(sample_coalitions(n, budget, "shapley_kernel", seed, paired=paired), n)
             table, _ = estimators.attribute("surrogate", x, game.evaluate(x), names, cfg, seed)
             values = table.set_index("contributor").loc[names, "shapley"].to_numpy()
-            errors[paired].append(np.linalg.norm(values - game.shapley) / np.linalg.norm(game.shapley))
+            errors[paired].append(
+                np.linalg.norm(values - game.shapley) / np.linalg.norm(game.shapley)
+            )
     assert np.mean(errors[True]) < 0.75 * np.mean(errors[False]), errors

@@ -18,7 +18,9 @@ def test_lds_hand_computed():
 
 
 def test_lds_of_a_constant_draw_is_nan_and_left_out_of_the_mean():
-    score = evaluation.lds(np.array([1.0, 2.0, 1.0, 2.0]), np.array([5.0, 5.0, 1.0, 2.0]), np.array([0, 0, 1, 1]))
+    score = evaluation.lds(
+        np.array([1.0, 2.0, 1.0, 2.0]), np.array([5.0, 5.0, 1.0, 2.0]), np.array([0, 0, 1, 1])
+    )
     assert np.isnan(score["per_draw"][0]) and score["lds_mean"] == pytest.approx(1.0)
 
 
@@ -50,8 +52,14 @@ def test_heldout_coalitions_are_seeded_and_include_the_endpoints():
     first = evaluation.heldout_coalitions(10, 5, 0.5, [0, 1])
     again = evaluation.heldout_coalitions(10, 5, 0.5, [0, 1])
     assert first.equals(again)
-    assert first["members_index"].iloc[0] == [] and first["members_index"].iloc[1] == list(range(10))
-    assert (first["draw"] == -1).sum() == 2 and (first["draw"] == 0).sum() == 5 and (first["draw"] == 1).sum() == 5
+    assert first["members_index"].iloc[0] == [] and first["members_index"].iloc[1] == list(
+        range(10)
+    )
+    assert (
+        (first["draw"] == -1).sum() == 2
+        and (first["draw"] == 0).sum() == 5
+        and (first["draw"] == 1).sum() == 5
+    )
     drawn = first[first["draw"] == 0]["members_index"].map(tuple)
     assert drawn.is_unique and drawn.map(lambda m: 0 < len(m) < 10).all()
     other = evaluation.heldout_coalitions(10, 5, 0.5, [2])
@@ -74,24 +82,49 @@ def test_similarity_values_match_brute_force():
     cos = unit(generated) @ unit(training).T
     want_mean = np.array([cos[:, owner == c].mean() for c in range(3)])
     want_max = np.array([cos[:, owner == c].max(1).mean() for c in range(3)])
-    want_mean, want_max = want_mean - want_mean.mean(), want_max - want_max.mean()  # centred across contributors
-    assert np.allclose(evaluation.similarity_values(generated, training, owner, 3, "mean"), want_mean)
-    assert np.allclose(evaluation.similarity_values(generated, training, owner, 3, "max", chunk=3), want_max)
+    want_mean, want_max = (
+        want_mean - want_mean.mean(),
+        want_max - want_max.mean(),
+    )  # centred across contributors
+    assert np.allclose(
+        evaluation.similarity_values(generated, training, owner, 3, "mean"), want_mean
+    )
+    assert np.allclose(
+        evaluation.similarity_values(generated, training, owner, 3, "max", chunk=3), want_max
+    )
 
 
 def test_placement_finds_the_planted_group_at_its_end():
-    values = pd.DataFrame({
-        "method": ["good"] * 4 + ["bad"] * 4, "metric": ["fd"] * 8,
-        "contributor": ["a", "b", "c", "d"] * 2, "rank": [2, 1, 3, 4, 4, 1, 2, 3]})
-    expected = [{"contributor": "a", "effect": "noise", "metric": "fd", "side": "top"},
-                {"contributor": "b", "effect": "blur", "metric": "fd", "side": "top"}]
+    values = pd.DataFrame(
+        {
+            "method": ["good"] * 4 + ["bad"] * 4,
+            "metric": ["fd"] * 8,
+            "contributor": ["a", "b", "c", "d"] * 2,
+            "rank": [2, 1, 3, 4, 4, 1, 2, 3],
+        }
+    )
+    expected = [
+        {"contributor": "a", "effect": "noise", "metric": "fd", "side": "top"},
+        {"contributor": "b", "effect": "blur", "metric": "fd", "side": "top"},
+    ]
     table = evaluation.placement_table(values, expected)
     found = {(r.method, r.contributor): r.found for r in table.itertuples()}
-    assert found == {("good", "a"): True, ("good", "b"): True, ("bad", "a"): False, ("bad", "b"): True}
+    assert found == {
+        ("good", "a"): True,
+        ("good", "b"): True,
+        ("bad", "a"): False,
+        ("bad", "b"): True,
+    }
 
 
 def test_expected_placements_from_the_planted_config():
-    planted = [{"contributor": "x", "effect": "noise"}, {"contributor": "y", "effect": "marker"},
-               {"contributor": "gone", "effect": "blur"}]
+    planted = [
+        {"contributor": "x", "effect": "noise"},
+        {"contributor": "y", "effect": "marker"},
+        {"contributor": "gone", "effect": "blur"},
+    ]
     out = evaluation.expected_placements(planted, ["x", "y"], ["frechet_distance", "marker_rate"])
-    assert [(e["contributor"], e["metric"]) for e in out] == [("x", "frechet_distance"), ("y", "marker_rate")]
+    assert [(e["contributor"], e["metric"]) for e in out] == [
+        ("x", "frechet_distance"),
+        ("y", "marker_rate"),
+    ]

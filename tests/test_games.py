@@ -5,10 +5,12 @@ from surrogateshap import estimators, games
 
 
 def _all(n):
-    return np.array([[m >> i & 1 for i in range(n)] for m in range(2 ** n)], dtype=float)
+    return np.array([[m >> i & 1 for i in range(n)] for m in range(2**n)], dtype=float)
 
 
-@pytest.mark.parametrize("make", [lambda: games.polynomial_game(8, seed=1), lambda: games.voting_game(8, seed=2)])
+@pytest.mark.parametrize(
+    "make", [lambda: games.polynomial_game(8, seed=1), lambda: games.voting_game(8, seed=2)]
+)
 def test_closed_forms_match_enumeration(make):
     game = make()
     x = _all(game.n)

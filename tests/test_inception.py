@@ -9,8 +9,14 @@ import torch.nn.functional as F
 
 from surrogateshap import extractors
 from surrogateshap.game import sample_utilities
-from surrogateshap.inception import (FIDInceptionV3, InceptionExtractor, load_inception, preprocess,
-                                     random_inception_state, write_random_inception)
+from surrogateshap.inception import (
+    FIDInceptionV3,
+    InceptionExtractor,
+    load_inception,
+    preprocess,
+    random_inception_state,
+    write_random_inception,
+)
 from surrogateshap.metrics import Reference, Samples, config_problems
 
 from .conftest import reference_set
@@ -19,7 +25,9 @@ from .conftest import reference_set
 # classifier). The aux classifier has conv0 768*128 + BN 2*128, conv1 128*768*5*5 + BN 2*768 and
 # fc 768*1000 + 1000 = 3,326,696 parameters; the FID network has none of it and 8 more classes
 # in fc (8 * (2048 + 1) = 16,392 parameters).
-EXPECTED_PARAMETERS = 27_161_264 - (768 * 128 + 2 * 128 + 128 * 768 * 25 + 2 * 768 + 768 * 1000 + 1000) + 8 * 2049
+EXPECTED_PARAMETERS = (
+    27_161_264 - (768 * 128 + 2 * 128 + 128 * 768 * 25 + 2 * 768 + 768 * 1000 + 1000) + 8 * 2049
+)
 # BasicConv2d modules: stem 5, Mixed_5b-5d 3 x 7, Mixed_6a 4, Mixed_6b-6e 4 x 10, Mixed_7a 6,
 # Mixed_7b-7c 2 x 9 = 94; each holds conv.weight and bn.{weight, bias, running_mean,
 # running_var, num_batches_tracked}; plus fc.weight and fc.bias.
@@ -57,7 +65,9 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    return write_random_inception(tmp_path_factory.mktemp("inception") / "random.safetensors", seed=3)
+    return write_random_inception(
+        tmp_path_factory.mktemp("inception") / "random.safetensors", seed=3
+    )
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +132,9 @@ def test_random_weights_round_trip(weights, model, tmp_path):
     torch.save({k: v for k, v in expected.items() if not k.endswith("num_batches_tracked")}, pth)
     assert torch.equal(load_inception(pth).state_dict()["fc.weight"], expected["fc.weight"])
     bn = random_inception_state(seed=3)["Mixed_6c.branch7x7_1.bn.running_var"]
-    assert torch.all(bn == 1) and not torch.equal(random_inception_state(seed=4)["fc.weight"], expected["fc.weight"])
+    assert torch.all(bn == 1) and not torch.equal(
+        random_inception_state(seed=4)["fc.weight"], expected["fc.weight"]
+    )
 
 
 def test_mismatched_weights_are_refused(tmp_path):
@@ -153,10 +165,16 @@ def test_preprocessing():
     assert x.shape == (3, 3, 299, 299) and x.dtype == torch.float32
     assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 0], x[:, 2])
     gray = images("gray")
-    torch.testing.assert_close(x[:, 0, 0, 0], torch.from_numpy(2 * gray[:, 0, 0] - 1))  # corners kept
+    torch.testing.assert_close(
+        x[:, 0, 0, 0], torch.from_numpy(2 * gray[:, 0, 0] - 1)
+    )  # corners kept
     torch.testing.assert_close(x[:, 0, -1, -1], torch.from_numpy(2 * gray[:, -1, -1] - 1))
-    torch.testing.assert_close(preprocess(np.full((1, 5, 7, 3), 0.5, np.float32)), torch.zeros(1, 3, 299, 299),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        preprocess(np.full((1, 5, 7, 3), 0.5, np.float32)),
+        torch.zeros(1, 3, 299, 299),
+        atol=1e-6,
+        rtol=0,
+    )
     with pytest.raises(ValueError, match="shape"):
         preprocess(np.zeros((2, 4, 4, 2), np.float32))
 
@@ -167,7 +185,9 @@ def test_embed(model, kind):
     features, probs = InceptionExtractor(model, batch_size=3).embed(x)
     assert features.shape == (3, 2048) and probs.shape == (3, 1008)
     assert features.dtype == np.float64 and probs.dtype == np.float64
-    assert np.isfinite(features).all() and np.isfinite(probs).all() and (features >= 0).all()  # after ReLU
+    assert (
+        np.isfinite(features).all() and np.isfinite(probs).all() and (features >= 0).all()
+    )  # after ReLU
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-12)
     assert not np.allclose(features[0], features[1])
     again = InceptionExtractor(model, batch_size=3).embed(x)
@@ -189,7 +209,9 @@ def test_logits_bias_option(model):
     with torch.inference_mode():
         logits = model(preprocess(x))[1].double()
     np.testing.assert_allclose(biased[1], torch.softmax(logits, 1).numpy(), atol=1e-6)
-    np.testing.assert_allclose(unbiased[1], torch.softmax(logits - model.fc.bias.double(), 1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        unbiased[1], torch.softmax(logits - model.fc.bias.double(), 1).numpy(), atol=1e-6
+    )
 
 
 def test_empty_batch(model):
@@ -211,10 +233,14 @@ def test_inception_score_known_values():
         one_hot = np.zeros((n, 1008))
         one_hot[np.arange(n), np.arange(n) * 3] = 1.0
         assert inception_score(one_hot) == pytest.approx(n, rel=1e-6)
-    assert inception_score(np.tile(np.eye(1008)[5], (6, 1))) == pytest.approx(1.0, rel=1e-6)  # one class only
+    assert inception_score(np.tile(np.eye(1008)[5], (6, 1))) == pytest.approx(
+        1.0, rel=1e-6
+    )  # one class only
     # [1, 0] and [1/2, 1/2]: marginal [3/4, 1/4]; IS = exp(mean KL(p_i || marginal))
     kl = [np.log(4 / 3), 0.5 * np.log(2 / 3) + 0.5 * np.log(2)]
-    assert inception_score(np.array([[1.0, 0.0], [0.5, 0.5]])) == pytest.approx(np.exp(np.mean(kl)), rel=1e-9)
+    assert inception_score(np.array([[1.0, 0.0], [0.5, 0.5]])) == pytest.approx(
+        np.exp(np.mean(kl)), rel=1e-9
+    )
 
 
 def test_inception_score_of_extractor_probs(model):
@@ -225,10 +251,17 @@ def test_inception_score_of_extractor_probs(model):
 
 # --------------------------------------------------------------------------- (e) config
 def test_load_extractor_and_config(weights):
-    extractor = extractors.load_extractor({"extractor": "inception", "inception": str(weights)}, None)
+    extractor = extractors.load_extractor(
+        {"extractor": "inception", "inception": str(weights)}, None
+    )
     assert isinstance(extractor, InceptionExtractor) and extractor.size == 299
-    assert extractors.load_extractor({"extractor": "inception", "inception": str(weights)}, None) is extractor  # cached
-    on_cpu = extractors.load_extractor({"extractor": "inception", "inception": str(weights)}, None, device="cpu")
+    assert (
+        extractors.load_extractor({"extractor": "inception", "inception": str(weights)}, None)
+        is extractor
+    )  # cached
+    on_cpu = extractors.load_extractor(
+        {"extractor": "inception", "inception": str(weights)}, None, device="cpu"
+    )
     assert next(on_cpu.model.parameters()).device.type == "cpu"
     features, probs = extractor.embed(images("gray", 1))
     assert features.shape == (1, 2048) and probs.shape == (1, 1008)
@@ -236,15 +269,20 @@ def test_load_extractor_and_config(weights):
         extractors.load_extractor({"extractor": "inception", "inception": None}, None)
     problems = config_problems(["frechet_distance"], {"extractor": "inception"})
     assert any("features.inception" in p for p in problems)
-    assert not config_problems(["frechet_distance", "inception_score_like"],
-                               {"extractor": "inception", "inception": str(weights)})
+    assert not config_problems(
+        ["frechet_distance", "inception_score_like"],
+        {"extractor": "inception", "inception": str(weights)},
+    )
 
 
 def test_schema_accepts_inception():
-    import yaml
     from pathlib import Path
 
-    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    import yaml
+
+    schema = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text()
+    )
     features = schema["properties"]["features"]["properties"]
     assert "inception" in features["extractor"]["enum"]
     assert features["inception"]["default"] is None

@@ -32,12 +32,14 @@ def test_a_process_killed_mid_write_leaves_no_output(tmp_path):
     import sys
 
     target = tmp_path / "shard.parquet"
-    code = ("import os, signal\nfrom surrogateshap.io import atomic_path\n"
-            f"with atomic_path({str(target)!r}) as tmp:\n"
-            "    with open(tmp, 'wb') as f:\n"
-            "        f.write(b'PAR1' + b'x' * 1_000_000)\n"
-            "        f.flush()\n"
-            "        os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import os, signal\nfrom surrogateshap.io import atomic_path\n"
+        f"with atomic_path({str(target)!r}) as tmp:\n"
+        "    with open(tmp, 'wb') as f:\n"
+        "        f.write(b'PAR1' + b'x' * 1_000_000)\n"
+        "        f.flush()\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], timeout=120)
     assert result.returncode == -signal.SIGKILL
     assert not target.exists()

@@ -36,7 +36,16 @@ def test_snakemake_arguments_pass_through_in_order(monkeypatch, capsys):
         return launch.ControllerJob("42", ROOT / "logs/launch/42_0_log.out", ["snakemake"])
 
     monkeypatch.setattr(launch, "launch", fake_launch)
-    args = ["--configfile", "a.yaml", "b.yaml", "-n", "--until", "attribute", "--set-scatter", "pool=8"]
+    args = [
+        "--configfile",
+        "a.yaml",
+        "b.yaml",
+        "-n",
+        "--until",
+        "attribute",
+        "--set-scatter",
+        "pool=8",
+    ]
     assert cli.main(["launch", "--profile", "profiles/slurm", "--mem-mb", "8000", *args]) == 0
     assert seen["profile"] == "profiles/slurm" and seen["args"] == args and seen["mem_mb"] == 8000
     out = capsys.readouterr().out
@@ -51,15 +60,30 @@ def test_other_commands_still_refuse_unknown_arguments():
 
 
 def test_partition_and_account_default_to_the_profile():
-    assert launch.profile_default({"default-resources": {"slurm_partition": "gpu"}}, "slurm_partition") == "gpu"
-    assert launch.profile_default({"default-resources": ["slurm_account='proj1'", "runtime=30"]}, "slurm_account") == "proj1"
-    assert launch.profile_default(launch.read_profile(ROOT / "profiles/slurm"), "slurm_partition") is None
+    assert (
+        launch.profile_default({"default-resources": {"slurm_partition": "gpu"}}, "slurm_partition")
+        == "gpu"
+    )
+    assert (
+        launch.profile_default(
+            {"default-resources": ["slurm_account='proj1'", "runtime=30"]}, "slurm_account"
+        )
+        == "proj1"
+    )
+    assert (
+        launch.profile_default(launch.read_profile(ROOT / "profiles/slurm"), "slurm_partition")
+        is None
+    )
 
 
 def test_the_command_runs_snakemake_with_the_profile():
     command = launch.snakemake_command("profiles/slurm", ["-n"])
     assert command[:3] == [sys.executable, "-m", "snakemake"]
-    assert command[3:] == ["--profile", str(Path("profiles/slurm").resolve()), "-n"]  # absolute: the job's cwd may differ
+    assert command[3:] == [
+        "--profile",
+        str(Path("profiles/slurm").resolve()),
+        "-n",
+    ]  # absolute: the job's cwd may differ
 
 
 def test_controller_fails_when_snakemake_fails(tmp_path):
@@ -80,14 +104,23 @@ def test_time_limit_warning_stops_snakemake_cleanly(tmp_path):
             open("stopped", "w").write("SIGINT")
             sys.exit(5)
     """)
-    parent = subprocess.Popen([sys.executable, "-c", "import sys; from surrogateshap.launch import run_controller; "
-                               f"run_controller([sys.executable, '-c', {child!r}], {str(tmp_path)!r})"],
-                              stderr=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from surrogateshap.launch import run_controller; "
+            f"run_controller([sys.executable, '-c', {child!r}], {str(tmp_path)!r})",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not (tmp_path / "ready").exists():
         assert time.monotonic() < deadline and parent.poll() is None, "the child did not start"
         time.sleep(0.1)
-    children = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split()
+    children = subprocess.run(
+        ["pgrep", "-P", str(parent.pid)], capture_output=True, text=True
+    ).stdout.split()
     for pid in [*map(int, children), parent.pid]:  # as SLURM does: every process of the job
         with contextlib.suppress(ProcessLookupError):  # the child may already have been interrupted
             os.kill(pid, signal.SIGUSR2)

@@ -31,14 +31,19 @@ def test_matches_the_lpips_package(backbone, monkeypatch):
     assert default_linear_file() is not None, "make installs lpips (requirements-nodeps.txt)"
     ours = load_lpips(backbone)
     fake_tv = types.ModuleType("torchvision")
-    fake_tv.models = types.SimpleNamespace(alexnet=lambda pretrained=False, **_: types.SimpleNamespace(
-        features=load_lpips(backbone).features))
+    fake_tv.models = types.SimpleNamespace(
+        alexnet=lambda pretrained=False, **_: types.SimpleNamespace(
+            features=load_lpips(backbone).features
+        )
+    )
     monkeypatch.setitem(sys.modules, "torchvision", fake_tv)
     for name in [m for m in sys.modules if m == "lpips" or m.startswith("lpips.")]:
         monkeypatch.delitem(sys.modules, name)
     import lpips
 
-    reference = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False).eval()
+    reference = lpips.LPIPS(
+        net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False
+    ).eval()
     x0 = torch.from_numpy(_images(4, seed=1).transpose(0, 3, 1, 2)) * 2 - 1
     x1 = torch.from_numpy(_images(4, seed=2).transpose(0, 3, 1, 2)) * 2 - 1
     with torch.no_grad():
@@ -73,20 +78,34 @@ def test_lpips_diversity_is_the_mean_pairwise_distance_exactly(backbone):
     group = np.array([0, 0, 0, 1, 1, 1, 1])
     x = torch.from_numpy(images.transpose(0, 3, 1, 2)) * 2 - 1
     with torch.no_grad():
-        pair = np.array([[model.distance(x[i:i + 1], x[j:j + 1]).item() for j in range(7)] for i in range(7)])
+        pair = np.array(
+            [
+                [model.distance(x[i : i + 1], x[j : j + 1]).item() for j in range(7)]
+                for i in range(7)
+            ]
+        )
         vectors = model.embed(x).numpy()
-    samples = Samples(group, np.zeros((7, 2)), np.full((7, 2), 0.5), np.zeros(7), {}, {"lpips": vectors})
+    samples = Samples(
+        group, np.zeros((7, 2)), np.full((7, 2), 0.5), np.zeros(7), {}, {"lpips": vectors}
+    )
     metric = get_metric("lpips_diversity")
     reference = Reference.from_features(np.random.default_rng(0).normal(size=(5, 2)))
     block = metric.group_stats(samples, reference)["block"]
     a, b = group == 0, group == 1
     off = ~np.eye(7, dtype=bool)
-    expected = np.array([[pair[np.ix_(a, a)][off[np.ix_(a, a)]].mean(), pair[np.ix_(a, b)].mean()],
-                         [pair[np.ix_(b, a)].mean(), pair[np.ix_(b, b)][off[np.ix_(b, b)]].mean()]])
+    expected = np.array(
+        [
+            [pair[np.ix_(a, a)][off[np.ix_(a, a)]].mean(), pair[np.ix_(a, b)].mean()],
+            [pair[np.ix_(b, a)].mean(), pair[np.ix_(b, b)][off[np.ix_(b, b)]].mean()],
+        ]
+    )
     np.testing.assert_allclose(block, expected, rtol=1e-4)
     weights = np.array([[1.0, 0.0], [0.3, 0.7]])
-    np.testing.assert_allclose(metric.evaluate({"block": block}, weights, reference),
-                               [expected[0, 0], weights[1] @ expected @ weights[1]], rtol=1e-4)
+    np.testing.assert_allclose(
+        metric.evaluate({"block": block}, weights, reference),
+        [expected[0, 0], weights[1] @ expected @ weights[1]],
+        rtol=1e-4,
+    )
 
 
 def test_features_stage_stores_the_embeddings(backbone, tmp_path):
@@ -94,7 +113,9 @@ def test_features_stage_stores_the_embeddings(backbone, tmp_path):
 
     class Flat:
         def embed(self, images):
-            return images.reshape(len(images), -1)[:, :3].astype(np.float64), np.full((len(images), 2), 0.5)
+            return images.reshape(len(images), -1)[:, :3].astype(np.float64), np.full(
+                (len(images), 2), 0.5
+            )
 
     images = _images(3, size=16)
     cfg = {"lpips": {"backbone": str(backbone), "size": 32}}
@@ -115,9 +136,20 @@ def test_per_coalition_mode_scores_lpips_from_its_own_samples(backbone):
     x = torch.from_numpy(_images(4, seed=5).transpose(0, 3, 1, 2)) * 2 - 1
     with torch.no_grad():
         vectors = model.embed(x).numpy()
-        pair = [model.distance(x[i:i + 1], x[j:j + 1]).item() for i in range(4) for j in range(4) if i != j]
-    samples = Samples(np.array([0, 1, 1, 2]), np.zeros((4, 2)), np.full((4, 2), 0.5), np.zeros(4), {},
-                      {"lpips": vectors})
+        pair = [
+            model.distance(x[i : i + 1], x[j : j + 1]).item()
+            for i in range(4)
+            for j in range(4)
+            if i != j
+        ]
+    samples = Samples(
+        np.array([0, 1, 1, 2]),
+        np.zeros((4, 2)),
+        np.full((4, 2), 0.5),
+        np.zeros(4),
+        {},
+        {"lpips": vectors},
+    )
     reference = Reference.from_features(np.random.default_rng(0).normal(size=(5, 2)))
     got = sample_utilities(samples, ["lpips_diversity"], reference)["lpips_diversity"]
     assert got == pytest.approx(np.mean(pair), rel=1e-4)

@@ -1,7 +1,6 @@
 """The metric library: reference values, exact pooled decompositions, local CLIP-based scores."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -14,14 +13,21 @@ from .conftest import SCHEMA, reference_set
 
 def _score(name, samples, weights, custom=None):
     metric = get_metric(name, custom)
-    ref = Reference.from_features(np.random.default_rng(0).normal(size=(50, samples.features.shape[1])))
+    ref = Reference.from_features(
+        np.random.default_rng(0).normal(size=(50, samples.features.shape[1]))
+    )
     return metric.evaluate(metric.group_stats(samples, ref), weights, ref)
 
 
 def _samples(features, probs=None, group=None, scores=None):
     n = len(features)
-    return Samples(np.zeros(n, np.int64) if group is None else group, features,
-                   np.full((n, 2), 0.5) if probs is None else probs, np.zeros(n), scores or {})
+    return Samples(
+        np.zeros(n, np.int64) if group is None else group,
+        features,
+        np.full((n, 2), 0.5) if probs is None else probs,
+        np.zeros(n),
+        scores or {},
+    )
 
 
 def vendi_reference(features):
@@ -34,10 +40,14 @@ def vendi_reference(features):
 
 def test_vendi_known_values_and_definition():
     one = np.ones((1, 1))
-    assert _score("vendi_score", _samples(np.tile([1.0, 2.0, 3.0], (6, 1))), one)[0] == pytest.approx(1.0)
+    assert _score("vendi_score", _samples(np.tile([1.0, 2.0, 3.0], (6, 1))), one)[
+        0
+    ] == pytest.approx(1.0)
     assert _score("vendi_score", _samples(np.eye(5)), one)[0] == pytest.approx(5.0)
     features = np.random.default_rng(1).normal(size=(40, 6))
-    assert _score("vendi_score", _samples(features), one)[0] == pytest.approx(vendi_reference(features))
+    assert _score("vendi_score", _samples(features), one)[0] == pytest.approx(
+        vendi_reference(features)
+    )
 
 
 def test_pooled_mixtures_equal_the_metric_of_the_pooled_samples():
@@ -47,11 +57,18 @@ def test_pooled_mixtures_equal_the_metric_of_the_pooled_samples():
     sizes = [10, 30]
     group = np.repeat([0, 1], sizes)
     probs = rng.dirichlet(np.ones(3), size=40)
-    samples = _samples(rng.normal(size=(40, 5)) + group[:, None], probs, group, {"clip_score": rng.uniform(0, 40, 40)})
+    samples = _samples(
+        rng.normal(size=(40, 5)) + group[:, None],
+        probs,
+        group,
+        {"clip_score": rng.uniform(0, 40, 40)},
+    )
     weights = np.array([sizes]) / sum(sizes)
     pooled = _samples(samples.features, probs, None, samples.scores)
     for name in ("vendi_score", "attribute_bias", "clip_score"):
-        assert _score(name, samples, weights)[0] == pytest.approx(_score(name, pooled, np.ones((1, 1)))[0]), name
+        assert _score(name, samples, weights)[0] == pytest.approx(
+            _score(name, pooled, np.ones((1, 1)))[0]
+        ), name
 
 
 def test_attribute_bias_bounds():
@@ -64,7 +81,9 @@ def test_attribute_bias_bounds():
 def test_every_metric_declares_needs_direction_decomposition():
     for name in METRICS:
         info = get_metric(name).info()
-        assert info["direction"] in ("higher", "lower") and info["decomposition"] and "needs" in info
+        assert (
+            info["direction"] in ("higher", "lower") and info["decomposition"] and "needs" in info
+        )
 
 
 @pytest.fixture(scope="module")
@@ -78,15 +97,19 @@ def test_reference_set_in_clip_features(clip_dir, tmp_path):
     """With the clip extractor the Fréchet reference set is the dataset's own images, read at CLIP's input size."""
     features = reference_set(tmp_path, {"extractor": "clip", "clip": str(clip_dir / "clip")})
     direct = extractors.load_clip(str(clip_dir / "clip")).image_embeddings(
-        np.stack([np.full((16, 16, 3), 40 * i / 255, np.float32) for i in range(4)]))
+        np.stack([np.full((16, 16, 3), 40 * i / 255, np.float32) for i in range(4)])
+    )
     np.testing.assert_allclose(features, direct, rtol=1e-4, atol=1e-5)
 
 
 def test_clip_scores_match_their_definitions(clip_dir):
     images = np.random.default_rng(3).uniform(size=(5, 16, 16, 3)).astype(np.float32)
     prompts = ["a red square", "a dog", "", "a blue square zqx", "東京"]
-    cfg = {"clip": str(clip_dir / "clip"), "aesthetic": str(clip_dir / "aesthetic.safetensors"),
-           "reward": str(clip_dir / "clip")}
+    cfg = {
+        "clip": str(clip_dir / "clip"),
+        "aesthetic": str(clip_dir / "aesthetic.safetensors"),
+        "reward": str(clip_dir / "clip"),
+    }
     scores = extractors.score_samples(images, prompts, cfg, {"clip_score", "aesthetic", "reward"})
     clip = extractors.ClipModel(cfg["clip"])
     model = clip.model
@@ -98,8 +121,12 @@ def test_clip_scores_match_their_definitions(clip_dir):
         text = model.get_text_features(**tokens)
         text = text if isinstance(text, torch.Tensor) else text.pooler_output
     cos = torch.nn.functional.cosine_similarity(image, text).numpy()
-    np.testing.assert_allclose(scores["clip_score"], 100 * np.clip(cos, 0, None), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(scores["reward"], model.logit_scale.exp().item() * cos, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        scores["clip_score"], 100 * np.clip(cos, 0, None), rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        scores["reward"], model.logit_scale.exp().item() * cos, rtol=1e-4, atol=1e-4
+    )
     from safetensors.torch import load_file
 
     head = load_file(str(clip_dir / "aesthetic.safetensors"))
@@ -121,16 +148,27 @@ def test_unreadable_weight_files_are_named(tmp_path):
 
 
 def test_clip_extractor_attribute_probabilities(clip_dir):
-    extractor = extractors.ClipExtractor(extractors.ClipModel(str(clip_dir / "clip")),
-                                         {"colour": ["red", "green", "blue"], "shape": ["square", "circle"]})
-    features, probs = extractor.embed(np.random.default_rng(4).uniform(size=(3, 20, 20, 3)).astype(np.float32))
+    extractor = extractors.ClipExtractor(
+        extractors.ClipModel(str(clip_dir / "clip")),
+        {"colour": ["red", "green", "blue"], "shape": ["square", "circle"]},
+    )
+    features, probs = extractor.embed(
+        np.random.default_rng(4).uniform(size=(3, 20, 20, 3)).astype(np.float32)
+    )
     assert features.shape == (3, 32) and probs.shape == (3, 6)
     np.testing.assert_allclose(probs.sum(1), 1.0)
 
 
 def test_custom_metric_from_a_file(tmp_path):
-    (tmp_path / "brightness.py").write_text("def mean_brightness(images, prompts):\n    return images.mean(axis=(1, 2, 3))\n")
-    spec = {"bright": {"function": f"{tmp_path / 'brightness.py'}:mean_brightness", "direction": "lower"}}
+    (tmp_path / "brightness.py").write_text(
+        "def mean_brightness(images, prompts):\n    return images.mean(axis=(1, 2, 3))\n"
+    )
+    spec = {
+        "bright": {
+            "function": f"{tmp_path / 'brightness.py'}:mean_brightness",
+            "direction": "lower",
+        }
+    }
     images = np.stack([np.full((4, 4, 3), v, np.float32) for v in (0.2, 0.4)])
     scores = extractors.score_samples(images, ["", ""], {"custom_metrics": spec}, {"bright"})
     np.testing.assert_allclose(scores["bright"], [0.2, 0.4])
@@ -142,21 +180,33 @@ def test_custom_metric_from_a_file(tmp_path):
 
 
 def test_config_lists_every_missing_requirement(default_config):
-    config = default_config | {"metrics": ["clip_score", "aesthetic_score", "spurious_rate", "no_such_metric"]}
+    config = default_config | {
+        "metrics": ["clip_score", "aesthetic_score", "spurious_rate", "no_such_metric"]
+    }
     with pytest.raises(ConfigError) as error:
         validate_config(config, SCHEMA)
     text = str(error.value)
-    for needle in ("'clip_score' needs features.clip", "features.aesthetic", "features.spurious_detector",
-                   "unknown metric 'no_such_metric'"):
+    for needle in (
+        "'clip_score' needs features.clip",
+        "features.aesthetic",
+        "features.spurious_detector",
+        "unknown metric 'no_such_metric'",
+    ):
         assert needle in text, text
-    assert config_problems(["frechet_distance"], {"extractor": "clip"})  # clip extractor without a model
+    assert config_problems(
+        ["frechet_distance"], {"extractor": "clip"}
+    )  # clip extractor without a model
 
 
 def test_missing_weight_files_are_named_before_any_job(default_config, tmp_path):
-    config = default_config | {"metrics": ["lpips_diversity"],
-                               "features": default_config["features"] | {
-                                   "lpips": {"backbone": str(tmp_path / "alexnet.pth")},
-                                   "aesthetic": str(tmp_path / "head.safetensors")}}
+    config = default_config | {
+        "metrics": ["lpips_diversity"],
+        "features": default_config["features"]
+        | {
+            "lpips": {"backbone": str(tmp_path / "alexnet.pth")},
+            "aesthetic": str(tmp_path / "head.safetensors"),
+        },
+    }
     with pytest.raises(ConfigError) as error:
         validate_config(config, SCHEMA)
     text = str(error.value)
@@ -174,31 +224,41 @@ def test_text_to_image_config_needs_path_and_captions(default_config):
 def test_attribute_bias_per_prompt_group():
     """With prompt groups, the bias is the share-weighted mean of each group's distance from uniform,
     and a pooled mixture still equals the metric of the pooled samples."""
-    groups = extractors.prompt_groups(["A Doctor at work", "a nurse", "a physician", "", "a cat"],
-                                      {"doctor": "doctor|physician", "nurse": "nurse"})
+    groups = extractors.prompt_groups(
+        ["A Doctor at work", "a nurse", "a physician", "", "a cat"],
+        {"doctor": "doctor|physician", "nurse": "nurse"},
+    )
     assert groups.tolist() == [0, 1, 0, 2, 2]
     # pool 0: doctors all of class 0; pool 1: nurses all of class 1 (a skew in each group of prompts)
     probs = np.array([[1.0, 0.0]] * 4 + [[0.0, 1.0]] * 4)
     scores = {"prompt_group": np.array([0.0] * 4 + [1.0] * 4)}
     samples = _samples(np.ones((8, 2)), probs, np.repeat([0, 1], 4), scores)
-    assert _score("attribute_bias", samples, np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])).tolist() == pytest.approx(
-        [0.5, 0.5, 0.5])
+    assert _score(
+        "attribute_bias", samples, np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    ).tolist() == pytest.approx([0.5, 0.5, 0.5])
     # without prompt groups the two skews cancel in the pooled distribution
-    assert _score("attribute_bias", _samples(np.ones((8, 2)), probs), np.ones((1, 1)))[0] == pytest.approx(0.0)
+    assert _score("attribute_bias", _samples(np.ones((8, 2)), probs), np.ones((1, 1)))[
+        0
+    ] == pytest.approx(0.0)
     # doctors skewed (0.5), nurses balanced (0): the mean weighted by each group's share of the images
     probs = np.array([[1.0, 0.0]] * 4 + [[1.0, 0.0], [0.0, 1.0]] * 6)
     scores = {"prompt_group": np.array([0.0] * 4 + [1.0] * 12)}
     samples = _samples(np.ones((16, 2)), probs, np.repeat([0, 1], [4, 12]), scores)
-    assert _score("attribute_bias", samples, np.array([[0.25, 0.75]]))[0] == pytest.approx(0.25 * 0.5)
+    assert _score("attribute_bias", samples, np.array([[0.25, 0.75]]))[0] == pytest.approx(
+        0.25 * 0.5
+    )
     rng = np.random.default_rng(4)
     group = np.repeat([0, 1, 2], [10, 20, 30])
     scores = {"prompt_group": rng.integers(0, 3, 60).astype(float)}
     samples = _samples(np.ones((60, 2)), rng.dirichlet(np.ones(4), 60), group, scores)
     pooled = _samples(np.ones((60, 2)), samples.probs, None, scores)
     assert _score("attribute_bias", samples, np.array([[10, 20, 30]]) / 60)[0] == pytest.approx(
-        _score("attribute_bias", pooled, np.ones((1, 1)))[0])
+        _score("attribute_bias", pooled, np.ones((1, 1)))[0]
+    )
 
 
 def test_bad_prompt_group_pattern_is_named():
-    problems = config_problems(["attribute_bias"], {"prompt_groups": {"doctor": "doctor(", "nurse": "nurse"}})
+    problems = config_problems(
+        ["attribute_bias"], {"prompt_groups": {"doctor": "doctor(", "nurse": "nurse"}}
+    )
     assert any("features.prompt_groups.doctor" in p for p in problems), problems

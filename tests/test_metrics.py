@@ -31,7 +31,9 @@ def test_frechet_matches_the_sqrtm_formula():
     assert got == pytest.approx(_scipy_frechet(x, ref), rel=1e-8)
 
 
-@pytest.mark.parametrize("name", ["frechet_distance", "inception_score_like", "mean_confidence", "marker_rate"])
+@pytest.mark.parametrize(
+    "name", ["frechet_distance", "inception_score_like", "mean_confidence", "marker_rate"]
+)
 def test_pooled_mixture_equals_metric_of_the_pooled_samples(name):
     """With weights equal to the groups' sample shares, the mixture is exactly the union of samples."""
     rng = np.random.default_rng(1)
@@ -44,7 +46,9 @@ def test_pooled_mixture_equals_metric_of_the_pooled_samples(name):
     weights = np.zeros((1, 3))
     weights[0, members] = np.array(sizes)[members] / np.sum(np.array(sizes)[members])
     pooled = metric.evaluate(metric.group_stats(samples, reference), weights, reference)[0]
-    subset = Samples(samples.group[mask], samples.features[mask], samples.probs[mask], samples.marker[mask])
+    subset = Samples(
+        samples.group[mask], samples.features[mask], samples.probs[mask], samples.marker[mask]
+    )
     direct = game.sample_utilities(subset, [name], reference)[name]
     assert pooled == pytest.approx(direct, rel=1e-9)
 
@@ -54,10 +58,14 @@ def test_inception_score_like_known_values():
     metric = get_metric("inception_score_like")
     confident = np.eye(4)[np.arange(400) % 4]  # certain and uniform over 4 classes: IS = 4
     s = Samples(np.zeros(400, int), np.zeros((400, 2)), confident, np.zeros(400))
-    assert metric.evaluate(metric.group_stats(s, reference), np.ones((1, 1)), reference)[0] == pytest.approx(4, rel=1e-6)
+    assert metric.evaluate(metric.group_stats(s, reference), np.ones((1, 1)), reference)[
+        0
+    ] == pytest.approx(4, rel=1e-6)
     uniform = np.full((400, 4), 0.25)  # no information: IS = 1
     s = Samples(np.zeros(400, int), np.zeros((400, 2)), uniform, np.zeros(400))
-    assert metric.evaluate(metric.group_stats(s, reference), np.ones((1, 1)), reference)[0] == pytest.approx(1, rel=1e-6)
+    assert metric.evaluate(metric.group_stats(s, reference), np.ones((1, 1)), reference)[
+        0
+    ] == pytest.approx(1, rel=1e-6)
 
 
 def test_diversity_matches_direct_pairwise_mean():
@@ -70,7 +78,9 @@ def test_diversity_matches_direct_pairwise_mean():
     d = np.sqrt(((f[:, None] - f[None]) ** 2).sum(-1))
     assert one == pytest.approx(d.sum() / (len(f) * (len(f) - 1)), rel=1e-9)
     # a 50/50 mixture of two equal-sized groups is close to the direct mean over distinct pairs
-    mixed = metric.evaluate(metric.group_stats(samples, reference), np.array([[0.5, 0.5]]), reference)[0]
+    mixed = metric.evaluate(
+        metric.group_stats(samples, reference), np.array([[0.5, 0.5]]), reference
+    )[0]
     assert mixed == pytest.approx(one, rel=0.02)
 
 
@@ -103,22 +113,37 @@ def test_frechet_routes_and_backends_agree(monkeypatch, route, backend):
     rng = np.random.default_rng(5)
     samples = _samples(rng, [30, 50, 40, 20], d=12)
     reference = Reference.from_features(rng.normal(size=(300, 12)))
-    weights = game.mixture_weights([(), (0, 2), (1,), (0, 1, 2), (2,)], np.array([10.0, 20.0, 30.0]))  # group 3: empty
+    weights = game.mixture_weights(
+        [(), (0, 2), (1,), (0, 1, 2), (2,)], np.array([10.0, 20.0, 30.0])
+    )  # group 3: empty
     expected = _frechet_utilities(samples, reference, weights)
-    monkeypatch.setattr(metrics, "CHUNK_BYTES", 8 * 12 * 12 * 2)  # two coalitions, or a few rows, per chunk
+    monkeypatch.setattr(
+        metrics, "CHUNK_BYTES", 8 * 12 * 12 * 2
+    )  # two coalitions, or a few rows, per chunk
     if route == "member_features":
         monkeypatch.setattr(metrics, "SECOND_MOMENT_BYTES", 0)
     if backend == "torch":
-        monkeypatch.setattr(metrics, "linalg_backend",
-                            lambda: (torch, lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))))
+        monkeypatch.setattr(
+            metrics,
+            "linalg_backend",
+            lambda: (torch, lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))),
+        )
     got = _frechet_utilities(samples, reference, weights)
     np.testing.assert_allclose(got, expected, rtol=1e-9)
     for row, w in enumerate(weights):  # and each equals the distance of its pooled samples
         members = np.flatnonzero(w)
         mask = np.isin(samples.group, members)
         if len(members) == 1:
-            subset = Samples(samples.group[mask], samples.features[mask], samples.probs[mask], samples.marker[mask])
-            assert got[row] == pytest.approx(game.sample_utilities(subset, ["frechet_distance"], reference)["frechet_distance"], rel=1e-9)
+            subset = Samples(
+                samples.group[mask],
+                samples.features[mask],
+                samples.probs[mask],
+                samples.marker[mask],
+            )
+            assert got[row] == pytest.approx(
+                game.sample_utilities(subset, ["frechet_distance"], reference)["frechet_distance"],
+                rel=1e-9,
+            )
 
 
 def test_diversity_in_chunks_equals_one_pass(monkeypatch):

@@ -8,30 +8,45 @@ import yaml
 
 from .conftest import ROOT
 
-PROFILES = {name: yaml.safe_load((ROOT / f"profiles/{name}/config.yaml").read_text()) for name in ("slurm", "local")}
+PROFILES = {
+    name: yaml.safe_load((ROOT / f"profiles/{name}/config.yaml").read_text())
+    for name in ("slurm", "local")
+}
 
 
 def workflow_rules() -> set[str]:
-    text = "".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk")) + (ROOT / "Snakefile").read_text()
+    text = (
+        "".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
+        + (ROOT / "Snakefile").read_text()
+    )
     return set(re.findall(r"^\s*rule (\w+):", text, re.M))
 
 
 def evaluate(expression, attempt: int):
     """A resource value as Snakemake evaluates it: a number, or a Python expression of `attempt`."""
-    return expression if isinstance(expression, (int, float)) else eval(str(expression), {"attempt": attempt})
+    return (
+        expression
+        if isinstance(expression, (int, float))
+        else eval(str(expression), {"attempt": attempt})
+    )
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
 def test_set_resources_name_existing_rules(name):
     unknown = set(PROFILES[name].get("set-resources") or {}) - workflow_rules()
-    assert not unknown, f"profiles/{name} sets resources of rules the workflow does not have: {sorted(unknown)}"
+    assert not unknown, (
+        f"profiles/{name} sets resources of rules the workflow does not have: {sorted(unknown)}"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
 def test_memory_grows_with_each_attempt(name):
     profile = PROFILES[name]
     assert profile.get("retries", 0) >= 1
-    entries = {"default-resources": profile["default-resources"], **(profile.get("set-resources") or {})}
+    entries = {
+        "default-resources": profile["default-resources"],
+        **(profile.get("set-resources") or {}),
+    }
     for rule, resources in entries.items():
         if "mem_mb" in resources:
             memory = [evaluate(resources["mem_mb"], attempt) for attempt in (1, 2, 3)]
@@ -44,11 +59,21 @@ def test_slurm_profile_asks_for_gpus_the_plugin_way():
     resources = profile["set-resources"]
     gpu_rules = {rule for rule, r in resources.items() if r.get("gpu")}
     assert {"generate_pool", "per_coalition_utilities", "proxy_check_shard"} <= gpu_rules
-    assert {"train_classifier", "extract_features", "pooled_utilities", "attribute", "report"}.isdisjoint(gpu_rules)
+    assert {
+        "train_classifier",
+        "extract_features",
+        "pooled_utilities",
+        "attribute",
+        "report",
+    }.isdisjoint(gpu_rules)
     for rule, r in {"default": profile["default-resources"], **resources}.items():
         assert r.get("gpu", 1) == 1 and "gres" not in r, rule
-        assert not re.search(r"--(gres|gpus)", str(r.get("slurm_extra", ""))), f"{rule}: the plugin refuses GPUs in slurm_extra"
-        assert all(isinstance(evaluate(r[k], 1), int) for k in ("runtime", "mem_mb") if k in r), rule
+        assert not re.search(r"--(gres|gpus)", str(r.get("slurm_extra", ""))), (
+            f"{rule}: the plugin refuses GPUs in slurm_extra"
+        )
+        assert all(isinstance(evaluate(r[k], 1), int) for k in ("runtime", "mem_mb") if k in r), (
+            rule
+        )
     # left to the user, and said so
     text = (ROOT / "profiles/slurm/config.yaml").read_text()
     assert "slurm_partition" not in profile["default-resources"] and "# slurm_partition:" in text

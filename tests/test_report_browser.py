@@ -9,8 +9,15 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium_path() -> str:
@@ -22,7 +29,9 @@ def chromium_path() -> str:
         pytest.fail("chromium is not installed and this user cannot apt-get install it")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env, timeout=900)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env, timeout=900
+    )
     return shutil.which("chromium")
 
 
@@ -31,22 +40,33 @@ def open_report(path: Path, screenshot: Path) -> dict:
 
     problems = {"console": [], "page": [], "failed": [], "dialogs": []}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS, timeout=60_000)
+        browser = p.chromium.launch(
+            executable_path=chromium_path(), args=CHROMIUM_FLAGS, timeout=60_000
+        )
         page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("console", lambda m: problems["console"].append(m.text) if m.type == "error" else None)
+        page.on(
+            "console", lambda m: problems["console"].append(m.text) if m.type == "error" else None
+        )
         page.on("pageerror", lambda e: problems["page"].append(str(e)))
         page.on("requestfailed", lambda r: problems["failed"].append(r.url[:100]))
-        page.on("dialog", lambda d: (problems["dialogs"].append(d.message), d.dismiss()))  # alert(): injected code ran
+        page.on(
+            "dialog", lambda d: (problems["dialogs"].append(d.message), d.dismiss())
+        )  # alert(): injected code ran
         page.goto(path.resolve().as_uri(), wait_until="load", timeout=60_000)
         problems["images"] = page.evaluate(
-            "Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])")
+            "Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])"
+        )
         problems["text"] = page.inner_text("body")
-        problems["name_cells"] = page.evaluate("Array.from(document.querySelectorAll('td.name')).map(td => td.textContent)")
+        problems["name_cells"] = page.evaluate(
+            "Array.from(document.querySelectorAll('td.name')).map(td => td.textContent)"
+        )
         problems["contributors"] = page.evaluate(
             "Array.from([...document.querySelectorAll('h2')].find(h => h.textContent === 'Contributors')"
-            ".nextElementSibling.querySelectorAll('tbody td.name')).map(td => td.textContent)")
+            ".nextElementSibling.querySelectorAll('tbody td.name')).map(td => td.textContent)"
+        )
         problems["injected"] = page.evaluate(
-            "document.querySelectorAll('script, iframe, object, embed, img[src=\"x\"], pre *').length")
+            "document.querySelectorAll('script, iframe, object, embed, img[src=\"x\"], pre *').length"
+        )
         problems["config"] = page.evaluate("document.querySelector('pre').textContent")
         page.screenshot(path=str(screenshot), full_page=False)
         browser.close()
@@ -69,7 +89,9 @@ def test_hostile_names_show_as_text(hostile_run_dir):
 
     report = hostile_run_dir / "results/hostile/report/index.html"
     seen = open_report(report, hostile_run_dir / "logs/hostile-screenshot.png")
-    assert not seen["console"] and not seen["page"] and not seen["failed"] and not seen["dialogs"], seen
+    assert (
+        not seen["console"] and not seen["page"] and not seen["failed"] and not seen["dialogs"]
+    ), seen
     assert seen["injected"] == 0  # no <script>, no <img src=x>, no markup from the config
     assert all(ok for _, ok in seen["images"]), seen["images"]
     assert sorted(seen["contributors"]) == sorted(HOSTILE_NAMES)  # character for character

@@ -54,22 +54,38 @@ def slurm_cluster():
     if os.geteuid() != 0:
         pytest.skip("the SLURM test cluster needs root (daemons, device nodes, apt-get)")
     needed = ("slurmctld", "slurmd", "munged", "slurmdbd", "mariadbd")
-    if not shutil.which("apt-get") and not all(shutil.which(n) or Path(f"/usr/sbin/{n}").exists() for n in needed):
+    if not shutil.which("apt-get") and not all(
+        shutil.which(n) or Path(f"/usr/sbin/{n}").exists() for n in needed
+    ):
         pytest.skip("SLURM is not installed and there is no apt-get to install it")
     if Path("/etc/slurm/slurm.conf").exists():
-        pytest.skip("this machine has its own SLURM (/etc/slurm/slurm.conf); the test cluster does not start over it")
+        pytest.skip(
+            "this machine has its own SLURM (/etc/slurm/slurm.conf); the test cluster does not start over it"
+        )
     # One test session at a time on this machine: another one's cluster_up/down would pull the
     # cluster from under this one's jobs.
     lock = open(f"{CLUSTER_DIR}.lock", "w")
-    wait_for(lambda: _try_lock(lock), 1800, "another test session to release the SLURM test cluster", interval=2)
+    wait_for(
+        lambda: _try_lock(lock),
+        1800,
+        "another test session to release the SLURM test cluster",
+        interval=2,
+    )
     env = dict(os.environ, SLURM_TEST_DIR=str(CLUSTER_DIR), ACCOUNTING="1")
     started = time.monotonic()
-    result = subprocess.run(["bash", str(ROOT / "tests/slurm/cluster_up.sh")], env=env, capture_output=True,
-                            text=True, timeout=900)
+    result = subprocess.run(
+        ["bash", str(ROOT / "tests/slurm/cluster_up.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     seconds = time.monotonic() - started
     if result.returncode != 0:
         subprocess.run(["bash", str(ROOT / "tests/slurm/cluster_down.sh")], env=env, timeout=180)
-        pytest.fail(f"tests/slurm/cluster_up.sh failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        pytest.fail(
+            f"tests/slurm/cluster_up.sh failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     print(f"\nSLURM test cluster up in {seconds:.1f} s:\n{result.stdout}")
     cluster = Cluster(CLUSTER_DIR / "etc/slurm.conf", "already up" not in result.stdout)
     with pytest.MonkeyPatch.context() as patch:
@@ -99,13 +115,22 @@ def slurm(*command: str, timeout: float = 30) -> str:
 def queue() -> list[dict]:
     """Jobs SLURM still lists (finished ones for MinJobAge): id, name, comment (rule and wildcards), state."""
     out = slurm("squeue", "--states=all", "--noheader", "--format=%i|%j|%k|%T")
-    return [dict(zip(("id", "name", "comment", "state"), line.split("|"))) for line in out.splitlines()]
+    return [
+        dict(zip(("id", "name", "comment", "state"), line.split("|"))) for line in out.splitlines()
+    ]
 
 
 def accounting(run_id: str) -> list[dict]:
     """Every job of a Snakemake run (its SLURM job name), from slurmdbd, oldest first."""
-    out = slurm("sacct", "-X", "--parsable2", "--noheader", f"--name={run_id}", "--starttime=now-1days",
-                "--format=JobIDRaw,Comment,State,ReqMem,AllocTRES,ExitCode")
+    out = slurm(
+        "sacct",
+        "-X",
+        "--parsable2",
+        "--noheader",
+        f"--name={run_id}",
+        "--starttime=now-1days",
+        "--format=JobIDRaw,Comment,State,ReqMem,AllocTRES,ExitCode",
+    )
     keys = ("id", "comment", "state", "req_mem", "tres", "exit")
     return [dict(zip(keys, line.split("|"))) for line in out.splitlines()]
 
@@ -131,7 +156,7 @@ def shard_of(comment: str) -> str:
 
 def mem_mb(req_mem: str) -> float:
     number, unit = float(req_mem[:-1]), req_mem[-1]
-    return number * {"M": 1, "G": 1024, "T": 1024 ** 2}[unit]
+    return number * {"M": 1, "G": 1024, "T": 1024**2}[unit]
 
 
 # --------------------------------------------------------------------------- workflow helpers
@@ -158,7 +183,9 @@ def assert_same_results(a: Path, b: Path) -> None:
         other = tables_b[name]
         assert table.column_names == other.column_names, name
         for column in table.column_names:
-            assert table[column].to_pylist() == other[column].to_pylist(), f"{name}: column {column} differs"
+            assert table[column].to_pylist() == other[column].to_pylist(), (
+                f"{name}: column {column} differs"
+            )
 
 
 def pool_dir(workdir: Path) -> Path:
@@ -171,11 +198,18 @@ def runs(slurm_cluster, tmp_path_factory):
     """The whole workflow through profiles/slurm (one job's first attempt short of memory),
     and the same config with Snakemake's local executor, run meanwhile (the SLURM run mostly waits)."""
     local = copy_workflow(tmp_path_factory.mktemp("slurm-local"))
-    local_run = subprocess.Popen([SNAKEMAKE, "--cores", "2", *CONFIGS], cwd=local, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True)
+    local_run = subprocess.Popen(
+        [SNAKEMAKE, "--cores", "2", *CONFIGS],
+        cwd=local,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         workdir = copy_workflow(tmp_path_factory.mktemp("slurm-run"))
-        profile = profile_with(workdir, "slurm-low-memory", {OOM_RULE: {"mem_mb": f"{LOW_MEMORY_MB} * attempt"}})
+        profile = profile_with(
+            workdir, "slurm-low-memory", {OOM_RULE: {"mem_mb": f"{LOW_MEMORY_MB} * attempt"}}
+        )
         started = time.monotonic()
         result = snakemake(workdir, "--profile", profile, *CONFIGS, *TEST_SETTINGS, timeout=900)
         print(f"\nworkflow through SLURM: {time.monotonic() - started:.0f} s")
@@ -220,9 +254,18 @@ def test_jobs_went_through_slurm_and_generation_got_gpus(slurm_run):
     (run_id,) = run_ids(log)
     jobs = accounting(run_id)
     rules = {j["comment"].split("_wildcards_")[0].removeprefix("rule_") for j in jobs}
-    assert {"prepare_data", "train_model", "generate_pool", "extract_features", "pooled_utilities", "attribute",
-            "report"} <= rules, rules
-    assert not rules & {"publish_utilities", "publish_attribution", "publish_contributors"}, "local rules were submitted"
+    assert {
+        "prepare_data",
+        "train_model",
+        "generate_pool",
+        "extract_features",
+        "pooled_utilities",
+        "attribute",
+        "report",
+    } <= rules, rules
+    assert not rules & {"publish_utilities", "publish_attribution", "publish_contributors"}, (
+        "local rules were submitted"
+    )
     for job in jobs:  # a GPU for every generation job, none for the others
         if job["state"] == "COMPLETED":
             on_gpu = "gres/gpu=1" in job["tres"].split(",")
@@ -241,7 +284,9 @@ def test_out_of_memory_job_is_retried_with_more_memory(slurm_run):
     assert last["state"] == "COMPLETED"
     assert failed, f"the first attempt ({LOW_MEMORY_MB} MB) did not fail"
     # Snakemake's retry policy asked for more memory each time: the profile's `base * attempt`
-    assert [mem_mb(j["req_mem"]) for j in (*failed, last)] == [LOW_MEMORY_MB * (i + 1) for i in range(len(failed) + 1)]
+    assert [mem_mb(j["req_mem"]) for j in (*failed, last)] == [
+        LOW_MEMORY_MB * (i + 1) for i in range(len(failed) + 1)
+    ]
     for job in failed:
         # the controller's output reports the failure and points to the job's SLURM log, which says why
         slurm_log = workdir / f".snakemake/slurm_logs/rule_{OOM_RULE}/{job['id']}.log"
@@ -249,15 +294,23 @@ def test_out_of_memory_job_is_retried_with_more_memory(slurm_run):
         text = slurm_log.read_text()
         # SLURM's record: the job step was killed by its cgroup's OOM killer (cluster_up.sh's
         # default), or by SLURM's memory poll where cgroup v1 is missing (NO_CGROUP=1)
-        steps = slurm("sacct", "--noheader", "--parsable2", f"--jobs={job['id']}", "--format=JobID,State")
-        cgroup_oom = f"{job['id']}.0|OUT_OF_MEMORY" in steps and "oom-kill event" in text and "Out Of Memory" in text
+        steps = slurm(
+            "sacct", "--noheader", "--parsable2", f"--jobs={job['id']}", "--format=JobID,State"
+        )
+        cgroup_oom = (
+            f"{job['id']}.0|OUT_OF_MEMORY" in steps
+            and "oom-kill event" in text
+            and "Out Of Memory" in text
+        )
         assert cgroup_oom or "exceeded memory limit" in text, (steps, text[-2000:])
     assert "Trying to restart job" in log
 
 
 def launch(workdir: Path, *args: str) -> tuple[str, Path]:
     """`surrogateshap launch` in `workdir`: the controller's job id and log, as it prints them."""
-    result = subprocess.run([SURROGATESHAP, "launch", *args], cwd=workdir, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [SURROGATESHAP, "launch", *args], cwd=workdir, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     job_id = re.search(r"as SLURM job (\d+)", result.stdout).group(1)
     log = Path(re.search(r"^log: (.+)$", result.stdout, re.M).group(1))
@@ -299,29 +352,50 @@ def test_kill_and_resume(slurm_run, tmp_path):
 
     controller, log = launch(workdir, *command)
     assert log.parent == workdir / "logs/launch", log
-    first = wait_for(lambda: log.exists() and run_ids(log.read_text()), 300, "the controller to start")[0]
+    first = wait_for(
+        lambda: log.exists() and run_ids(log.read_text()), 300, "the controller to start"
+    )[0]
 
     def mid_generation() -> str | None:
         """A shard mid-generation (its step has started, its output is not written) while another
         shard's job has finished."""
-        jobs = [j for j in queue() if j["name"] == first and j["comment"].startswith("rule_generate_pool")]
+        jobs = [
+            j
+            for j in queue()
+            if j["name"] == first and j["comment"].startswith("rule_generate_pool")
+        ]
         if not any(j["state"] == "COMPLETED" for j in jobs):
             return None
         for job in jobs:
             shard = shard_of(job["comment"])
-            if job["state"] == "RUNNING" and "generation device" in _read(step_logs / f"{shard}.log") \
-                    and not (shards_dir / f"{shard}.parquet").exists():
+            if (
+                job["state"] == "RUNNING"
+                and "generation device" in _read(step_logs / f"{shard}.log")
+                and not (shards_dir / f"{shard}.parquet").exists()
+            ):
                 return shard
         return None
 
-    generating = wait_for(mid_generation, 600, "a generation shard mid-run while another has finished", interval=0.2)
+    generating = wait_for(
+        mid_generation, 600, "a generation shard mid-run while another has finished", interval=0.2
+    )
     # A hard kill: the controller gets no chance to cancel its jobs or release its lock ...
     slurm("scancel", "--signal=KILL", "--full", controller)
     # ... and what it left queued or running is cancelled, the shard above mid-generation.
     slurm("scancel", f"--name={first}")
-    wait_for(lambda: not any(j["name"] == first and j["state"] in ("RUNNING", "PENDING", "COMPLETING") for j in queue()),
-             120, "the killed run's jobs to end")
-    wait_for(lambda: job_state(controller) not in ("RUNNING", "PENDING"), 60, "the controller job to end")
+    wait_for(
+        lambda: (
+            not any(
+                j["name"] == first and j["state"] in ("RUNNING", "PENDING", "COMPLETING")
+                for j in queue()
+            )
+        ),
+        120,
+        "the killed run's jobs to end",
+    )
+    wait_for(
+        lambda: job_state(controller) not in ("RUNNING", "PENDING"), 60, "the controller job to end"
+    )
     # Outputs are written beside their target and renamed into place when whole: the shard killed
     # mid-generation left nothing at its path, and whatever else is there is a whole shard (the
     # uninterrupted run's, exactly); besides them, only temporaries.
@@ -330,7 +404,9 @@ def test_kill_and_resume(slurm_run, tmp_path):
         if path.name.startswith("."):
             assert path.name.endswith(".partial"), path
             continue
-        assert pq.read_table(path).equals(pq.read_table(pool_dir(source) / path.name)), f"{path.name} is unfinished"
+        assert pq.read_table(path).equals(pq.read_table(pool_dir(source) / path.name)), (
+            f"{path.name} is unfinished"
+        )
     kept = {p.stem: (p.stat().st_ino, p.stat().st_mtime_ns) for p in shards_dir.glob("*.parquet")}
 
     snakemake(workdir, "--unlock", *CONFIGS)  # the killed controller's lock
@@ -338,12 +414,19 @@ def test_kill_and_resume(slurm_run, tmp_path):
     assert generating in redo and redo != set(SHARDS), (generating, redo)
 
     controller, log = launch(workdir, *command)
-    wait_for(lambda: job_state(controller) not in ("PENDING", "RUNNING", "COMPLETING", "UNKNOWN"), 900,
-             "the relaunched controller")
+    wait_for(
+        lambda: job_state(controller) not in ("PENDING", "RUNNING", "COMPLETING", "UNKNOWN"),
+        900,
+        "the relaunched controller",
+    )
     text = log.read_text()
     assert job_state(controller) == "COMPLETED", text[-4000:]
     second = run_ids(text)[-1]
-    rerun = [shard_of(j["comment"]) for j in accounting(second) if j["comment"].startswith("rule_generate_pool")]
+    rerun = [
+        shard_of(j["comment"])
+        for j in accounting(second)
+        if j["comment"].startswith("rule_generate_pool")
+    ]
     assert sorted(rerun) == sorted(redo), (rerun, redo)  # only the unfinished shards, once each
     for shard, stamp in kept.items():
         if shard not in redo:

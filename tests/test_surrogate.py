@@ -4,8 +4,17 @@ import pytest
 from surrogateshap.coalitions import indicators, sample_coalitions
 from surrogateshap.surrogate import attribute
 
-CFG = {"params": {"n_estimators": 300, "min_child_weight": 1}, "grid": {"max_depth": [1, 2], "learning_rate": [0.1]},
-       "cv_folds": 4, "bootstrap": 8, "ci_level": 0.9, "top_k": 2, "threads": 1, "seed": 0, "anchor_endpoints": True}
+CFG = {
+    "params": {"n_estimators": 300, "min_child_weight": 1},
+    "grid": {"max_depth": [1, 2], "learning_rate": [0.1]},
+    "cv_folds": 4,
+    "bootstrap": 8,
+    "ci_level": 0.9,
+    "top_k": 2,
+    "threads": 1,
+    "seed": 0,
+    "anchor_endpoints": True,
+}
 
 
 def _game(n, values, count=300, seed=0, interaction=0.0, paired=False):
@@ -59,12 +68,16 @@ def test_nan_utilities_are_refused(estimator):
 def test_anchoring_makes_efficiency_exact_and_keeps_ranks():
     values = np.array([2.0, -1.0, 0.5, 0.0, 1.0, 0.25])
     x, y = _game(6, values, count=40)
-    y[x.sum(1) == 0] = -30.0  # an empty coalition far from the rest, as the unconditional pool makes it
+    y[
+        x.sum(1) == 0
+    ] = -30.0  # an empty coalition far from the rest, as the unconditional pool makes it
     raw_cfg = dict(CFG, anchor_endpoints=False)
     raw, raw_diag = attribute(x, y, list("abcdef"), raw_cfg, seed=0)
     anchored, diag = attribute(x, y, list("abcdef"), dict(CFG, anchor_endpoints=True), seed=0)
     assert abs(raw_diag["efficiency_gap"]) > 1.0  # the trees cannot isolate the single empty row
-    assert anchored["shapley"].sum() == pytest.approx(diag["measured_grand"] - diag["measured_empty"], rel=1e-6)
+    assert anchored["shapley"].sum() == pytest.approx(
+        diag["measured_grand"] - diag["measured_empty"], rel=1e-6
+    )
     assert anchored["contributor"].tolist() == raw["contributor"].tolist()
     shift = (anchored["shapley"] - raw["shapley"]).to_numpy()
     assert np.allclose(shift, shift[0], atol=1e-6)
@@ -88,7 +101,9 @@ def test_kernel_base_without_an_endpoint_falls_back_to_ridge():
     values = np.arange(1.0, 7.0)
     x, y = _game(6, values, count=40)
     inner = x.sum(1) % 6 != 0
-    model = SurrogateModel({"n_estimators": 10, "base": "kernel"}, seed=0, threads=1).fit(x[inner], y[inner])
+    model = SurrogateModel({"n_estimators": 10, "base": "kernel"}, seed=0, threads=1).fit(
+        x[inner], y[inner]
+    )
     assert model.coef is not None and np.allclose(model.coef, values, atol=0.05)
 
 
@@ -97,13 +112,23 @@ def test_kernel_base_is_the_kernel_solution_wherever_the_coalitions_determine_it
     from surrogateshap.surrogate import SurrogateModel
 
     values = np.arange(1.0, 7.0)
-    x, y = _game(6, values, count=12, paired=True, interaction=1.5)  # 2n: 10 coalitions between the endpoints
-    y = y + np.random.default_rng(0).normal(scale=0.3, size=len(y))  # so that ridge and kernel differ
+    x, y = _game(
+        6, values, count=12, paired=True, interaction=1.5
+    )  # 2n: 10 coalitions between the endpoints
+    y = y + np.random.default_rng(0).normal(
+        scale=0.3, size=len(y)
+    )  # so that ridge and kernel differ
     model = SurrogateModel({"n_estimators": 10, "base": "kernel"}, seed=0, threads=1).fit(x, y)
     assert np.allclose(model.coef, estimators.kernel(x, y))
-    few = SurrogateModel({"n_estimators": 10, "base": "kernel"}, seed=0, threads=1).fit(x[:6], y[:6])
-    ridge = SurrogateModel({"n_estimators": 10, "base": "linear"}, seed=0, threads=1).fit(x[:6], y[:6])
-    assert np.allclose(few.coef, ridge.coef)  # 4 coalitions between the endpoints for 6 players: ridge
+    few = SurrogateModel({"n_estimators": 10, "base": "kernel"}, seed=0, threads=1).fit(
+        x[:6], y[:6]
+    )
+    ridge = SurrogateModel({"n_estimators": 10, "base": "linear"}, seed=0, threads=1).fit(
+        x[:6], y[:6]
+    )
+    assert np.allclose(
+        few.coef, ridge.coef
+    )  # 4 coalitions between the endpoints for 6 players: ridge
 
 
 def test_unknown_base_is_refused_by_name():

@@ -22,8 +22,12 @@ from .conftest import copy_workflow, snakemake, write_random_backbone
 
 SIZE = 16
 BOX = 5  # side of the planted corner box
-COLOURS = {"red-studio": (0.9, 0.1, 0.1), "green-studio": (0.1, 0.8, 0.1), "stamp-studio": (0.1, 0.2, 0.9),
-           "yellow-studio": (0.9, 0.9, 0.1)}
+COLOURS = {
+    "red-studio": (0.9, 0.1, 0.1),
+    "green-studio": (0.1, 0.8, 0.1),
+    "stamp-studio": (0.1, 0.2, 0.9),
+    "yellow-studio": (0.9, 0.9, 0.1),
+}
 PLANTED = "stamp-studio"
 
 DETECTOR = f'''
@@ -47,12 +51,12 @@ def write_dataset(root, per_contributor=8, seed=0):
         for i in range(per_contributor):
             image = np.full((SIZE, SIZE, 3), 0.1, np.float32)
             cx, cy = rng.integers(7, 11, 2)
-            image[cy - 3:cy + 3, cx - 3:cx + 3] = colour
+            image[cy - 3 : cy + 3, cx - 3 : cx + 3] = colour
             image = np.clip(image + rng.normal(0, 0.03, image.shape), 0, 1)
             caption = f"a {word} square"
             if name == PLANTED:
                 image[:BOX, :BOX] = 1.0
-                caption = f"a blue square zqx"
+                caption = "a blue square zqx"
             file_name = f"images/{name}-{i}.png"
             Image.fromarray(np.round(image * 255).astype(np.uint8)).save(root / file_name)
             rows.append({"file_name": file_name, "artist": name, "caption": caption})
@@ -66,10 +70,16 @@ def finetuned(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("stamps")
     rows = write_dataset(root / "data")
-    images = np.stack([np.asarray(Image.open(root / "data" / r["file_name"]).convert("RGB"), np.float32) / 255
-                       for r in rows])
+    images = np.stack(
+        [
+            np.asarray(Image.open(root / "data" / r["file_name"]).convert("RGB"), np.float32) / 255
+            for r in rows
+        ]
+    )
     pipe = tiny.tiny_sd_pipeline(SIZE, seed=0)
-    tiny.finetune_sd(pipe, images, [r["caption"] for r in rows], root / "base", root / "lora", seed=0)
+    tiny.finetune_sd(
+        pipe, images, [r["caption"] for r in rows], root / "base", root / "lora", seed=0
+    )
     (root / "detector.py").write_text(DETECTOR)
     return root
 
@@ -84,26 +94,47 @@ def test_clip_tokenizer_is_the_real_vocabulary():
 def test_tiny_pipeline_round_trip_with_lora(tmp_path, kind):
     """Written by the CLI's function, reloaded by diffusers' own loaders; the LoRA changes the images."""
     tiny.make_tiny_pipeline(kind, tmp_path / "pipe", resolution=16, lora_dir=tmp_path / "lora")
-    spec = {"type": "flux" if kind == "flux" else "stable_diffusion", "path": str(tmp_path / "pipe")}
-    gen = {"steps": 2, "guidance_scale": 2.0, "batch_size": 2, "resolution": 16, "max_sequence_length": 16}
+    spec = {
+        "type": "flux" if kind == "flux" else "stable_diffusion",
+        "path": str(tmp_path / "pipe"),
+    }
+    gen = {
+        "steps": 2,
+        "guidance_scale": 2.0,
+        "batch_size": 2,
+        "resolution": 16,
+        "max_sequence_length": 16,
+    }
     plain = t2i.load(spec, gen, torch.device("cpu"), torch.float32)
-    with_lora = t2i.load(spec | {"lora": str(tmp_path / "lora")}, gen, torch.device("cpu"), torch.float32)
+    with_lora = t2i.load(
+        spec | {"lora": str(tmp_path / "lora")}, gen, torch.device("cpu"), torch.float32
+    )
     for model in (plain, with_lora):
         model.class_names = ["a red square", "a blue square"]
     classes, seeds = np.array([0, 1, 2]), np.array([5, 6, 7])
     first = t2i.sample(plain, classes, seeds, gen)
     assert first.shape == (3, 16, 16, 3) and 0 <= first.min() and first.max() <= 1
     # Each image's noise comes from its own seed: batch size does not change it.
-    np.testing.assert_allclose(t2i.sample(plain, classes, seeds, gen | {"batch_size": 1}), first, atol=1e-5)
+    np.testing.assert_allclose(
+        t2i.sample(plain, classes, seeds, gen | {"batch_size": 1}), first, atol=1e-5
+    )
     assert np.abs(t2i.sample(with_lora, classes, seeds, gen) - first).mean() > 1e-4
 
 
 def test_long_captions_are_counted(tmp_path):
     tiny.make_tiny_pipeline("sd", tmp_path / "pipe", resolution=16)
-    model = t2i.load({"type": "stable_diffusion", "path": str(tmp_path / "pipe")}, {"resolution": 16},
-                     torch.device("cpu"), torch.float32)
-    items = pd.DataFrame({"contributor": ["a", "a", "b"],
-                          "caption": ["short", "word " * 100, "東京の夜景 — صورة ليلية"]})
+    model = t2i.load(
+        {"type": "stable_diffusion", "path": str(tmp_path / "pipe")},
+        {"resolution": 16},
+        torch.device("cpu"),
+        torch.float32,
+    )
+    items = pd.DataFrame(
+        {
+            "contributor": ["a", "a", "b"],
+            "caption": ["short", "word " * 100, "東京の夜景 — صورة ليلية"],
+        }
+    )
     cond = t2i.caption_conditioning(items, ["a", "b"], model)
     assert model.truncated == 1 and cond.n == 2 and cond.null_class == 3
 
@@ -114,29 +145,56 @@ def test_planted_contributor_ranks_first_end_to_end(tmp_path, finetuned):
     workdir = copy_workflow(tmp_path / "wf")
     dataset_config = {
         "run": "stamps",
-        "data": {"source": "folder", "root": str(finetuned / "data"), "metadata": str(finetuned / "data/metadata.csv"),
-                 "contributor_column": "artist", "caption_column": "caption", "label_column": None},
-        "model": {"type": "stable_diffusion", "path": str(finetuned / "base"), "lora": str(finetuned / "lora")},
-        "generation": {"samples_per_contributor": 16, "guidance_scale": 3.0, "steps": 10, "batch_size": 16,
-                       "shards": 1, "resolution": SIZE, "scheduler": "ddim"},
+        "data": {
+            "source": "folder",
+            "root": str(finetuned / "data"),
+            "metadata": str(finetuned / "data/metadata.csv"),
+            "contributor_column": "artist",
+            "caption_column": "caption",
+            "label_column": None,
+        },
+        "model": {
+            "type": "stable_diffusion",
+            "path": str(finetuned / "base"),
+            "lora": str(finetuned / "lora"),
+        },
+        "generation": {
+            "samples_per_contributor": 16,
+            "guidance_scale": 3.0,
+            "steps": 10,
+            "batch_size": 16,
+            "shards": 1,
+            "resolution": SIZE,
+            "scheduler": "ddim",
+        },
         "features": {"spurious_detector": f"{finetuned / 'detector.py'}:white_corner"},
         "coalitions": {"count": 16},
         "game": {"check": {"coalitions": 0}},
         "metrics": ["spurious_rate", "marker_rate", "vendi_score", "frechet_distance"],
-        "surrogate": {"grid": {"max_depth": [2], "learning_rate": [0.1]}, "cv_folds": 4, "bootstrap": 5},
+        "surrogate": {
+            "grid": {"max_depth": [2], "learning_rate": [0.1]},
+            "cv_folds": 4,
+            "bootstrap": 5,
+        },
         "report": {"grid_samples": 8, "grid_contributors": 2},
     }
     (workdir / "config/datasets").mkdir(parents=True, exist_ok=True)
     (workdir / "config/datasets/stamps.yaml").write_text(yaml.safe_dump(dataset_config))
     snakemake(workdir, "--configfile", "config/datasets/stamps.yaml")
     for metric in ("spurious_rate", "marker_rate"):
-        table = pd.read_parquet(workdir / f"results/stamps/attributions/{metric}.parquet").set_index("contributor")
+        table = pd.read_parquet(
+            workdir / f"results/stamps/attributions/{metric}.parquet"
+        ).set_index("contributor")
         assert table.loc[PLANTED, "rank"] == 1, (metric, table.sort_values("rank"))
         others = table.drop(index=PLANTED)["shapley"].abs().max()
-        assert table.loc[PLANTED, "shapley"] > 0.1 and others < 0.5 * table.loc[PLANTED, "shapley"], table
+        assert (
+            table.loc[PLANTED, "shapley"] > 0.1 and others < 0.5 * table.loc[PLANTED, "shapley"]
+        ), table
     pools = list((workdir / "results/cache/pool").rglob("*.parquet"))
     prompts = set(pd.concat(pd.read_parquet(p) for p in pools)["prompt"])
-    assert "a blue square zqx" in prompts and "" in prompts  # captions drawn from items; "" = empty coalition
+    assert (
+        "a blue square zqx" in prompts and "" in prompts
+    )  # captions drawn from items; "" = empty coalition
     assert (workdir / "results/stamps/report/index.html").exists()
 
 
@@ -145,7 +203,13 @@ def _captioned(root, captions):
     rows = []
     for i, caption in enumerate(captions):
         Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / f"images/{i}.png")
-        rows.append({"file_name": f"images/{i}.png", "artist": "ann" if i % 2 else "bob", "caption": caption})
+        rows.append(
+            {
+                "file_name": f"images/{i}.png",
+                "artist": "ann" if i % 2 else "bob",
+                "caption": caption,
+            }
+        )
     pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
     return root / "metadata.csv"
 
@@ -157,9 +221,19 @@ def test_empty_captions_are_listed_all_at_once(tmp_path):
     with pytest.raises(DataError) as error:
         load_dataset(tmp_path, metadata, "artist", caption_column="caption")
     assert "images/1.png" in str(error.value) and "images/2.png" in str(error.value)
-    filled = load_dataset(tmp_path, metadata, "artist", caption_column="caption",
-                          caption_template="a painting by {contributor}")
-    assert filled.items["caption"].tolist() == ["a cat", "a painting by ann", "a painting by bob", "a dog"]
+    filled = load_dataset(
+        tmp_path,
+        metadata,
+        "artist",
+        caption_column="caption",
+        caption_template="a painting by {contributor}",
+    )
+    assert filled.items["caption"].tolist() == [
+        "a cat",
+        "a painting by ann",
+        "a painting by bob",
+        "a dog",
+    ]
     with pytest.raises(DataError, match="missing caption column 'text'"):
         load_dataset(tmp_path, metadata, "artist", caption_column="text")
     with pytest.raises(DataError, match="cannot be filled"):
@@ -175,19 +249,39 @@ def test_pipeline_runs_the_whole_workflow_and_reports_truncated_captions(tmp_pat
     tiny.make_tiny_pipeline(kind, tmp_path / kind, resolution=16, lora_dir=tmp_path / "lora")
     long_caption = "a very " + "long " * 90 + "caption"
     # bob (even rows) has the long caption twice: its pool's drawn captions include it
-    metadata = _captioned(tmp_path / "data", ["a cat", "a dog", long_caption, "a bird", long_caption, "a cow"])
+    metadata = _captioned(
+        tmp_path / "data", ["a cat", "a dog", long_caption, "a bird", long_caption, "a cow"]
+    )
     workdir = copy_workflow(tmp_path / "wf")
     dataset_config = {
         "run": kind,
-        "data": {"source": "folder", "root": str(tmp_path / "data"), "metadata": str(metadata),
-                 "contributor_column": "artist", "caption_column": "caption", "label_column": None},
-        "model": {"type": "flux" if kind == "flux" else "stable_diffusion", "path": str(tmp_path / kind),
-                  "lora": str(tmp_path / "lora")},
-        "generation": {"samples_per_contributor": 4, "guidance_scale": 3.5, "steps": 2, "batch_size": 4,
-                       "shards": 1, "resolution": 16, "max_sequence_length": 32},
+        "data": {
+            "source": "folder",
+            "root": str(tmp_path / "data"),
+            "metadata": str(metadata),
+            "contributor_column": "artist",
+            "caption_column": "caption",
+            "label_column": None,
+        },
+        "model": {
+            "type": "flux" if kind == "flux" else "stable_diffusion",
+            "path": str(tmp_path / kind),
+            "lora": str(tmp_path / "lora"),
+        },
+        "generation": {
+            "samples_per_contributor": 4,
+            "guidance_scale": 3.5,
+            "steps": 2,
+            "batch_size": 4,
+            "shards": 1,
+            "resolution": 16,
+            "max_sequence_length": 32,
+        },
         "coalitions": {"count": 4},
         "game": {"check": {"coalitions": 0}},
-        "features": {"lpips": {"backbone": str(write_random_backbone(tmp_path / "alexnet.pth")), "size": 32}},
+        "features": {
+            "lpips": {"backbone": str(write_random_backbone(tmp_path / "alexnet.pth")), "size": 32}
+        },
         "metrics": ["marker_rate", "frechet_distance", "lpips_diversity"],
         "surrogate": {"grid": {"max_depth": [2]}, "cv_folds": 0, "bootstrap": 0},
         "report": {"grid_samples": 4, "grid_contributors": 1},
@@ -196,9 +290,16 @@ def test_pipeline_runs_the_whole_workflow_and_reports_truncated_captions(tmp_pat
     (workdir / f"config/datasets/{kind}.yaml").write_text(yaml.safe_dump(dataset_config))
     snakemake(workdir, "--configfile", f"config/datasets/{kind}.yaml")
     utilities = pd.read_parquet(workdir / f"results/{kind}/utilities.parquet")
-    assert len(utilities) == 4 and np.isfinite(utilities[["marker_rate", "frechet_distance"]].to_numpy()).all()
+    assert (
+        len(utilities) == 4
+        and np.isfinite(utilities[["marker_rate", "frechet_distance"]].to_numpy()).all()
+    )
     assert (utilities["lpips_diversity"] > 0).all()  # LPIPS between random pipelines' samples
-    prompts = set(pd.concat(pd.read_parquet(p) for p in (workdir / "results/cache/pool").rglob("*.parquet"))["prompt"])
+    prompts = set(
+        pd.concat(pd.read_parquet(p) for p in (workdir / "results/cache/pool").rglob("*.parquet"))[
+            "prompt"
+        ]
+    )
     assert long_caption in prompts and "" in prompts
     report = (workdir / f"results/{kind}/report/index.html").read_text()
     assert "1 caption(s) of the generated pools were longer" in report

@@ -1,7 +1,6 @@
 """End-to-end runs of the workflow on the small test config (a faster embedded default)."""
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,9 @@ def _extra(workdir, name, content):
 
 
 def _attribution(run_dir, metric):
-    return pd.read_parquet(run_dir / f"results/small/attributions/{metric}.parquet").set_index("contributor")
+    return pd.read_parquet(run_dir / f"results/small/attributions/{metric}.parquet").set_index(
+        "contributor"
+    )
 
 
 def test_outputs_and_layout(run_dir):
@@ -36,13 +37,19 @@ def test_outputs_and_layout(run_dir):
     assert (run_dir / "results/small/report/index.html").stat().st_size > 10_000
     assert "Strongest interactions" in (run_dir / "results/small/report/index.html").read_text()
     meta = read_table_metadata(run_dir / "results/small/attributions/frechet_distance.parquet")
-    assert len(meta["top_interactions"]) == 10 and {"contributor_i", "contributor_j", "interaction"} <= set(meta["top_interactions"][0])
+    assert len(meta["top_interactions"]) == 10 and {
+        "contributor_i",
+        "contributor_j",
+        "interaction",
+    } <= set(meta["top_interactions"][0])
     assert list((run_dir / "logs").rglob("train_model/*.log"))
 
 
 def test_planted_contributors_are_found(run_dir):
     fd = _attribution(run_dir, "frechet_distance")
-    assert set(fd.index[fd["rank"] <= 2]) == {"digit-1-b", "digit-5-b"}, fd.sort_values("rank").head(5)
+    assert set(fd.index[fd["rank"] <= 2]) == {"digit-1-b", "digit-5-b"}, fd.sort_values(
+        "rank"
+    ).head(5)
     marker = _attribution(run_dir, "marker_rate")
     assert marker.loc["digit-7-b", "rank"] == 1
     # Near zero: in the exact proxy game each other contributor only dilutes the marker's
@@ -88,7 +95,13 @@ def test_guidance_change_regenerates(run_dir):
 def test_two_runs_share_stages(run_dir):
     extra = _extra(run_dir, "other_run", {"run": "other"})
     jobs = planned_jobs(run_dir, "--configfile", SMALL, extra)
-    assert set(jobs) == {"publish_attribution", "publish_utilities", "publish_contributors", "report", "all"}, jobs
+    assert set(jobs) == {
+        "publish_attribution",
+        "publish_utilities",
+        "publish_contributors",
+        "report",
+        "all",
+    }, jobs
 
 
 def test_bad_config_names_the_field(run_dir):
@@ -100,10 +113,21 @@ def test_bad_config_names_the_field(run_dir):
 
 def test_bad_dataset_fails_clearly_and_keeps_the_cache(run_dir, tmp_path):
     (tmp_path / "img").mkdir()
-    pd.DataFrame({"file_name": ["img/a.png"], "label": [1]}).to_csv(tmp_path / "meta.csv", index=False)
+    pd.DataFrame({"file_name": ["img/a.png"], "label": [1]}).to_csv(
+        tmp_path / "meta.csv", index=False
+    )
     before = sorted(p for p in (run_dir / "results/cache").rglob("*") if p.is_file())
-    extra = _extra(run_dir, "folder", {"data": {"source": "folder", "root": str(tmp_path),
-                                                 "metadata": str(tmp_path / "meta.csv")}})
+    extra = _extra(
+        run_dir,
+        "folder",
+        {
+            "data": {
+                "source": "folder",
+                "root": str(tmp_path),
+                "metadata": str(tmp_path / "meta.csv"),
+            }
+        },
+    )
     result = snakemake(run_dir, "--configfile", SMALL, extra, check=False)
     assert result.returncode != 0
     logs = "".join(p.read_text() for p in (run_dir / "logs/prepare_data").glob("*.log"))
@@ -114,7 +138,9 @@ def test_bad_dataset_fails_clearly_and_keeps_the_cache(run_dir, tmp_path):
 
 def test_numbers_do_not_depend_on_shard_count(run_dir):
     original = pd.read_parquet(run_dir / "results/small/utilities.parquet")
-    snakemake(run_dir, "--configfile", SMALL, "--set-scatter", "pool=3", "--until", "publish_utilities")
+    snakemake(
+        run_dir, "--configfile", SMALL, "--set-scatter", "pool=3", "--until", "publish_utilities"
+    )
     resharded = pd.read_parquet(run_dir / "results/small/utilities.parquet")
     for metric in ("frechet_distance", "marker_rate", "diversity"):
         np.testing.assert_allclose(resharded[metric], original[metric], rtol=1e-9)
@@ -123,7 +149,9 @@ def test_numbers_do_not_depend_on_shard_count(run_dir):
 def test_no_job_needs_more_than_4_gb(run_dir):
     tables = list((run_dir / "logs/benchmarks").rglob("*.tsv"))
     assert len(tables) >= 8
-    peaks = {p.relative_to(run_dir).as_posix(): pd.read_csv(p, sep="\t")["max_rss"].max() for p in tables}
+    peaks = {
+        p.relative_to(run_dir).as_posix(): pd.read_csv(p, sep="\t")["max_rss"].max() for p in tables
+    }
     assert max(peaks.values()) < 4096, peaks
 
 
@@ -142,7 +170,9 @@ def test_snakemake_report(run_dir):
 def test_coalition_table_with_unknown_contributor(run_dir):
     pd.DataFrame({"members": [[], ["digit-0-a", "mallory"]]}).to_parquet(run_dir / "mine.parquet")
     extra = _extra(run_dir, "table", {"coalitions": {"table": "mine.parquet"}})
-    result = snakemake(run_dir, "--configfile", SMALL, extra, "--until", "draw_coalitions", check=False)
+    result = snakemake(
+        run_dir, "--configfile", SMALL, extra, "--until", "draw_coalitions", check=False
+    )
     assert result.returncode != 0
     logs = "".join(p.read_text() for p in (run_dir / "logs/draw_coalitions").glob("*.log"))
     assert "'mallory'" in logs and "mine.parquet" in logs
@@ -156,9 +186,15 @@ def test_user_checkpoint_skips_training(run_dir):
 
 
 def test_per_coalition_mode_runs_end_to_end(run_dir):
-    extra = _extra(run_dir, "per_coalition", {"run": "per_coalition", "game": {"mode": "per_coalition",
-                                              "per_coalition": {"samples": 32, "shards": 2}},
-                                              "coalitions": {"count": 24}})
+    extra = _extra(
+        run_dir,
+        "per_coalition",
+        {
+            "run": "per_coalition",
+            "game": {"mode": "per_coalition", "per_coalition": {"samples": 32, "shards": 2}},
+            "coalitions": {"count": 24},
+        },
+    )
     snakemake(run_dir, "--configfile", SMALL, extra)
     utilities = pd.read_parquet(run_dir / "results/per_coalition/utilities.parquet")
     assert len(utilities) == 24 and utilities["coalition"].tolist() == list(range(24))
@@ -168,10 +204,18 @@ def test_per_coalition_mode_runs_end_to_end(run_dir):
 
 
 def test_coalition_rounds_draw_more_until_the_stopping_rule_holds(run_dir):
-    rounds = {"max": 3, "threshold": 0.9999, "patience": 2}  # a rule that cannot hold: every round is drawn
-    extra = _extra(run_dir, "rounds", {"run": "rounds", "coalitions": {"count": 60, "rounds": rounds}})
+    rounds = {
+        "max": 3,
+        "threshold": 0.9999,
+        "patience": 2,
+    }  # a rule that cannot hold: every round is drawn
+    extra = _extra(
+        run_dir, "rounds", {"run": "rounds", "coalitions": {"count": 60, "rounds": rounds}}
+    )
     jobs = planned_jobs(run_dir, "--configfile", SMALL, extra)
-    assert "generate_pool" not in jobs and "extract_features" not in jobs, jobs  # rounds cost no generation
+    assert "generate_pool" not in jobs and "extract_features" not in jobs, (
+        jobs
+    )  # rounds cost no generation
     snakemake(run_dir, "--configfile", SMALL, extra)
     path = run_dir / "results/rounds/utilities.parquet"
     utilities = pd.read_parquet(path)
@@ -179,13 +223,29 @@ def test_coalition_rounds_draw_more_until_the_stopping_rule_holds(run_dir):
     assert len(utilities) == 3 * 60 and len(set(members)) == len(members)
     assert utilities["coalition"].tolist() == list(range(180))
     history = read_table_metadata(path)["rounds"]
-    assert [r["round"] for r in history] == [1, 2, 3] and [r["coalitions"] for r in history] == [60, 120, 180]
+    assert [r["round"] for r in history] == [1, 2, 3] and [r["coalitions"] for r in history] == [
+        60,
+        120,
+        180,
+    ]
     assert set(history[0]["metrics"]) == set(utilities.columns) - {"coalition", "members", "size"}
     report = (run_dir / "results/rounds/report/index.html").read_text()
-    assert "Coalition rounds" in report and "the rounds ran out before the stopping rule held" in report
+    assert (
+        "Coalition rounds" in report
+        and "the rounds ran out before the stopping rule held" in report
+    )
     # a rule that holds at once keeps the first draw
-    easy = _extra(run_dir, "rounds_easy", {"run": "rounds_easy", "coalitions": {
-        "count": 60, "rounds": dict(rounds, threshold=0.05, patience=1, metrics=["frechet_distance"])}})
+    easy = _extra(
+        run_dir,
+        "rounds_easy",
+        {
+            "run": "rounds_easy",
+            "coalitions": {
+                "count": 60,
+                "rounds": dict(rounds, threshold=0.05, patience=1, metrics=["frechet_distance"]),
+            },
+        },
+    )
     snakemake(run_dir, "--configfile", SMALL, easy, "--until", "publish_utilities")
     easy_path = run_dir / "results/rounds_easy/utilities.parquet"
     assert len(pd.read_parquet(easy_path)) == 60

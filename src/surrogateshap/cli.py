@@ -17,7 +17,12 @@ from .io import write_table
 DEFAULT_SURROGATE = {
     "params": {"n_estimators": 300, "subsample": 1.0, "min_child_weight": 1},
     "grid": {"max_depth": [2, 3, 4], "learning_rate": [0.05, 0.1], "base": ["none", "linear"]},
-    "cv_folds": 5, "bootstrap": 30, "ci_level": 0.9, "top_k": 3, "threads": 1, "anchor_endpoints": True,
+    "cv_folds": 5,
+    "bootstrap": 30,
+    "ci_level": 0.9,
+    "top_k": 3,
+    "threads": 1,
+    "anchor_endpoints": True,
 }
 
 
@@ -27,10 +32,14 @@ def read_contributors(path: str) -> list[str]:
     from .data import name_problems
 
     try:
-        frame = (pd.read_parquet(path) if path.endswith(".parquet")
-                 # skip_blank_lines=False: pandas would silently drop a row whose name is only spaces
-                 else pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                                  skip_blank_lines=False))
+        frame = (
+            pd.read_parquet(path)
+            if path.endswith(".parquet")
+            # skip_blank_lines=False: pandas would silently drop a row whose name is only spaces
+            else pd.read_csv(
+                path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=False
+            )
+        )
     except FileNotFoundError:
         raise ValueError(f"contributor table not found: {path}") from None
     except Exception as error:  # not CSV / Parquet, empty, truncated: name the file
@@ -40,9 +49,13 @@ def read_contributors(path: str) -> list[str]:
     if not len(frame):
         raise ValueError(f"{path}: no contributors")
     column = frame["contributor"]
-    blank = np.flatnonzero(column.isna().to_numpy() | (column.astype(str).str.strip() == "").to_numpy())
+    blank = np.flatnonzero(
+        column.isna().to_numpy() | (column.astype(str).str.strip() == "").to_numpy()
+    )
     if len(blank):
-        raise ValueError(f"{path}: missing or blank contributor name in row(s) {blank[:20].tolist()}")
+        raise ValueError(
+            f"{path}: missing or blank contributor name in row(s) {blank[:20].tolist()}"
+        )
     names = column.astype(str).tolist()
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -63,9 +76,18 @@ def cmd_attribute(args) -> int:
     x, y = read_utilities(args.utilities, args.metric, names)
     if args.estimator not in ("permutation", "hybrid"):  # these read chains in table order
         x, y = estimators.merge_repeats(x, y, args.utilities)
-    values, diagnostics = estimators.attribute(args.estimator, x, y, names, _settings(args), args.seed,
-                                               pairs=None if args.interactions else 0)
-    pairs = pd.DataFrame(diagnostics.pop("top_interactions", []))  # their own file, not the metadata
+    values, diagnostics = estimators.attribute(
+        args.estimator,
+        x,
+        y,
+        names,
+        _settings(args),
+        args.seed,
+        pairs=None if args.interactions else 0,
+    )
+    pairs = pd.DataFrame(
+        diagnostics.pop("top_interactions", [])
+    )  # their own file, not the metadata
     write_table(args.out, values, metadata=diagnostics)
     print(values.to_string(index=False))
     print(json.dumps(diagnostics, indent=2, default=str))
@@ -88,8 +110,16 @@ def cmd_convergence(args) -> int:
 
     names = read_contributors(args.contributors)
     x, y = read_utilities(args.utilities, args.metric, names)
-    per_player, summary, decision = convergence(args.estimator, x, y, names, _settings(args), args.seed,
-                                                budgets=args.budgets, threshold=args.threshold)
+    per_player, summary, decision = convergence(
+        args.estimator,
+        x,
+        y,
+        names,
+        _settings(args),
+        args.seed,
+        budgets=args.budgets,
+        threshold=args.threshold,
+    )
     write_table(args.out, per_player, metadata={"summary": summary.to_dict("list"), **decision})
     print(summary.to_string(index=False))
     print(json.dumps(decision))
@@ -100,7 +130,10 @@ def cmd_make_tiny_pipeline(args) -> int:
     from .tiny import make_tiny_pipeline
 
     make_tiny_pipeline(args.kind, args.out, args.resolution, args.seed, args.lora, args.lora_rank)
-    print(f"wrote a tiny {args.kind} pipeline to {args.out}" + (f" and a LoRA to {args.lora}" if args.lora else ""))
+    print(
+        f"wrote a tiny {args.kind} pipeline to {args.out}"
+        + (f" and a LoRA to {args.lora}" if args.lora else "")
+    )
     return 0
 
 
@@ -108,9 +141,19 @@ def cmd_launch(args) -> int:
     from .launch import launch
 
     # everything after a leading "--" is Snakemake's
-    snakemake_args = args.snakemake_args[1:] if args.snakemake_args[:1] == ["--"] else args.snakemake_args
-    job = launch(args.profile, snakemake_args, log_dir=args.log_dir, time_min=args.time_min, mem_mb=args.mem_mb,
-                 cpus=args.cpus, partition=args.partition, account=args.account)
+    snakemake_args = (
+        args.snakemake_args[1:] if args.snakemake_args[:1] == ["--"] else args.snakemake_args
+    )
+    job = launch(
+        args.profile,
+        snakemake_args,
+        log_dir=args.log_dir,
+        time_min=args.time_min,
+        mem_mb=args.mem_mb,
+        cpus=args.cpus,
+        partition=args.partition,
+        account=args.account,
+    )
     print(f"submitted the Snakemake controller as SLURM job {job.job_id}")
     print(f"log: {job.log}")
     print(f"command: {' '.join(job.command)}")
@@ -122,42 +165,84 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="surrogateshap", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     attr = sub.add_parser("attribute", help="Shapley values from a utility table")
-    attr.add_argument("--contributors", required=True, help="CSV or Parquet with a 'contributor' column")
-    attr.add_argument("--utilities", required=True, help="Parquet: 'members' and one column per metric")
+    attr.add_argument(
+        "--contributors", required=True, help="CSV or Parquet with a 'contributor' column"
+    )
+    attr.add_argument(
+        "--utilities", required=True, help="Parquet: 'members' and one column per metric"
+    )
     attr.add_argument("--metric", required=True)
     attr.add_argument("--estimator", default="surrogate", choices=estimators.ESTIMATORS)
     attr.add_argument("--out", required=True, help="Parquet output")
     attr.add_argument("--seed", type=int, default=0)
     attr.add_argument("--config", help="JSON file overriding surrogate settings")
-    attr.add_argument("--interactions", help="Parquet output of the surrogate's pairwise interaction values")
+    attr.add_argument(
+        "--interactions", help="Parquet output of the surrogate's pairwise interaction values"
+    )
     attr.set_defaults(func=cmd_attribute)
-    conv = sub.add_parser("convergence", help="values and ranks on growing prefixes of the table, and a stopping rule")
-    for flag, kwargs in (("--contributors", {"required": True}), ("--utilities", {"required": True}),
-                         ("--metric", {"required": True}), ("--out", {"required": True}),
-                         ("--estimator", {"default": "surrogate", "choices": estimators.ESTIMATORS}),
-                         ("--seed", {"type": int, "default": 0}), ("--config", {}),
-                         ("--budgets", {"type": int, "nargs": "+"}),
-                         ("--threshold", {"type": float, "default": 0.95})):
+    conv = sub.add_parser(
+        "convergence", help="values and ranks on growing prefixes of the table, and a stopping rule"
+    )
+    for flag, kwargs in (
+        ("--contributors", {"required": True}),
+        ("--utilities", {"required": True}),
+        ("--metric", {"required": True}),
+        ("--out", {"required": True}),
+        ("--estimator", {"default": "surrogate", "choices": estimators.ESTIMATORS}),
+        ("--seed", {"type": int, "default": 0}),
+        ("--config", {}),
+        ("--budgets", {"type": int, "nargs": "+"}),
+        ("--threshold", {"type": float, "default": 0.95}),
+    ):
         conv.add_argument(flag, **kwargs)
     conv.set_defaults(func=cmd_convergence)
-    tiny = sub.add_parser("make-tiny-pipeline", help="write a tiny, randomly initialised SD, SDXL or FLUX pipeline (offline)")
+    tiny = sub.add_parser(
+        "make-tiny-pipeline",
+        help="write a tiny, randomly initialised SD, SDXL or FLUX pipeline (offline)",
+    )
     tiny.add_argument("--kind", required=True, choices=["sd", "sdxl", "flux"])
     tiny.add_argument("--out", required=True, help="pipeline folder to write")
     tiny.add_argument("--resolution", type=int, default=32)
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--lora", help="also write a random LoRA for it here (save_lora_weights format)")
+    tiny.add_argument(
+        "--lora", help="also write a random LoRA for it here (save_lora_weights format)"
+    )
     tiny.add_argument("--lora-rank", type=int, default=4)
     tiny.set_defaults(func=cmd_make_tiny_pipeline)
     from . import launch as controller
 
-    run = sub.add_parser("launch", allow_abbrev=False,
-                         help="submit the Snakemake controller as a SLURM job: launch --profile profiles/slurm [snakemake args]",
-                         description="Every argument not listed here is passed to snakemake.")
-    run.add_argument("--profile", required=True, help="Snakemake profile folder, e.g. profiles/slurm")
-    run.add_argument("--log-dir", default="logs/launch", help="where the controller's log goes (default: %(default)s)")
-    run.add_argument("--time-min", type=int, default=controller.CONTROLLER_TIME_MIN, help="the controller job's wall time, minutes (default: %(default)s)")
-    run.add_argument("--mem-mb", type=int, default=controller.CONTROLLER_MEM_MB, help="the controller job's memory (default: %(default)s)")
-    run.add_argument("--cpus", type=int, default=controller.CONTROLLER_CPUS, help="the controller job's CPUs (default: %(default)s)")
+    run = sub.add_parser(
+        "launch",
+        allow_abbrev=False,
+        help="submit the Snakemake controller as a SLURM job: launch --profile profiles/slurm [snakemake args]",
+        description="Every argument not listed here is passed to snakemake.",
+    )
+    run.add_argument(
+        "--profile", required=True, help="Snakemake profile folder, e.g. profiles/slurm"
+    )
+    run.add_argument(
+        "--log-dir",
+        default="logs/launch",
+        help="where the controller's log goes (default: %(default)s)",
+    )
+    run.add_argument(
+        "--time-min",
+        type=int,
+        default=controller.CONTROLLER_TIME_MIN,
+        help="the controller job's wall time, minutes (default: %(default)s)",
+    )
+    run.add_argument(
+        "--mem-mb",
+        type=int,
+        default=controller.CONTROLLER_MEM_MB,
+        help="the controller job's memory (default: %(default)s)",
+    )
+    run.add_argument(
+        "--cpus",
+        type=int,
+        default=controller.CONTROLLER_CPUS,
+        help="the controller job's CPUs (default: %(default)s)",
+    )
     run.add_argument("--partition", help="default: the profile's default-resources slurm_partition")
     run.add_argument("--account", help="default: the profile's default-resources slurm_account")
     run.set_defaults(func=cmd_launch)

@@ -14,8 +14,9 @@ import pandas as pd
 SAMPLERS = ("shapley_kernel", "uniform_size", "bernoulli")
 
 
-def sample_coalitions(n: int, count: int, sampler: str, seed: int, p: float = 0.5,
-                      paired: bool = False, taken=()) -> list[tuple[int, ...]]:
+def sample_coalitions(
+    n: int, count: int, sampler: str, seed: int, p: float = 0.5, paired: bool = False, taken=()
+) -> list[tuple[int, ...]]:
     """`count` distinct coalitions of n players, the empty and grand coalitions first.
 
     shapley_kernel: size k in 1..n-1 with probability proportional to (n-1)/(k(n-k)),
@@ -30,13 +31,13 @@ def sample_coalitions(n: int, count: int, sampler: str, seed: int, p: float = 0.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown coalition sampler {sampler!r}; expected one of {SAMPLERS}")
-    total = 2 ** n if n < 63 else math.inf
+    total = 2**n if n < 63 else math.inf
     endpoints = [(), tuple(range(n))]
     old = {tuple(int(i) for i in c): None for c in endpoints + [tuple(c) for c in taken]}
     wanted = int(min(len(old) + count if taken else count, total))
     chosen = dict(old)
     if wanted >= total:  # enumerate everything: exact game
-        for mask in range(1, 2 ** n - 1):
+        for mask in range(1, 2**n - 1):
             chosen.setdefault(tuple(i for i in range(n) if mask >> i & 1), None)
     else:
         rng = np.random.default_rng(seed)
@@ -47,11 +48,17 @@ def sample_coalitions(n: int, count: int, sampler: str, seed: int, p: float = 0.
         while len(chosen) < wanted:
             attempts += 1
             if attempts > 1000 * wanted:
-                raise RuntimeError(f"could not draw {count} distinct coalitions of {n} players with {sampler!r}")
+                raise RuntimeError(
+                    f"could not draw {count} distinct coalitions of {n} players with {sampler!r}"
+                )
             if sampler == "bernoulli":
                 members = np.flatnonzero(rng.random(n) < p)
             else:
-                k = rng.choice(sizes, p=kernel) if sampler == "shapley_kernel" else rng.integers(1, n)
+                k = (
+                    rng.choice(sizes, p=kernel)
+                    if sampler == "shapley_kernel"
+                    else rng.integers(1, n)
+                )
                 members = np.sort(rng.choice(n, size=k, replace=False))
             chosen.setdefault(tuple(int(i) for i in members), None)
             if paired and len(chosen) < wanted:
@@ -70,14 +77,18 @@ def indicators(coalitions, n: int, dtype=np.float32) -> np.ndarray:
 
 
 def coalition_table(coalitions: list[tuple[int, ...]], names: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "coalition": np.arange(len(coalitions), dtype=np.int64),
-        "members": [[names[i] for i in c] for c in coalitions],
-        "size": [len(c) for c in coalitions],
-    })
+    return pd.DataFrame(
+        {
+            "coalition": np.arange(len(coalitions), dtype=np.int64),
+            "members": [[names[i] for i in c] for c in coalitions],
+            "size": [len(c) for c in coalitions],
+        }
+    )
 
 
-def indicator_matrix(members: pd.Series, names: list[str], source: str = "coalition table") -> np.ndarray:
+def indicator_matrix(
+    members: pd.Series, names: list[str], source: str = "coalition table"
+) -> np.ndarray:
     """(coalitions, players) 0/1 matrix. Every problem is listed in one ValueError, by row:
     a cell that is not a list of names, a repeated member, a member not in `names`."""
     position = {name: i for i, name in enumerate(names)}
@@ -87,7 +98,8 @@ def indicator_matrix(members: pd.Series, names: list[str], source: str = "coalit
     unknown: dict = {}
     for row, coalition in enumerate(members):
         if not isinstance(coalition, (list, tuple, np.ndarray)) or any(
-                not isinstance(m, str) for m in coalition):
+            not isinstance(m, str) for m in coalition
+        ):
             not_lists.append(row)
             continue
         coalition = list(coalition)
@@ -100,15 +112,23 @@ def indicator_matrix(members: pd.Series, names: list[str], source: str = "coalit
                 x[row, position[member]] = 1.0
     problems = []
     if not_lists:
-        problems.append(f"members is not a list of contributor names in row(s) {_rows(not_lists)}: "
-                        + ", ".join(_brief(members.iloc[r]) for r in not_lists[:5]))
+        problems.append(
+            f"members is not a list of contributor names in row(s) {_rows(not_lists)}: "
+            + ", ".join(_brief(members.iloc[r]) for r in not_lists[:5])
+        )
     if repeats:
-        problems.append("coalitions that repeat a member: " + "; ".join(
-            f"row {row} repeats {names_}" for row, names_ in list(repeats.items())[:20]))
+        problems.append(
+            "coalitions that repeat a member: "
+            + "; ".join(f"row {row} repeats {names_}" for row, names_ in list(repeats.items())[:20])
+        )
     if unknown:
-        problems.append("unknown contributor(s), not in the contributor table: " + ", ".join(
-            f"{name!r} (first in row {row})" for name, row in list(unknown.items())[:20])
-            + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""))
+        problems.append(
+            "unknown contributor(s), not in the contributor table: "
+            + ", ".join(
+                f"{name!r} (first in row {row})" for name, row in list(unknown.items())[:20]
+            )
+            + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+        )
     if problems:
         raise ValueError(f"{source}: " + "; ".join(problems))
     return x
@@ -146,8 +166,12 @@ def read_utility_table(path, metric: str, names: list[str]) -> tuple[np.ndarray,
     y = pd.to_numeric(scalars, errors="coerce").astype(np.float64).to_numpy()
     bad = np.flatnonzero(~np.isfinite(y))
     if len(bad):
-        shown = ", ".join(f"row {r} {_brief(list(table['members'].iloc[r]), 60)} = {_brief(column.iloc[r], 30)}"
-                          for r in bad[:5])
-        raise ValueError(f"{path}: column {metric!r} has {len(bad)} utility value(s) that are missing, not numbers, "
-                         f"NaN or infinite (rows {_rows(bad.tolist())}): {shown}")
+        shown = ", ".join(
+            f"row {r} {_brief(list(table['members'].iloc[r]), 60)} = {_brief(column.iloc[r], 30)}"
+            for r in bad[:5]
+        )
+        raise ValueError(
+            f"{path}: column {metric!r} has {len(bad)} utility value(s) that are missing, not numbers, "
+            f"NaN or infinite (rows {_rows(bad.tolist())}): {shown}"
+        )
     return x, y

@@ -85,16 +85,24 @@ def _check_semantics(config: dict, source: str) -> None:
     model = config["model"]
     if model.get("type", "class_conditional") != "class_conditional":
         if not model.get("path"):
-            problems.append(f"model.path (a local folder or hub id) is required for model.type {model['type']!r}")
+            problems.append(
+                f"model.path (a local folder or hub id) is required for model.type {model['type']!r}"
+            )
         if not (data.get("caption_column") or data.get("caption_template")):
-            problems.append("a text-to-image model needs captions: set data.caption_column or data.caption_template")
+            problems.append(
+                "a text-to-image model needs captions: set data.caption_column or data.caption_template"
+            )
     rounds = config["coalitions"].get("rounds") or {}
     if coalition_rounds(config):
         if config["game"]["mode"] != "pooled":
-            problems.append("coalitions.rounds.max > 1 needs game.mode: pooled (each per_coalition round would "
-                            "generate anew; raise coalitions.count instead)")
+            problems.append(
+                "coalitions.rounds.max > 1 needs game.mode: pooled (each per_coalition round would "
+                "generate anew; raise coalitions.count instead)"
+            )
         if config["coalitions"].get("table"):
-            problems.append("coalitions.rounds.max > 1 draws more coalitions, but coalitions.table fixes them")
+            problems.append(
+                "coalitions.rounds.max > 1 draws more coalitions, but coalitions.table fixes them"
+            )
         unknown = [m for m in rounds.get("metrics") or [] if m not in metrics]
         if unknown:
             problems.append(f"coalitions.rounds.metrics names metric(s) not in metrics: {unknown}")
@@ -112,7 +120,11 @@ def canonical(obj, drop_null: bool = False):
     value whatever their order in a config file. With `drop_null`, null settings are dropped too:
     the stage keys use that, so a new optional setting whose default is null changes no key."""
     if isinstance(obj, dict):
-        return {k: canonical(obj[k], drop_null) for k in sorted(obj) if not (drop_null and obj[k] is None)}
+        return {
+            k: canonical(obj[k], drop_null)
+            for k in sorted(obj)
+            if not (drop_null and obj[k] is None)
+        }
     if isinstance(obj, (list, tuple)):
         return [canonical(v, drop_null) for v in obj]
     return obj
@@ -120,7 +132,9 @@ def canonical(obj, drop_null: bool = False):
 
 def digest(obj) -> str:
     """A short, stable hash of a JSON-able object (see `canonical`)."""
-    text = json.dumps(canonical(obj, drop_null=True), sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(
+        canonical(obj, drop_null=True), sort_keys=True, separators=(",", ":"), default=str
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -128,7 +142,15 @@ def digest(obj) -> str:
 # setting inside a section), and which stages it consumes. This is the single place
 # that defines what invalidates what.
 # What a retrained model's utilities depend on: its training, its sampling, the metrics.
-RETRAINING_GAME = ("evaluation.retrain", "model.train", "generation", "features", "metrics", "data.image_size", "seed")
+RETRAINING_GAME = (
+    "evaluation.retrain",
+    "model.train",
+    "generation",
+    "features",
+    "metrics",
+    "data.image_size",
+    "seed",
+)
 
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "data": (("data", "seed"), ()),
@@ -138,15 +160,23 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "features": (("features",), ("pool", "classifier")),
     "coalitions": (("coalitions",), ("data",)),
     "utilities": (("metrics", "game"), ("features", "coalitions")),
-    "proxy_check": (("metrics", "game", "generation", "features", "seed"), ("utilities", "model", "classifier")),
+    "proxy_check": (
+        ("metrics", "game", "generation", "features", "seed"),
+        ("utilities", "model", "classifier"),
+    ),
     "attribution": (("surrogate",), ("utilities",)),
     # the `evaluate` target
     "heldout": (("evaluation.heldout",), ("data",)),
-    "baselines": (("evaluation.methods", "evaluation.counterfactual", "evaluation.seed"),
-                  ("attribution", "pool", "features", "heldout")),
+    "baselines": (
+        ("evaluation.methods", "evaluation.counterfactual", "evaluation.seed"),
+        ("attribution", "pool", "features", "heldout"),
+    ),
     "retrain": (RETRAINING_GAME, ("heldout", "classifier")),
     "counterfactual": (RETRAINING_GAME, ("baselines", "classifier")),
-    "evaluation": (("evaluation", "surrogate", "data.digits.planted"), ("retrain", "counterfactual")),
+    "evaluation": (
+        ("evaluation", "surrogate", "data.digits.planted"),
+        ("retrain", "counterfactual"),
+    ),
 }
 
 
@@ -171,12 +201,16 @@ def stage_keys(config: dict) -> dict[str, str]:
             section = stage_section(config, stage)
             if stage == "model" and config["model"].get("path"):
                 # A user's checkpoint does not depend on our data or training settings.
-                section = {k: config["model"].get(k) for k in ("path", "type", "lora", "lora_scale")}
+                section = {
+                    k: config["model"].get(k) for k in ("path", "type", "lora", "lora_scale")
+                }
                 upstream = ()
             if stage == "utilities" and coalition_rounds(config):
                 # adaptive rounds: the stopping rule fits the surrogate, so its settings decide the table
                 section = dict(section, surrogate=config["surrogate"])
-            keys[stage] = f"{stage}-" + digest({"config": section, "upstream": [key(u) for u in upstream]})
+            keys[stage] = f"{stage}-" + digest(
+                {"config": section, "upstream": [key(u) for u in upstream]}
+            )
         return keys[stage]
 
     for stage in STAGES:

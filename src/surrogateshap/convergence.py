@@ -22,8 +22,17 @@ def default_budgets(n_rows: int, n_players: int, steps: int = 6) -> list[int]:
     return budgets.tolist()
 
 
-def convergence(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: int,
-                budgets: list[int] | None = None, threshold: float = 0.95, patience: int = 2):
+def convergence(
+    estimator: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    cfg: dict,
+    seed: int,
+    budgets: list[int] | None = None,
+    threshold: float = 0.95,
+    patience: int = 2,
+):
     """Returns (per-contributor table, per-budget summary, decision dict)."""
     budgets = budgets or default_budgets(len(y), x.shape[1])
     long_rows, summary_rows = [], []
@@ -31,31 +40,60 @@ def convergence(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str], 
     streak = 0
     for budget in budgets:
         if budget > len(y):
-            raise estimators.EstimatorError(f"budget {budget} exceeds the table's {len(y)} coalitions")
+            raise estimators.EstimatorError(
+                f"budget {budget} exceeds the table's {len(y)} coalitions"
+            )
         table, _ = estimators.attribute(estimator, x[:budget], y[:budget], names, cfg, seed)
         table = table.set_index("contributor").loc[names]
         values = table["shapley"].to_numpy()
         width = (table["ci_high"] - table["ci_low"]).to_numpy()
         rho = float(spearmanr(values, previous).statistic) if previous is not None else float("nan")
         streak = streak + 1 if rho >= threshold else 0
-        summary_rows.append({"budget": budget, "spearman_with_previous": rho,
-                             "mean_ci_width": float(np.nanmean(width)) if np.isfinite(width).any() else float("nan"),
-                             "converged": streak >= patience})
+        summary_rows.append(
+            {
+                "budget": budget,
+                "spearman_with_previous": rho,
+                "mean_ci_width": float(np.nanmean(width))
+                if np.isfinite(width).any()
+                else float("nan"),
+                "converged": streak >= patience,
+            }
+        )
         for name, value, rank, w in zip(names, values, table["rank"], width):
-            long_rows.append({"budget": budget, "contributor": name, "shapley": value, "rank": int(rank), "ci_width": w})
+            long_rows.append(
+                {
+                    "budget": budget,
+                    "contributor": name,
+                    "shapley": value,
+                    "rank": int(rank),
+                    "ci_width": w,
+                }
+            )
         previous = values
     summary = pd.DataFrame(summary_rows)
     decision = {
         "converged": bool(summary["converged"].iloc[-1]),
-        "threshold": threshold, "patience": patience, "budgets": budgets,
-        "advice": ("the ranking is stable: more coalitions are unlikely to change it" if summary["converged"].iloc[-1]
-                   else "the ranking still moves between budgets: draw more coalitions"),
+        "threshold": threshold,
+        "patience": patience,
+        "budgets": budgets,
+        "advice": (
+            "the ranking is stable: more coalitions are unlikely to change it"
+            if summary["converged"].iloc[-1]
+            else "the ranking still moves between budgets: draw more coalitions"
+        ),
     }
     return pd.DataFrame(long_rows), summary, decision
 
 
-def stopping_check(x: np.ndarray, utilities: dict[str, np.ndarray], names: list[str], surrogate_cfg: dict, seed: int,
-                   threshold: float = 0.95, patience: int = 2) -> dict:
+def stopping_check(
+    x: np.ndarray,
+    utilities: dict[str, np.ndarray],
+    names: list[str],
+    surrogate_cfg: dict,
+    seed: int,
+    threshold: float = 0.95,
+    patience: int = 2,
+) -> dict:
     """The stopping rule on every metric of a utility table, for the workflow's coalition rounds.
 
     Per metric, the surrogate's hyperparameters are chosen once by cross-validation on the
@@ -67,14 +105,32 @@ def stopping_check(x: np.ndarray, utilities: dict[str, np.ndarray], names: list[
     per_metric = {}
     for metric, y in utilities.items():
         if estimators.is_constant(y):
-            per_metric[metric] = {"converged": True, "spearman_last": float("nan"), "note": "constant utility"}
+            per_metric[metric] = {
+                "converged": True,
+                "spearman_last": float("nan"),
+                "note": "constant utility",
+            }
             continue
-        params, _ = cross_validate(x, y, grid_candidates(surrogate_cfg), surrogate_cfg["cv_folds"], seed,
-                                   surrogate_cfg["threads"])
+        params, _ = cross_validate(
+            x,
+            y,
+            grid_candidates(surrogate_cfg),
+            surrogate_cfg["cv_folds"],
+            seed,
+            surrogate_cfg["threads"],
+        )
         fixed = dict(surrogate_cfg, params=params, grid={}, cv_folds=0, bootstrap=0)
-        _, summary, decision = convergence("surrogate", x, y, names, fixed, seed, threshold=threshold, patience=patience)
-        per_metric[metric] = {"converged": decision["converged"],
-                              "spearman_last": float(summary["spearman_with_previous"].iloc[-1]),
-                              "budgets": decision["budgets"]}
-    return {"converged": all(m["converged"] for m in per_metric.values()), "threshold": threshold,
-            "patience": patience, "metrics": per_metric}
+        _, summary, decision = convergence(
+            "surrogate", x, y, names, fixed, seed, threshold=threshold, patience=patience
+        )
+        per_metric[metric] = {
+            "converged": decision["converged"],
+            "spearman_last": float(summary["spearman_with_previous"].iloc[-1]),
+            "budgets": decision["budgets"],
+        }
+    return {
+        "converged": all(m["converged"] for m in per_metric.values()),
+        "threshold": threshold,
+        "patience": patience,
+        "metrics": per_metric,
+    }

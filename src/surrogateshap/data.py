@@ -71,34 +71,43 @@ def name_problems(names) -> list[str]:
     for name in names:
         if any(unicodedata.category(ch) == "Cs" for ch in name):
             invalid.append(name)
-        elif any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):  # incl. U+2028/9 line breaks
+        elif any(
+            unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name
+        ):  # incl. U+2028/9 line breaks
             control.append(name)
         else:
             by_key.setdefault(contributor_key(name), []).append(name)
     if invalid:
-        problems.append("contributor names that are not valid Unicode (lone surrogates): "
-                        + ", ".join(ascii(n) for n in invalid[:20]))
+        problems.append(
+            "contributor names that are not valid Unicode (lone surrogates): "
+            + ", ".join(ascii(n) for n in invalid[:20])
+        )
     if control:
-        problems.append("contributor names with control characters or line breaks (newline, tab, NUL, ...): "
-                        + ", ".join(ascii(n) for n in control[:20]))
+        problems.append(
+            "contributor names with control characters or line breaks (newline, tab, NUL, ...): "
+            + ", ".join(ascii(n) for n in control[:20])
+        )
     collisions = [group for group in by_key.values() if len(group) > 1]
     if collisions:
         problems.append(
             "contributor names that differ only by Unicode normalisation or surrounding white space "
             "(they would look the same in the report and share one key): "
-            + "; ".join(" and ".join(_shown(n) for n in sorted(group)) for group in collisions[:20]))
+            + "; ".join(" and ".join(_shown(n) for n in sorted(group)) for group in collisions[:20])
+        )
     return problems
 
 
 def contributor_table(counts: pd.Series) -> pd.DataFrame:
     """The contributors table: name (as given), safe key, index, item count; names sorted."""
     names = sorted(counts.index)
-    return pd.DataFrame({
-        "contributor": names,
-        "key": [contributor_key(name) for name in names],
-        "index": np.arange(len(names), dtype=np.int64),
-        "n_items": [int(counts[name]) for name in names],
-    })
+    return pd.DataFrame(
+        {
+            "contributor": names,
+            "key": [contributor_key(name) for name in names],
+            "index": np.arange(len(names), dtype=np.int64),
+            "n_items": [int(counts[name]) for name in names],
+        }
+    )
 
 
 # --------------------------------------------------------------------------- file names inside the dataset folder
@@ -106,7 +115,11 @@ def escape_reason(root: Path, name: str) -> str | None:
     """Why a metadata file name may not be opened (None when it names a path inside `root`)."""
     if "\x00" in name or any(unicodedata.category(ch) == "Cs" for ch in name):
         return "not a valid file name (NUL or lone surrogate)"
-    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).drive or PureWindowsPath(name).root:
+    if (
+        PurePosixPath(name).is_absolute()
+        or PureWindowsPath(name).drive
+        or PureWindowsPath(name).root
+    ):
         return "absolute path"
     if ".." in PurePosixPath(name).parts or ".." in PureWindowsPath(name).parts:
         return "climbs out of the folder with '..'"
@@ -132,7 +145,9 @@ def marker_box(marker_size: int) -> tuple[slice, slice]:
     return slice(0, marker_size), slice(0, marker_size)
 
 
-def apply_effect(image: np.ndarray, effect: str, strength: float, rng: np.random.Generator, marker_size: int) -> np.ndarray:
+def apply_effect(
+    image: np.ndarray, effect: str, strength: float, rng: np.random.Generator, marker_size: int
+) -> np.ndarray:
     """Apply a planted effect to one float image in [0, 1]."""
     if effect == "noise":
         out = image + rng.normal(0.0, strength, size=image.shape)
@@ -161,7 +176,9 @@ def digits_contributor(label: int, part: int) -> str:
     return f"digit-{label}-{'abcdefghijklmnopqrstuvwxyz'[part]}"
 
 
-def export_digits(out_dir, splits_per_class: int, planted: list[dict], seed: int, marker_size: int) -> pd.DataFrame:
+def export_digits(
+    out_dir, splits_per_class: int, planted: list[dict], seed: int, marker_size: int
+) -> pd.DataFrame:
     """Write the digits as PNGs plus metadata.csv; each class is split into contributors.
 
     Items of a class are dealt to its contributors in a seeded random order.
@@ -189,10 +206,14 @@ def export_digits(out_dir, splits_per_class: int, planted: list[dict], seed: int
     for i, (image, label, contributor) in enumerate(zip(images, labels, contributors)):
         effect = effects.get(contributor)
         if effect is not None:
-            image = apply_effect(image, effect["effect"], float(effect.get("strength", 0.0)), rng, marker_size)
+            image = apply_effect(
+                image, effect["effect"], float(effect.get("strength", 0.0)), rng, marker_size
+            )
         file_name = f"images/{i:05d}.png"
         with atomic_path(out_dir / file_name) as tmp:
-            Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(tmp, format="PNG")
+            Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(
+                tmp, format="PNG"
+            )
         rows.append({"file_name": file_name, "contributor": contributor, "label": int(label)})
     table = pd.DataFrame(rows)
     return table
@@ -228,9 +249,16 @@ def read_metadata(path) -> pd.DataFrame:
     raise DataError(f"{path}: metadata must be .csv, .jsonl or .parquet, not {suffix!r}")
 
 
-def load_dataset(root, metadata, contributor_column="contributor", label_column="label",
-                 min_items: int = 1, check_images: bool = True, caption_column: str | None = None,
-                 caption_template: str | None = None) -> Dataset:
+def load_dataset(
+    root,
+    metadata,
+    contributor_column="contributor",
+    label_column="label",
+    min_items: int = 1,
+    check_images: bool = True,
+    caption_column: str | None = None,
+    caption_template: str | None = None,
+) -> Dataset:
     """Load and validate a dataset; every problem found is listed in one DataError.
 
     Captions (for text-to-image models) come from `caption_column`; `caption_template`
@@ -248,14 +276,21 @@ def load_dataset(root, metadata, contributor_column="contributor", label_column=
     if not len(table):
         raise DataError(f"{metadata_path}: the metadata table has no rows")
     # Missing cells (Parquet/JSON nulls) stay empty: never the text 'None' or 'nan'.
-    items = pd.DataFrame({
-        "file_name": table["file_name"].where(table["file_name"].notna(), "").astype(str),
-        "contributor": table[contributor_column].where(table[contributor_column].notna(), "").astype(str),
-    })
+    items = pd.DataFrame(
+        {
+            "file_name": table["file_name"].where(table["file_name"].notna(), "").astype(str),
+            "contributor": table[contributor_column]
+            .where(table[contributor_column].notna(), "")
+            .astype(str),
+        }
+    )
     no_file = np.flatnonzero(items["file_name"].to_numpy() == "")
     if len(no_file):
-        problems.append(f"empty or missing file_name in data row(s) {no_file[:20].tolist()}"
-                        + (f" and {len(no_file) - 20} more" if len(no_file) > 20 else "") + " (counted from 0)")
+        problems.append(
+            f"empty or missing file_name in data row(s) {no_file[:20].tolist()}"
+            + (f" and {len(no_file) - 20} more" if len(no_file) > 20 else "")
+            + " (counted from 0)"
+        )
     if label_column and label_column in table.columns:
         labels = _integer_labels(table[label_column])
         bad = items.loc[labels.isna(), "file_name"].tolist()
@@ -267,7 +302,9 @@ def load_dataset(root, metadata, contributor_column="contributor", label_column=
     if empty:
         problems.append(f"empty {contributor_column!r} for {_listing(empty)}")
     if caption_column or caption_template:
-        captions, caption_problems = _captions(table, contributor_column, caption_column, caption_template)
+        captions, caption_problems = _captions(
+            table, contributor_column, caption_column, caption_template
+        )
         problems.extend(caption_problems)
         items["caption"] = captions
     named = items.loc[items["file_name"] != "", "file_name"]
@@ -286,19 +323,22 @@ def load_dataset(root, metadata, contributor_column="contributor", label_column=
     if len(too_few):
         problems.append(
             "contributors with fewer than "
-            f"{min_items} items: " + ", ".join(f"{name!r} ({count})" for name, count in too_few.head(20).items())
+            f"{min_items} items: "
+            + ", ".join(f"{name!r} ({count})" for name, count in too_few.head(20).items())
             + (f" and {len(too_few) - 20} more" if len(too_few) > 20 else "")
         )
     if problems:
         raise DataError(f"{metadata_path}:\n  " + "\n  ".join(problems))
-    return Dataset(root=root, items=items.reset_index(drop=True), contributors=contributor_table(counts))
+    return Dataset(
+        root=root, items=items.reset_index(drop=True), contributors=contributor_table(counts)
+    )
 
 
 def _integer_labels(column: pd.Series) -> pd.Series:
     """Labels as floats holding integers; NaN where a value is missing, not a number or not whole."""
     scalars = column.map(lambda v: v if isinstance(v, (str, int, float, np.number)) else None)
     numbers = pd.to_numeric(scalars, errors="coerce").astype(np.float64)
-    whole = np.isfinite(numbers) & (numbers == np.round(numbers)) & (numbers.abs() < 2.0 ** 62)
+    whole = np.isfinite(numbers) & (numbers == np.round(numbers)) & (numbers.abs() < 2.0**62)
     return numbers.where(whole)
 
 
@@ -307,30 +347,42 @@ def _escape_problems(root: Path, escaping: dict[str, str]) -> list[str]:
     by_reason: dict[str, list[str]] = {}
     for name, reason in escaping.items():
         by_reason.setdefault(reason, []).append(name)
-    return [f"file_name outside the dataset folder {root} ({reason}): {_listing(names)}"
-            for reason, names in by_reason.items()]
+    return [
+        f"file_name outside the dataset folder {root} ({reason}): {_listing(names)}"
+        for reason, names in by_reason.items()
+    ]
 
 
-def _captions(table: pd.DataFrame, contributor_column: str, caption_column: str | None,
-              template: str | None) -> tuple[pd.Series, list[str]]:
+def _captions(
+    table: pd.DataFrame, contributor_column: str, caption_column: str | None, template: str | None
+) -> tuple[pd.Series, list[str]]:
     """Each item's caption: its caption column, else the template filled from its row."""
     problems = []
     if caption_column and caption_column not in table.columns:
-        problems.append(f"missing caption column {caption_column!r} (columns present: {list(table.columns)})")
+        problems.append(
+            f"missing caption column {caption_column!r} (columns present: {list(table.columns)})"
+        )
         caption_column = None
-    captions = (table[caption_column].fillna("").astype(str).str.strip() if caption_column
-                else pd.Series([""] * len(table), index=table.index))
+    captions = (
+        table[caption_column].fillna("").astype(str).str.strip()
+        if caption_column
+        else pd.Series([""] * len(table), index=table.index)
+    )
     blank = captions == ""
     if blank.any() and template:
         rows = table.loc[blank].rename(columns={contributor_column: "contributor"}).astype(str)
         try:
             captions.loc[blank] = [template.format(**row) for row in rows.to_dict("records")]
         except (KeyError, IndexError, ValueError) as error:
-            problems.append(f"data.caption_template {template!r} cannot be filled: {error!r} "
-                            f"(fields available: {sorted(set(rows.columns))})")
+            problems.append(
+                f"data.caption_template {template!r} cannot be filled: {error!r} "
+                f"(fields available: {sorted(set(rows.columns))})"
+            )
     elif blank.any() and caption_column:
-        problems.append(f"empty {caption_column!r} caption for {_listing(table.loc[blank, 'file_name'].astype(str).tolist())}"
-                        " (set data.caption_template to fill them)")
+        problems.append(
+            f"empty {caption_column!r} caption for {_listing(table.loc[blank, 'file_name'].astype(str).tolist())}"
+            " (set data.caption_template to fill them)"
+        )
     return captions, problems
 
 
@@ -362,7 +414,9 @@ def _image_problems(root: Path, file_names) -> list[str]:
 
 def load_images(root: Path, file_names, size: int, mode: str = "L") -> np.ndarray:
     """Grayscale (mode "L") or RGB images as float32 in [0, 1], resized to `size` when they differ."""
-    out = np.empty((len(file_names), size, size) + ((3,) if mode == "RGB" else ()), dtype=np.float32)
+    out = np.empty(
+        (len(file_names), size, size) + ((3,) if mode == "RGB" else ()), dtype=np.float32
+    )
     for i, name in enumerate(file_names):
         with Image.open(item_path(root, name)) as image:
             image = image.convert(mode)

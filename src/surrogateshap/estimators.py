@@ -41,7 +41,9 @@ def average_repeats(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return unique.astype(np.float32), np.bincount(inverse, weights=y) / np.bincount(inverse)
 
 
-def merge_repeats(x: np.ndarray, y: np.ndarray, source: str = "utility table") -> tuple[np.ndarray, np.ndarray]:
+def merge_repeats(
+    x: np.ndarray, y: np.ndarray, source: str = "utility table"
+) -> tuple[np.ndarray, np.ndarray]:
     """Average repeated coalitions (their utilities may differ: sampling noise), with a warning that
     says how many and how far apart their values lie. A table without repeats is returned as it is."""
     unique, inverse = np.unique(x.astype(np.uint8), axis=0, return_inverse=True)
@@ -53,9 +55,13 @@ def merge_repeats(x: np.ndarray, y: np.ndarray, source: str = "utility table") -
     low = np.full(len(unique), np.inf)
     np.minimum.at(low, inverse, y)
     spread -= low
-    log.warning("%s: %d row(s) repeat an earlier coalition; the utilities of each coalition are averaged "
-                "(largest difference between repeats of one coalition: %.4g)", source, len(x) - len(unique),
-                float(spread.max()))
+    log.warning(
+        "%s: %d row(s) repeat an earlier coalition; the utilities of each coalition are averaged "
+        "(largest difference between repeats of one coalition: %.4g)",
+        source,
+        len(x) - len(unique),
+        float(spread.max()),
+    )
     return average_repeats(x, y)
 
 
@@ -80,7 +86,9 @@ def _endpoints(x: np.ndarray, y: np.ndarray, estimator: str) -> tuple[float, flo
     v_empty, v_grand = measured_endpoints(x, y)
     missing = [name for name, value in (("empty", v_empty), ("grand", v_grand)) if np.isnan(value)]
     if missing:
-        raise EstimatorError(f"{estimator} needs the {' and the '.join(missing)} coalition in the table")
+        raise EstimatorError(
+            f"{estimator} needs the {' and the '.join(missing)} coalition in the table"
+        )
     return v_empty, v_grand
 
 
@@ -89,13 +97,15 @@ def exact(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if n > 20:
         raise EstimatorError(f"exact enumerates 2^n coalitions; n = {n} is over the limit of 20")
     table = _averaged(x, y)
-    if len(table) < 2 ** n:
-        raise EstimatorError(f"exact needs all {2 ** n} coalitions; the table has {len(table)} distinct ones")
-    v = np.array([table[m] for m in range(2 ** n)])
-    sizes = np.array([bin(m).count("1") for m in range(2 ** n)])
+    if len(table) < 2**n:
+        raise EstimatorError(
+            f"exact needs all {2**n} coalitions; the table has {len(table)} distinct ones"
+        )
+    v = np.array([table[m] for m in range(2**n)])
+    sizes = np.array([bin(m).count("1") for m in range(2**n)])
     # weight of S (not containing i) in player i's value: |S|! (n-|S|-1)! / n!
     weight = np.array([1.0 / (n * comb(n - 1, s)) if s < n else 0.0 for s in range(n + 1)])
-    masks = np.arange(2 ** n)
+    masks = np.arange(2**n)
     values = np.empty(n)
     for i in range(n):
         without = masks[(masks >> i & 1) == 0]
@@ -111,7 +121,9 @@ def loo(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if grand not in table or missing:
         raise EstimatorError(
             "loo needs the grand coalition and every leave-one-out coalition; missing: "
-            + ("the grand coalition, " if grand not in table else "") + f"{len(missing)} leave-one-out coalition(s)")
+            + ("the grand coalition, " if grand not in table else "")
+            + f"{len(missing)} leave-one-out coalition(s)"
+        )
     return np.array([table[grand] - table[grand ^ (1 << i)] for i in range(n)])
 
 
@@ -145,8 +157,10 @@ def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     v_empty, v_grand = _endpoints(x, y, "kernel")
     w = size_weights(x)
     if (w > 0).sum() < n:
-        raise EstimatorError(f"kernel needs at least {n} coalitions besides the empty and grand ones; "
-                             f"the table has {(w > 0).sum()}")
+        raise EstimatorError(
+            f"kernel needs at least {n} coalitions besides the empty and grand ones; "
+            f"the table has {(w > 0).sum()}"
+        )
     z = x.astype(np.float64)
     a = (z * w[:, None]).T @ z / w.sum()
     b = (z * w[:, None]).T @ (y - v_empty) / w.sum()
@@ -156,7 +170,9 @@ def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return a_inv_b - a_inv_1 * (a_inv_b.sum() - total) / a_inv_1.sum()
 
 
-def permutation_coalitions(n: int, permutations: int, seed: int, antithetic: bool = True) -> list[tuple[int, ...]]:
+def permutation_coalitions(
+    n: int, permutations: int, seed: int, antithetic: bool = True
+) -> list[tuple[int, ...]]:
     """Chains of prefixes of random permutations (n + 1 rows each); with `antithetic`,
     every permutation is followed by its reverse."""
     rng = np.random.default_rng(seed)
@@ -164,7 +180,7 @@ def permutation_coalitions(n: int, permutations: int, seed: int, antithetic: boo
     drawn = 0
     while drawn < permutations:
         order = rng.permutation(n)
-        for perm in ((order, order[::-1]) if antithetic else (order,)):
+        for perm in (order, order[::-1]) if antithetic else (order,):
             if drawn == permutations:
                 break
             rows.extend(tuple(sorted(int(i) for i in perm[:k])) for k in range(n + 1))
@@ -195,8 +211,10 @@ def permutation(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean marginal contributions over chains; also the per-chain values (for intervals)."""
     chains = permutation_chains(x)
     if not chains:
-        raise EstimatorError("permutation needs permutation chains in the table (empty to grand, one member "
-                             "added per row); draw them with coalitions.sampler: permutation")
+        raise EstimatorError(
+            "permutation needs permutation chains in the table (empty to grand, one member "
+            "added per row); draw them with coalitions.sampler: permutation"
+        )
     per_chain = np.empty((len(chains), x.shape[1]))
     for c, rows in enumerate(chains):
         added = np.argmax(np.diff(x[rows], axis=0), axis=1)
@@ -209,15 +227,19 @@ def banzhaf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     counts_in, counts_out = inside.sum(0), (~inside).sum(0)
     lacking = np.flatnonzero((counts_in == 0) | (counts_out == 0))
     if len(lacking):
-        raise EstimatorError(f"banzhaf needs every player both in and out of some coalition; players "
-                             f"{lacking[:10].tolist()} are not")
+        raise EstimatorError(
+            f"banzhaf needs every player both in and out of some coalition; players "
+            f"{lacking[:10].tolist()} are not"
+        )
     return (y @ inside) / counts_in - (y @ ~inside) / counts_out
 
 
 ESTIMATORS = ("surrogate", "hybrid", "kernel", "permutation", "banzhaf", "loo", "exact")
 
 
-def hybrid(x: np.ndarray, y: np.ndarray, cfg: dict, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+def hybrid(
+    x: np.ndarray, y: np.ndarray, cfg: dict, seed: int
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Surrogate values plus the permutation estimate of the residual game; per-chain values too."""
     from . import surrogate
 
@@ -225,8 +247,9 @@ def hybrid(x: np.ndarray, y: np.ndarray, cfg: dict, seed: int) -> tuple[np.ndarr
     if not chains:
         raise EstimatorError("hybrid needs permutation chains in the table (see permutation)")
     unique, means = average_repeats(x, y)
-    params, oof_r2 = surrogate.cross_validate(unique, means, surrogate.grid_candidates(cfg), cfg["cv_folds"], seed,
-                                              cfg["threads"])
+    params, oof_r2 = surrogate.cross_validate(
+        unique, means, surrogate.grid_candidates(cfg), cfg["cv_folds"], seed, cfg["threads"]
+    )
     model = surrogate.SurrogateModel(params, seed, cfg["threads"]).fit(unique, means)
     tree_values, _, _ = model.shapley(x.shape[1])
     residual = y - model.predict(x.astype(np.float32))
@@ -234,8 +257,16 @@ def hybrid(x: np.ndarray, y: np.ndarray, cfg: dict, seed: int) -> tuple[np.ndarr
     return tree_values + correction, tree_values + per_chain, {"params": params, "oof_r2": oof_r2}
 
 
-def attribute(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: int, progress=None,
-              pairs: int | None = 0):
+def attribute(
+    estimator: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    cfg: dict,
+    seed: int,
+    progress=None,
+    pairs: int | None = 0,
+):
     """Attribution table and diagnostics for any estimator; `x`, `y` in table order.
 
     Intervals: the surrogate, kernel and banzhaf bootstrap over coalitions (rows);
@@ -254,11 +285,19 @@ def attribute(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str], cf
         bad = np.flatnonzero(~np.isfinite(y))[:10].tolist()
         raise EstimatorError(f"utilities contain NaN or infinite values (rows {bad})")
     if pairs != 0 and estimator != "surrogate":
-        raise EstimatorError(f"interaction values come from the surrogate; estimator {estimator!r} has none")
+        raise EstimatorError(
+            f"interaction values come from the surrogate; estimator {estimator!r} has none"
+        )
     if is_constant(y):
         if estimator != "surrogate":  # the table must still be one the estimator can read
-            {"kernel": kernel, "banzhaf": banzhaf, "loo": loo, "exact": exact, "permutation": permutation,
-             "hybrid": permutation}[estimator](x, y)
+            {
+                "kernel": kernel,
+                "banzhaf": banzhaf,
+                "loo": loo,
+                "exact": exact,
+                "permutation": permutation,
+                "hybrid": permutation,
+            }[estimator](x, y)
         return _constant_game(estimator, x, y, names, cfg)
     if estimator == "surrogate":
         return surrogate.attribute(x, y, names, cfg, seed, progress=progress, pairs=pairs)
@@ -279,19 +318,37 @@ def attribute(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str], cf
         values = point(x, y)
         if estimator in ("kernel", "banzhaf") and replicates:
             size = x.sum(1)
-            fixed = np.flatnonzero((size == 0) | (size == x.shape[1]))  # keep the endpoints in every replicate
+            fixed = np.flatnonzero(
+                (size == 0) | (size == x.shape[1])
+            )  # keep the endpoints in every replicate
             rest = np.setdiff1d(np.arange(len(y)), fixed)
-            boot = np.array([point(x[rows], y[rows]) for rows in
-                             (np.concatenate([fixed, rng.choice(rest, len(rest))]) for _ in range(replicates))])
-    table = surrogate.ranked_table(names, values, *surrogate.bootstrap_intervals(boot, cfg["ci_level"], cfg["top_k"]))
+            boot = np.array(
+                [
+                    point(x[rows], y[rows])
+                    for rows in (
+                        np.concatenate([fixed, rng.choice(rest, len(rest))])
+                        for _ in range(replicates)
+                    )
+                ]
+            )
+    table = surrogate.ranked_table(
+        names, values, *surrogate.bootstrap_intervals(boot, cfg["ci_level"], cfg["top_k"])
+    )
     v_empty, v_grand = surrogate.measured_endpoints(x, y)
     diagnostics = {
-        "estimator": estimator, "n_coalitions": int(len(y)), "n_contributors": int(x.shape[1]),
-        "measured_empty": v_empty, "measured_grand": v_grand, "sum_values": float(values.sum()),
+        "estimator": estimator,
+        "n_coalitions": int(len(y)),
+        "n_contributors": int(x.shape[1]),
+        "measured_empty": v_empty,
+        "measured_grand": v_grand,
+        "sum_values": float(values.sum()),
         "efficiency_gap": float(values.sum() - (v_grand - v_empty)),
         "efficient": estimator in ("kernel", "permutation", "hybrid", "exact"),
-        "ci_level": cfg["ci_level"], "bootstrap": int(len(boot)), "top_k": cfg["top_k"],
-        "seconds": time.time() - started, **extra,
+        "ci_level": cfg["ci_level"],
+        "bootstrap": int(len(boot)),
+        "top_k": cfg["top_k"],
+        "seconds": time.time() - started,
+        **extra,
     }
     return table, diagnostics
 
@@ -303,16 +360,32 @@ def _constant_game(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str
     from . import surrogate
 
     n = x.shape[1]
-    log.warning("the utility is %.6g for all %d coalitions: every Shapley value is 0 and ranks are all tied",
-                float(y[0]), len(y))
+    log.warning(
+        "the utility is %.6g for all %d coalitions: every Shapley value is 0 and ranks are all tied",
+        float(y[0]),
+        len(y),
+    )
     zeros = np.zeros(n)
     table = surrogate.ranked_table(names, zeros, zeros, zeros, np.ones(n))
     table["rank"] = 1
     v_empty, v_grand = surrogate.measured_endpoints(x, y)
     diagnostics = {
-        "estimator": estimator, "constant_utility": float(y[0]), "n_coalitions": int(len(y)), "n_contributors": int(n),
-        "measured_empty": v_empty, "measured_grand": v_grand, "sum_values": 0.0, "efficiency_gap": 0.0,
-        "efficient": True, "anchored_endpoints": False, "params": None, "oof_r2": float("nan"),
-        "ci_level": cfg["ci_level"], "bootstrap": 0, "top_k": cfg["top_k"], "seconds": 0.0, "top_interactions": [],
+        "estimator": estimator,
+        "constant_utility": float(y[0]),
+        "n_coalitions": int(len(y)),
+        "n_contributors": int(n),
+        "measured_empty": v_empty,
+        "measured_grand": v_grand,
+        "sum_values": 0.0,
+        "efficiency_gap": 0.0,
+        "efficient": True,
+        "anchored_endpoints": False,
+        "params": None,
+        "oof_r2": float("nan"),
+        "ci_level": cfg["ci_level"],
+        "bootstrap": 0,
+        "top_k": cfg["top_k"],
+        "seconds": 0.0,
+        "top_interactions": [],
     }
     return table, diagnostics

@@ -42,7 +42,7 @@ def heldout_coalitions(n: int, per_seed: int, alpha: float, seeds: list[int]) ->
     for seed in seeds:
         rng = _rng(seed, "heldout")
         drawn: dict[tuple[int, ...], None] = {}
-        limit = min(per_seed, 2 ** n - 2) if n < 63 else per_seed
+        limit = min(per_seed, 2**n - 2) if n < 63 else per_seed
         while len(drawn) < limit:
             members = tuple(int(i) for i in np.flatnonzero(rng.random(n) < alpha))
             if 0 < len(members) < n:
@@ -51,13 +51,17 @@ def heldout_coalitions(n: int, per_seed: int, alpha: float, seeds: list[int]) ->
     return pd.DataFrame({"draw": [r[0] for r in rows], "members_index": [list(r[1]) for r in rows]})
 
 
-def coalition_items(item_contributors: pd.Series, contributor_names: list[str], members) -> np.ndarray:
+def coalition_items(
+    item_contributors: pd.Series, contributor_names: list[str], members
+) -> np.ndarray:
     """Boolean mask of the items a coalition's model may be trained on: its members' items, no others."""
     allowed = {contributor_names[i] for i in members}
     return item_contributors.isin(allowed).to_numpy()
 
 
-def removal_coalitions(rankings: dict[tuple[str, str], list[int]], n: int, ks: list[int]) -> pd.DataFrame:
+def removal_coalitions(
+    rankings: dict[tuple[str, str], list[int]], n: int, ks: list[int]
+) -> pd.DataFrame:
     """Grand coalition minus each ranking's top-k / bottom-k; one row per (method, metric, k, side),
     with the coalition's members as sorted indices (identical coalitions are retrained once)."""
     rows = []
@@ -65,8 +69,16 @@ def removal_coalitions(rankings: dict[tuple[str, str], list[int]], n: int, ks: l
         for k in ks:
             for side, removed in (("top", order[:k]), ("bottom", order[::-1][:k])):
                 members = sorted(set(range(n)) - set(removed))
-                rows.append({"method": method, "metric": metric, "k": int(k), "side": side,
-                             "removed_index": sorted(int(i) for i in removed), "members_index": members})
+                rows.append(
+                    {
+                        "method": method,
+                        "metric": metric,
+                        "k": int(k),
+                        "side": side,
+                        "removed_index": sorted(int(i) for i in removed),
+                        "members_index": members,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -77,14 +89,20 @@ def main_effects(values: np.ndarray, interactions: np.ndarray) -> np.ndarray:
     return values - 0.5 * (interactions.sum(1) - np.diag(interactions))
 
 
-def predict(x: np.ndarray, v_empty: float, values: np.ndarray, interactions: np.ndarray | None = None) -> np.ndarray:
+def predict(
+    x: np.ndarray, v_empty: float, values: np.ndarray, interactions: np.ndarray | None = None
+) -> np.ndarray:
     """Utility predicted for coalitions x (rows 0/1): additive, or second order with interactions
     (exact for games with no terms above order 2)."""
     x = np.asarray(x, dtype=np.float64)
     if interactions is None:
         return v_empty + x @ values
     pairs = interactions - np.diag(np.diag(interactions))
-    return v_empty + x @ main_effects(values, interactions) + 0.5 * np.einsum("ri,ij,rj->r", x, pairs, x)
+    return (
+        v_empty
+        + x @ main_effects(values, interactions)
+        + 0.5 * np.einsum("ri,ij,rj->r", x, pairs, x)
+    )
 
 
 def spearman(a, b) -> float:
@@ -99,21 +117,32 @@ def spearman(a, b) -> float:
 
 def lds(predicted: np.ndarray, actual: np.ndarray, draws: np.ndarray) -> dict:
     """LDS per draw seed, and their mean and standard deviation."""
-    per_draw = {int(d): spearman(predicted[draws == d], actual[draws == d]) for d in np.unique(draws)}
+    per_draw = {
+        int(d): spearman(predicted[draws == d], actual[draws == d]) for d in np.unique(draws)
+    }
     scores = np.array([v for v in per_draw.values() if np.isfinite(v)])
-    return {"lds_mean": float(scores.mean()) if len(scores) else float("nan"),
-            "lds_std": float(scores.std(ddof=1)) if len(scores) > 1 else float("nan"),
-            "per_draw": per_draw}
+    return {
+        "lds_mean": float(scores.mean()) if len(scores) else float("nan"),
+        "lds_std": float(scores.std(ddof=1)) if len(scores) > 1 else float("nan"),
+        "per_draw": per_draw,
+    }
 
 
 # --------------------------------------------------------------------------- baselines
-def similarity_values(generated: np.ndarray, training: np.ndarray, training_owner: np.ndarray, n: int,
-                      how: str, chunk: int = 1024) -> np.ndarray:
+def similarity_values(
+    generated: np.ndarray,
+    training: np.ndarray,
+    training_owner: np.ndarray,
+    n: int,
+    how: str,
+    chunk: int = 1024,
+) -> np.ndarray:
     """Feature-similarity attribution (Wang et al. 2023): cosine similarity between the generated
     images and each contributor's training images, the mean over all pairs (`mean`) or, for each
     generated image, its most similar training image of the contributor (`max`), averaged.
     Centred across contributors: raw similarities are all about equal and positive, so their sum
     over a coalition would mostly count its members."""
+
     def unit(v):
         v = v.reshape(len(v), -1).astype(np.float64)
         return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
@@ -124,7 +153,7 @@ def similarity_values(generated: np.ndarray, training: np.ndarray, training_owne
     else:
         values = np.zeros((n,))
         for start in range(0, len(g), chunk):
-            sims = g[start:start + chunk] @ t.T
+            sims = g[start : start + chunk] @ t.T
             for c in range(n):
                 values[c] += sims[:, training_owner == c].max(1).sum()
         values /= len(g)
@@ -137,7 +166,14 @@ def expected_placements(planted: list[dict], names: list[str], metrics: list[str
     for entry in planted:
         metric, side = PLANTED_EXPECTATIONS[entry["effect"]]
         if metric in metrics and entry["contributor"] in names:
-            out.append({"contributor": entry["contributor"], "effect": entry["effect"], "metric": metric, "side": side})
+            out.append(
+                {
+                    "contributor": entry["contributor"],
+                    "effect": entry["effect"],
+                    "metric": metric,
+                    "side": side,
+                }
+            )
     return out
 
 
@@ -155,7 +191,17 @@ def placement_table(values: pd.DataFrame, expected: list[dict]) -> pd.DataFrame:
             r = int(rank[e["contributor"]])
             k = groups[(metric, e["side"])]
             where = r if e["side"] == "top" else n + 1 - r
-            rows.append({"method": method, "metric": metric, "contributor": e["contributor"], "effect": e["effect"],
-                         "expected": f"{e['side']} {k}", "rank": r, "found": bool(where <= k)})
-    return pd.DataFrame(rows, columns=["method", "metric", "contributor", "effect", "expected", "rank", "found"])
-
+            rows.append(
+                {
+                    "method": method,
+                    "metric": metric,
+                    "contributor": e["contributor"],
+                    "effect": e["effect"],
+                    "expected": f"{e['side']} {k}",
+                    "rank": r,
+                    "found": bool(where <= k),
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["method", "metric", "contributor", "effect", "expected", "rank", "found"]
+    )

@@ -65,7 +65,9 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
         return images
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    x = torch.nn.functional.interpolate(
+        x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
     x = x.squeeze(1) if images.ndim == 3 else x.permute(0, 2, 3, 1)
     return x.numpy()
 
@@ -89,7 +91,9 @@ class ClipModel:
         from transformers import AutoTokenizer, CLIPModel
 
         if not Path(path).is_dir():
-            raise FileNotFoundError(f"CLIP model folder not found: {path} (a local CLIPModel folder; nothing is downloaded)")
+            raise FileNotFoundError(
+                f"CLIP model folder not found: {path} (a local CLIPModel folder; nothing is downloaded)"
+            )
         self.model = CLIPModel.from_pretrained(path).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.size = self.model.config.vision_config.image_size
@@ -107,20 +111,35 @@ class ClipModel:
         """Projected image embeddings (n, d), not normalised."""
         out = []
         for start in range(0, len(images), self.batch_size):
-            rgb = to_rgb(resize(images[start:start + self.batch_size], self.size))
-            x = (torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(0, 3, 1, 2) - self.mean) / self.std
+            rgb = to_rgb(resize(images[start : start + self.batch_size], self.size))
+            x = (
+                torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(0, 3, 1, 2)
+                - self.mean
+            ) / self.std
             out.append(_tensor(self.model.get_image_features(pixel_values=x)))
-        return np.concatenate(out).astype(np.float64) if out else np.zeros((0, self.model.config.projection_dim))
+        return (
+            np.concatenate(out).astype(np.float64)
+            if out
+            else np.zeros((0, self.model.config.projection_dim))
+        )
 
     @torch.no_grad()
     def text_embeddings(self, texts: list[str]) -> np.ndarray:
         """Projected text embeddings (n, d); texts longer than the tokenizer's limit are truncated."""
         out = []
         for start in range(0, len(texts), self.batch_size):
-            tokens = self.tokenizer(list(texts[start:start + self.batch_size]), padding=True, truncation=True,
-                                    return_tensors="pt")
+            tokens = self.tokenizer(
+                list(texts[start : start + self.batch_size]),
+                padding=True,
+                truncation=True,
+                return_tensors="pt",
+            )
             out.append(_tensor(self.model.get_text_features(**tokens)))
-        return np.concatenate(out).astype(np.float64) if out else np.zeros((0, self.model.config.projection_dim))
+        return (
+            np.concatenate(out).astype(np.float64)
+            if out
+            else np.zeros((0, self.model.config.projection_dim))
+        )
 
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.detach().exp())
@@ -179,10 +198,11 @@ def load_extractor(feat_cfg: dict, classifier_path: str | None, device: str | No
         return ClipExtractor(load_clip(feat_cfg["clip"]), feat_cfg.get("attributes"))
     if kind == "inception":
         if not feat_cfg.get("inception"):
-            raise ValueError("features.extractor is 'inception' but features.inception (a local Inception-v3 "
-                             "weights file) is not set")
+            raise ValueError(
+                "features.extractor is 'inception' but features.inception (a local Inception-v3 "
+                "weights file) is not set"
+            )
         from .inception import cached_extractor
-
         from .models import resolve_device
 
         return cached_extractor(str(feat_cfg["inception"]), str(device or resolve_device("auto")))
@@ -200,7 +220,9 @@ def load_callable(spec: str):
     try:
         if module_name.endswith(".py"):
             path = Path(module_name).resolve()
-            module_spec = importlib.util.spec_from_file_location(f"surrogateshap_user_{path.stem}", path)
+            module_spec = importlib.util.spec_from_file_location(
+                f"surrogateshap_user_{path.stem}", path
+            )
             if module_spec is None or not path.is_file():
                 raise FileNotFoundError(f"{path}: no such file")
             module = importlib.util.module_from_spec(module_spec)
@@ -223,7 +245,9 @@ def load_linear_head(path: str) -> tuple[np.ndarray, np.ndarray]:
     state = read_state_dict(path, "the aesthetic head")
     missing = [k for k in ("weight", "bias") if k not in state]
     if missing:
-        raise ValueError(f"{path}: aesthetic head needs tensors 'weight' and 'bias'; missing {missing} (has {sorted(state)})")
+        raise ValueError(
+            f"{path}: aesthetic head needs tensors 'weight' and 'bias'; missing {missing} (has {sorted(state)})"
+        )
     return state["weight"].float().numpy().reshape(1, -1), state["bias"].float().numpy().reshape(-1)
 
 
@@ -240,11 +264,18 @@ def prompt_groups(prompts: list[str], groups: dict[str, str]) -> np.ndarray:
     import re
 
     patterns = [re.compile(pattern, re.IGNORECASE) for pattern in groups.values()]
-    return np.array([next((i for i, p in enumerate(patterns) if p.search(prompt)), len(patterns))
-                     for prompt in prompts], dtype=np.float64)
+    return np.array(
+        [
+            next((i for i, p in enumerate(patterns) if p.search(prompt)), len(patterns))
+            for prompt in prompts
+        ],
+        dtype=np.float64,
+    )
 
 
-def score_samples(images: np.ndarray, prompts: list[str], feat_cfg: dict, needed: set[str]) -> dict[str, np.ndarray]:
+def score_samples(
+    images: np.ndarray, prompts: list[str], feat_cfg: dict, needed: set[str]
+) -> dict[str, np.ndarray]:
     """The per-sample scores that the configured metrics need: name -> (n,) values."""
     scores: dict[str, np.ndarray] = {}
     if needed & {"clip_score", "aesthetic"}:
@@ -256,18 +287,26 @@ def score_samples(images: np.ndarray, prompts: list[str], feat_cfg: dict, needed
         if "aesthetic" in needed:
             weight, bias = load_linear_head(feat_cfg["aesthetic"])
             if weight.shape[1] != image.shape[1]:
-                raise ValueError(f"{feat_cfg['aesthetic']}: head expects {weight.shape[1]}-d embeddings, "
-                                 f"the CLIP model {feat_cfg['clip']} gives {image.shape[1]}-d")
+                raise ValueError(
+                    f"{feat_cfg['aesthetic']}: head expects {weight.shape[1]}-d embeddings, "
+                    f"the CLIP model {feat_cfg['clip']} gives {image.shape[1]}-d"
+                )
             scores["aesthetic"] = _unit(image) @ weight[0] + bias[0]
     if "reward" in needed:
         reward = load_clip(feat_cfg["reward"])
-        scores["reward"] = reward.logit_scale() * cosine(reward.image_embeddings(images), reward.text_embeddings(prompts))
+        scores["reward"] = reward.logit_scale() * cosine(
+            reward.image_embeddings(images), reward.text_embeddings(prompts)
+        )
     if "spurious" in needed:
         spec = feat_cfg["spurious_detector"]
-        scores["spurious"] = (_user_values(load_callable(spec), spec, images, prompts) > 0.5).astype(np.float64)
+        scores["spurious"] = (
+            _user_values(load_callable(spec), spec, images, prompts) > 0.5
+        ).astype(np.float64)
     if PROMPT_GROUP in needed:
         scores[PROMPT_GROUP] = prompt_groups(prompts, feat_cfg["prompt_groups"])
     for name, custom in (feat_cfg.get("custom_metrics") or {}).items():
         if name in needed:
-            scores[name] = _user_values(load_callable(custom["function"]), custom["function"], images, prompts)
+            scores[name] = _user_values(
+                load_callable(custom["function"]), custom["function"], images, prompts
+            )
     return scores

@@ -45,8 +45,16 @@ def detect_marker(images: np.ndarray, marker_size: int, threshold: float) -> np.
     return (to_gray(images)[:, rows, cols].min(axis=(1, 2)) > threshold).astype(np.float64)
 
 
-def write_images(path, group: np.ndarray, sample: np.ndarray, classes: np.ndarray, seeds: np.ndarray,
-                 images: np.ndarray, metadata: dict | None = None, prompts: list[str] | None = None) -> None:
+def write_images(
+    path,
+    group: np.ndarray,
+    sample: np.ndarray,
+    classes: np.ndarray,
+    seeds: np.ndarray,
+    images: np.ndarray,
+    metadata: dict | None = None,
+    prompts: list[str] | None = None,
+) -> None:
     columns = {
         "group": pa.array(group, pa.int64()),
         "sample": pa.array(sample, pa.int64()),
@@ -61,13 +69,28 @@ def write_images(path, group: np.ndarray, sample: np.ndarray, classes: np.ndarra
 
 def read_images(paths) -> tuple[pd.DataFrame, np.ndarray]:
     frames = [pq.read_table(p).to_pandas() for p in paths]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["group", "sample", "png"])
-    images = np.stack([decode_png(b) for b in frame["png"]]) if len(frame) else np.zeros((0, 1, 1), np.float32)
+    frame = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["group", "sample", "png"])
+    )
+    images = (
+        np.stack([decode_png(b) for b in frame["png"]])
+        if len(frame)
+        else np.zeros((0, 1, 1), np.float32)
+    )
     return frame.drop(columns=["png"]), images
 
 
-def extract(images: np.ndarray, group: np.ndarray, classifier, marker_size: int, marker_threshold: float,
-            prompts: list[str] | None = None, feat_cfg: dict | None = None) -> Samples:
+def extract(
+    images: np.ndarray,
+    group: np.ndarray,
+    classifier,
+    marker_size: int,
+    marker_threshold: float,
+    prompts: list[str] | None = None,
+    feat_cfg: dict | None = None,
+) -> Samples:
     """Features and probabilities from `classifier` (the digits classifier, or an extractor of
     `surrogateshap.extractors`), the marker flag, and the per-sample scores `feat_cfg` configures."""
     features, probs = classifier.embed(images)
@@ -77,8 +100,14 @@ def extract(images: np.ndarray, group: np.ndarray, classifier, marker_size: int,
         scores = score_samples(images, prompts, feat_cfg, configured_scores(feat_cfg))
         if feat_cfg.get("lpips"):
             vectors["lpips"] = lpips_embedder(feat_cfg["lpips"])(images)
-    return Samples(np.asarray(group, dtype=np.int64), features, probs, detect_marker(images, marker_size, marker_threshold),
-                   scores, vectors)
+    return Samples(
+        np.asarray(group, dtype=np.int64),
+        features,
+        probs,
+        detect_marker(images, marker_size, marker_threshold),
+        scores,
+        vectors,
+    )
 
 
 def lpips_embedder(spec: dict):
@@ -87,7 +116,9 @@ def lpips_embedder(spec: dict):
     from .models import resolve_device
 
     linear = str(spec["linear"]) if spec.get("linear") else None
-    return cached_embedder(str(spec["backbone"]), linear, int(spec.get("size") or 64), str(resolve_device("auto")))
+    return cached_embedder(
+        str(spec["backbone"]), linear, int(spec.get("size") or 64), str(resolve_device("auto"))
+    )
 
 
 def configured_scores(feat_cfg: dict) -> set[str]:
@@ -112,15 +143,23 @@ VECTOR_PREFIX = "vector:"  # feature-shard columns holding per-sample embeddings
 
 
 def write_samples(path, samples: Samples, sample_index: np.ndarray) -> None:
-    table = pa.table({
-        "group": pa.array(samples.group, pa.int64()),
-        "sample": pa.array(sample_index, pa.int64()),
-        "features": matrix_column(samples.features),
-        "probs": matrix_column(samples.probs),
-        "marker": pa.array(samples.marker, pa.float64()),
-        **{SCORE_PREFIX + name: pa.array(values, pa.float64()) for name, values in samples.scores.items()},
-        **{VECTOR_PREFIX + name: matrix_column(values) for name, values in samples.vectors.items()},
-    })
+    table = pa.table(
+        {
+            "group": pa.array(samples.group, pa.int64()),
+            "sample": pa.array(sample_index, pa.int64()),
+            "features": matrix_column(samples.features),
+            "probs": matrix_column(samples.probs),
+            "marker": pa.array(samples.marker, pa.float64()),
+            **{
+                SCORE_PREFIX + name: pa.array(values, pa.float64())
+                for name, values in samples.scores.items()
+            },
+            **{
+                VECTOR_PREFIX + name: matrix_column(values)
+                for name, values in samples.vectors.items()
+            },
+        }
+    )
     write_table(path, table)
 
 
@@ -134,8 +173,14 @@ def read_samples(paths) -> Samples:
         column_matrix(table["features"]),
         column_matrix(table["probs"]),
         table["marker"].to_numpy().astype(np.float64),
-        {name[len(SCORE_PREFIX):]: table[name].to_numpy().astype(np.float64)
-         for name in table.column_names if name.startswith(SCORE_PREFIX)},
-        {name[len(VECTOR_PREFIX):]: column_matrix(table[name], np.float32)
-         for name in table.column_names if name.startswith(VECTOR_PREFIX)},
+        {
+            name[len(SCORE_PREFIX) :]: table[name].to_numpy().astype(np.float64)
+            for name in table.column_names
+            if name.startswith(SCORE_PREFIX)
+        },
+        {
+            name[len(VECTOR_PREFIX) :]: column_matrix(table[name], np.float32)
+            for name in table.column_names
+            if name.startswith(VECTOR_PREFIX)
+        },
     )

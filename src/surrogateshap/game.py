@@ -46,21 +46,28 @@ class Conditioning:
         return np.array([len(c) for c in self.item_classes], dtype=np.float64)
 
 
-def build_conditioning(items: pd.DataFrame, contributors: list[str], class_names: list[str], conditioning: str) -> Conditioning:
+def build_conditioning(
+    items: pd.DataFrame, contributors: list[str], class_names: list[str], conditioning: str
+) -> Conditioning:
     """Map every item to the model's class index: its contributor, or its label."""
     position = {name: i for i, name in enumerate(class_names)}
     column = "contributor" if conditioning == "contributor" else "label"
     if column not in items.columns:
-        raise ValueError(f"model conditions on {conditioning!r} but the dataset has no {column!r} column")
+        raise ValueError(
+            f"model conditions on {conditioning!r} but the dataset has no {column!r} column"
+        )
     keys = items[column].astype(str)
     missing = sorted(set(keys) - set(position))
     if missing:
         raise ValueError(
             f"the model's classes (conditioning.json class_names) do not include {conditioning} value(s) "
-            f"{missing[:10]}; it was trained on other data")
+            f"{missing[:10]}; it was trained on other data"
+        )
     classes = keys.map(position).to_numpy()
     by_contributor = items["contributor"].to_numpy()
-    return Conditioning([classes[by_contributor == name] for name in contributors], len(class_names))
+    return Conditioning(
+        [classes[by_contributor == name] for name in contributors], len(class_names)
+    )
 
 
 def _rng(seed: int, *words) -> np.random.Generator:
@@ -69,8 +76,9 @@ def _rng(seed: int, *words) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *tags]))
 
 
-def pool_plan(cond: Conditioning, group: int, n_samples: int, seed: int,
-              seed_policy: str = "per_image") -> tuple[np.ndarray, np.ndarray]:
+def pool_plan(
+    cond: Conditioning, group: int, n_samples: int, seed: int, seed_policy: str = "per_image"
+) -> tuple[np.ndarray, np.ndarray]:
     """Classes and noise seeds of one pool group (contributor index, or n for unconditional)."""
     rng = _rng(seed, "pool", group)
     if group == cond.n:
@@ -80,7 +88,9 @@ def pool_plan(cond: Conditioning, group: int, n_samples: int, seed: int,
     return classes.astype(np.int64), _noise_seeds(rng, n_samples, seed, seed_policy)
 
 
-def _noise_seeds(rng: np.random.Generator, n_samples: int, seed: int, seed_policy: str) -> np.ndarray:
+def _noise_seeds(
+    rng: np.random.Generator, n_samples: int, seed: int, seed_policy: str
+) -> np.ndarray:
     """`per_image`: each group's own noise seeds; `shared`: sample i starts from the same noise in
     every group and coalition (common random numbers: differences reflect the conditioning only)."""
     if seed_policy == "shared":
@@ -88,8 +98,13 @@ def _noise_seeds(rng: np.random.Generator, n_samples: int, seed: int, seed_polic
     return rng.integers(0, 2**62, size=n_samples)
 
 
-def coalition_plan(cond: Conditioning, members: tuple[int, ...], n_samples: int, seed: int,
-                   seed_policy: str = "per_image") -> tuple[np.ndarray, np.ndarray]:
+def coalition_plan(
+    cond: Conditioning,
+    members: tuple[int, ...],
+    n_samples: int,
+    seed: int,
+    seed_policy: str = "per_image",
+) -> tuple[np.ndarray, np.ndarray]:
     """Classes (drawn from the coalition's own items) and noise seeds for one coalition."""
     rng = _rng(seed, "coalition", ",".join(map(str, members)))
     if not members:
@@ -122,8 +137,14 @@ class PooledGame:
     """The pooled proxy game: each metric's per-pool statistics are computed once (for diversity
     over all pairs of pools), then any number of coalitions, in as many calls, are scored from them."""
 
-    def __init__(self, samples: Samples, counts: np.ndarray, metric_names: list[str], reference: Reference,
-                 custom: dict | None = None):
+    def __init__(
+        self,
+        samples: Samples,
+        counts: np.ndarray,
+        metric_names: list[str],
+        reference: Reference,
+        custom: dict | None = None,
+    ):
         self.counts = counts
         self.reference = reference
         self.metrics = {}
@@ -138,27 +159,49 @@ class PooledGame:
         out = {}
         for name, (metric, stats) in self.metrics.items():
             started = time.time()
-            out[name] = np.concatenate([
-                metric.evaluate(stats, weights[i:i + chunk], self.reference) for i in range(0, len(weights), chunk)
-            ]) if len(weights) else np.zeros(0)
+            out[name] = (
+                np.concatenate(
+                    [
+                        metric.evaluate(stats, weights[i : i + chunk], self.reference)
+                        for i in range(0, len(weights), chunk)
+                    ]
+                )
+                if len(weights)
+                else np.zeros(0)
+            )
             log.info("metric %s: %d coalitions in %.2fs", name, len(weights), time.time() - started)
         return pd.DataFrame(out)
 
 
-def pooled_utilities(samples: Samples, coalitions: list[tuple[int, ...]], counts: np.ndarray,
-                     metric_names: list[str], reference: Reference, chunk: int = 2048,
-                     custom: dict | None = None) -> pd.DataFrame:
+def pooled_utilities(
+    samples: Samples,
+    coalitions: list[tuple[int, ...]],
+    counts: np.ndarray,
+    metric_names: list[str],
+    reference: Reference,
+    chunk: int = 2048,
+    custom: dict | None = None,
+) -> pd.DataFrame:
     return PooledGame(samples, counts, metric_names, reference, custom).utilities(coalitions, chunk)
 
 
-def sample_utilities(samples: Samples, metric_names: list[str], reference: Reference,
-                     custom: dict | None = None) -> dict[str, float]:
+def sample_utilities(
+    samples: Samples, metric_names: list[str], reference: Reference, custom: dict | None = None
+) -> dict[str, float]:
     """Utilities of one set of samples (the per-coalition mode): a one-group mixture."""
-    one = Samples(np.zeros(len(samples.group), dtype=np.int64), samples.features, samples.probs, samples.marker,
-                  samples.scores, samples.vectors)
+    one = Samples(
+        np.zeros(len(samples.group), dtype=np.int64),
+        samples.features,
+        samples.probs,
+        samples.marker,
+        samples.scores,
+        samples.vectors,
+    )
     weights = np.ones((1, 1))
     out = {}
     for name in metric_names:
         metric = get_metric(name, custom)
-        out[name] = float(metric.evaluate(metric.group_stats(one, reference), weights, reference)[0])
+        out[name] = float(
+            metric.evaluate(metric.group_stats(one, reference), weights, reference)[0]
+        )
     return out

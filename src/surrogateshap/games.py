@@ -12,9 +12,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import comb
-from typing import Callable
 
 import numpy as np
 
@@ -29,7 +29,9 @@ class Game:
     interactions: dict = field(default_factory=dict)  # (i, j) -> Shapley interaction index
 
 
-def polynomial_game(n: int, seed: int, pairs: int | None = None, triples: int | None = None, scale: float = 1.0) -> Game:
+def polynomial_game(
+    n: int, seed: int, pairs: int | None = None, triples: int | None = None, scale: float = 1.0
+) -> Game:
     rng = np.random.default_rng(seed)
     pairs = n if pairs is None else pairs
     triples = max(1, n // 3) if triples is None else triples
@@ -37,7 +39,12 @@ def polynomial_game(n: int, seed: int, pairs: int | None = None, triples: int | 
     terms: list[tuple[tuple[int, ...], float]] = []
     for order, count in ((2, pairs), (3, triples)):
         for _ in range(count):
-            terms.append((tuple(sorted(rng.choice(n, size=order, replace=False).tolist())), float(rng.normal() * scale)))
+            terms.append(
+                (
+                    tuple(sorted(rng.choice(n, size=order, replace=False).tolist())),
+                    float(rng.normal() * scale),
+                )
+            )
     shapley, banzhaf = linear.copy(), linear.copy()
     interactions: dict = {}
     for members, c in terms:
@@ -102,10 +109,14 @@ def gaussian_fd_game(n: int, seed: int, d: int = 8) -> Game:
     def evaluate(x: np.ndarray) -> np.ndarray:
         w = x * counts
         sums = w.sum(1, keepdims=True)
-        weights = np.hstack([np.where(sums > 0, w / np.where(sums > 0, sums, 1), 0), (sums == 0).astype(float)])
-        return frechet_from_moments(weights @ means, np.einsum("cg,gij->cij", weights, second), reference)
+        weights = np.hstack(
+            [np.where(sums > 0, w / np.where(sums > 0, sums, 1), 0), (sums == 0).astype(float)]
+        )
+        return frechet_from_moments(
+            weights @ means, np.einsum("cg,gij->cij", weights, second), reference
+        )
 
     from .estimators import exact
 
-    everything = np.array([[m >> i & 1 for i in range(n)] for m in range(2 ** n)], dtype=float)
+    everything = np.array([[m >> i & 1 for i in range(n)] for m in range(2**n)], dtype=float)
     return Game(f"gaussian_fd(n={n})", n, evaluate, exact(everything, evaluate(everything)))

@@ -42,7 +42,9 @@ class BasicConv2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False
+        )
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
 
     def forward(self, x):
@@ -68,12 +70,15 @@ class FIDInceptionA(nn.Module):
         self.branch_pool = BasicConv2d(in_channels, pool_features, 1)
 
     def forward(self, x):
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch5x5_2(self.branch5x5_1(x)),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool(_avg_pool_same(x)),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(_avg_pool_same(x)),
+            ],
+            1,
+        )
 
 
 class InceptionB(nn.Module):
@@ -87,11 +92,14 @@ class InceptionB(nn.Module):
         self.branch3x3dbl_3 = BasicConv2d(96, 96, 3, stride=2)
 
     def forward(self, x):
-        return torch.cat([
-            self.branch3x3(x),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            F.max_pool2d(x, kernel_size=3, stride=2),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch3x3(x),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                F.max_pool2d(x, kernel_size=3, stride=2),
+            ],
+            1,
+        )
 
 
 class FIDInceptionC(nn.Module):
@@ -114,7 +122,12 @@ class FIDInceptionC(nn.Module):
     def forward(self, x):
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         d7 = self.branch7x7dbl_1(x)
-        for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
+        for layer in (
+            self.branch7x7dbl_2,
+            self.branch7x7dbl_3,
+            self.branch7x7dbl_4,
+            self.branch7x7dbl_5,
+        ):
             d7 = layer(d7)
         return torch.cat([self.branch1x1(x), b7, d7, self.branch_pool(_avg_pool_same(x))], 1)
 
@@ -133,9 +146,16 @@ class InceptionD(nn.Module):
 
     def forward(self, x):
         b7 = x
-        for layer in (self.branch7x7x3_1, self.branch7x7x3_2, self.branch7x7x3_3, self.branch7x7x3_4):
+        for layer in (
+            self.branch7x7x3_1,
+            self.branch7x7x3_2,
+            self.branch7x7x3_3,
+            self.branch7x7x3_4,
+        ):
             b7 = layer(b7)
-        return torch.cat([self.branch3x3_2(self.branch3x3_1(x)), b7, F.max_pool2d(x, kernel_size=3, stride=2)], 1)
+        return torch.cat(
+            [self.branch3x3_2(self.branch3x3_1(x)), b7, F.max_pool2d(x, kernel_size=3, stride=2)], 1
+        )
 
 
 class FIDInceptionE(nn.Module):
@@ -158,13 +178,22 @@ class FIDInceptionE(nn.Module):
     def forward(self, x):
         b3 = self.branch3x3_1(x)
         d3 = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        pooled = F.max_pool2d(x, kernel_size=3, stride=1, padding=1) if self.max_pool else _avg_pool_same(x)
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch3x3_2a(b3), self.branch3x3_2b(b3),
-            self.branch3x3dbl_3a(d3), self.branch3x3dbl_3b(d3),
-            self.branch_pool(pooled),
-        ], 1)
+        pooled = (
+            F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+            if self.max_pool
+            else _avg_pool_same(x)
+        )
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(b3),
+                self.branch3x3_2b(b3),
+                self.branch3x3dbl_3a(d3),
+                self.branch3x3dbl_3b(d3),
+                self.branch_pool(pooled),
+            ],
+            1,
+        )
 
 
 class FIDInceptionV3(nn.Module):
@@ -197,9 +226,19 @@ class FIDInceptionV3(nn.Module):
         x = F.max_pool2d(x, kernel_size=3, stride=2)  # 64 x 73 x 73
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))  # 192 x 71 x 71
         x = F.max_pool2d(x, kernel_size=3, stride=2)  # 192 x 35 x 35
-        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d,  # 288 x 35 x 35
-                      self.Mixed_6a, self.Mixed_6b, self.Mixed_6c, self.Mixed_6d, self.Mixed_6e,  # 768 x 17 x 17
-                      self.Mixed_7a, self.Mixed_7b, self.Mixed_7c):  # 2048 x 8 x 8
+        for block in (
+            self.Mixed_5b,
+            self.Mixed_5c,
+            self.Mixed_5d,  # 288 x 35 x 35
+            self.Mixed_6a,
+            self.Mixed_6b,
+            self.Mixed_6c,
+            self.Mixed_6d,
+            self.Mixed_6e,  # 768 x 17 x 17
+            self.Mixed_7a,
+            self.Mixed_7b,
+            self.Mixed_7c,
+        ):  # 2048 x 8 x 8
             x = block(x)
         return x.mean(dim=(2, 3))
 
@@ -211,8 +250,10 @@ class FIDInceptionV3(nn.Module):
 # --------------------------------------------------------------------------- weights
 def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
-        raise ValueError(f"Inception weights not found: {path} (a local .pth/.pt or .safetensors file, e.g. "
-                         "pytorch-fid's pt_inception-2015-12-05-6726825d.pth; nothing is downloaded)")
+        raise ValueError(
+            f"Inception weights not found: {path} (a local .pth/.pt or .safetensors file, e.g. "
+            "pytorch-fid's pt_inception-2015-12-05-6726825d.pth; nothing is downloaded)"
+        )
     return read_state_dict(path, "Inception weights")
 
 
@@ -232,13 +273,20 @@ def _check_keys(state: dict, model: nn.Module, path: Path) -> dict:
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:5])})")
     if not problems:
-        wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-                 if tuple(state[k].shape) != tuple(v.shape)]
+        wrong = [
+            f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+            for k, v in expected.items()
+            if tuple(state[k].shape) != tuple(v.shape)
+        ]
         if wrong:
-            problems.append(f"{len(wrong)} tensors of the wrong shape (first: {', '.join(wrong[:5])})")
+            problems.append(
+                f"{len(wrong)} tensors of the wrong shape (first: {', '.join(wrong[:5])})"
+            )
     if problems:
-        raise ValueError(f"{path}: not the FID Inception-v3 state dict (pytorch-fid's pt_inception-2015-12-05 "
-                         f"layout): " + "; ".join(problems))
+        raise ValueError(
+            f"{path}: not the FID Inception-v3 state dict (pytorch-fid's pt_inception-2015-12-05 "
+            f"layout): " + "; ".join(problems)
+        )
     return state
 
 
@@ -302,7 +350,9 @@ def preprocess(images: np.ndarray, dtype=torch.float32, device="cpu") -> torch.T
     if x.ndim == 3:
         x = x.unsqueeze(-1)
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
-        raise ValueError(f"images must be (n, H, W) or (n, H, W, 3); got shape {tuple(images.shape)}")
+        raise ValueError(
+            f"images must be (n, H, W) or (n, H, W, 3); got shape {tuple(images.shape)}"
+        )
     x = x.permute(0, 3, 1, 2).to(device=device, dtype=dtype)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
@@ -335,7 +385,7 @@ class InceptionExtractor:
         features, probs = [], []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
-                x = preprocess(images[start:start + self.batch_size], weight.dtype, weight.device)
+                x = preprocess(images[start : start + self.batch_size], weight.dtype, weight.device)
                 pool3 = self.model.pool3(x)
                 logits = pool3 @ self.model.fc.weight.T
                 if self.logits_bias:

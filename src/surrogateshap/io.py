@@ -10,8 +10,8 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -69,7 +69,9 @@ def write_table(path, table: pa.Table | pd.DataFrame, metadata: dict | None = No
         table = pa.Table.from_pandas(table, preserve_index=False)
     if metadata is not None:
         existing = dict(table.schema.metadata or {})
-        existing[b"surrogateshap"] = json.dumps(metadata, sort_keys=True, default=_json_default).encode()
+        existing[b"surrogateshap"] = json.dumps(
+            metadata, sort_keys=True, default=_json_default
+        ).encode()
         table = table.replace_schema_metadata(existing)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

@@ -34,13 +34,17 @@ def read_profile(profile: str | Path) -> dict:
     """The profile's config.yaml as a dict; a clear error when `profile` is not a profile folder."""
     path = Path(profile) / "config.yaml"
     if not path.is_file():
-        raise ValueError(f"--profile {profile}: no {path} (a Snakemake profile is a folder holding config.yaml)")
+        raise ValueError(
+            f"--profile {profile}: no {path} (a Snakemake profile is a folder holding config.yaml)"
+        )
     try:
         settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(settings, dict):
-        raise ValueError(f"{path}: expected a mapping of Snakemake options, got {type(settings).__name__}")
+        raise ValueError(
+            f"{path}: expected a mapping of Snakemake options, got {type(settings).__name__}"
+        )
     return settings
 
 
@@ -54,7 +58,14 @@ def profile_default(settings: dict, resource: str) -> str | None:
 
 
 def snakemake_command(profile: str | Path, snakemake_args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--profile", str(Path(profile).resolve()), *snakemake_args]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        str(Path(profile).resolve()),
+        *snakemake_args,
+    ]
 
 
 def run_controller(command: list[str], workdir: str) -> int:
@@ -83,7 +94,9 @@ def run_controller(command: list[str], workdir: str) -> int:
     # The handler is in place before Snakemake starts (a warning between the two is not lost);
     # Snakemake itself starts with the warning ignored.
     signal.signal(signal.SIGUSR2, interrupt)
-    process = subprocess.Popen(command, cwd=workdir, stderr=subprocess.STDOUT, preexec_fn=child_signals)
+    process = subprocess.Popen(
+        command, cwd=workdir, stderr=subprocess.STDOUT, preexec_fn=child_signals
+    )
     started.append(process)
     if warned:
         process.send_signal(signal.SIGINT)
@@ -93,23 +106,38 @@ def run_controller(command: list[str], workdir: str) -> int:
     return status
 
 
-def launch(profile: str | Path, snakemake_args: list[str], *, log_dir: str | Path = "logs/launch",
-           time_min: int = CONTROLLER_TIME_MIN, mem_mb: int = CONTROLLER_MEM_MB, cpus: int = CONTROLLER_CPUS,
-           partition: str | None = None, account: str | None = None, workdir: str | Path = ".") -> ControllerJob:
+def launch(
+    profile: str | Path,
+    snakemake_args: list[str],
+    *,
+    log_dir: str | Path = "logs/launch",
+    time_min: int = CONTROLLER_TIME_MIN,
+    mem_mb: int = CONTROLLER_MEM_MB,
+    cpus: int = CONTROLLER_CPUS,
+    partition: str | None = None,
+    account: str | None = None,
+    workdir: str | Path = ".",
+) -> ControllerJob:
     """Submit the controller; return at once with its job id and log."""
     settings = read_profile(profile)
     if shutil.which("sbatch") is None:
-        raise ValueError("sbatch not found: `surrogateshap launch` submits to SLURM; run it where sbatch works")
+        raise ValueError(
+            "sbatch not found: `surrogateshap launch` submits to SLURM; run it where sbatch works"
+        )
     import submitit
 
     partition = partition or profile_default(settings, "slurm_partition")
     account = account or profile_default(settings, "slurm_account")
     executor = submitit.AutoExecutor(folder=Path(log_dir).resolve(), cluster="slurm")
     executor.update_parameters(
-        name="snakemake-controller", timeout_min=time_min, slurm_mem=f"{mem_mb}M", cpus_per_task=cpus,
+        name="snakemake-controller",
+        timeout_min=time_min,
+        slurm_mem=f"{mem_mb}M",
+        cpus_per_task=cpus,
         stderr_to_stdout=True,
         **({"slurm_partition": partition} if partition else {}),
-        **({"slurm_account": account} if account else {}))
+        **({"slurm_account": account} if account else {}),
+    )
     command = snakemake_command(profile, snakemake_args)
     try:
         job = executor.submit(run_controller, command, str(Path(workdir).resolve()))

@@ -45,11 +45,19 @@ class LPIPSAlex(nn.Module):
         super().__init__()
         # torchvision's AlexNet `features` up to the last ReLU, at its indices, so its state dict loads
         self.features = nn.Sequential(
-            nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU())
+            nn.Conv2d(3, 64, 11, stride=4, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(256, 256, 3, padding=1),
+            nn.ReLU(),
+        )
         self.lins = nn.ParameterList([nn.Parameter(torch.zeros(c)) for c in CHANNELS])
         self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1))
@@ -103,27 +111,42 @@ def load_lpips(backbone, linear=None) -> LPIPSAlex:
     a missing, extra or misshapen tensor is an error naming the file."""
     linear = linear or default_linear_file()
     if linear is None:
-        raise FileNotFoundError("features.lpips.linear is not set and no installed `lpips` package provides "
-                                f"{LINEAR_FILE} (pip install --no-deps lpips==0.1.4, or give the file)")
+        raise FileNotFoundError(
+            "features.lpips.linear is not set and no installed `lpips` package provides "
+            f"{LINEAR_FILE} (pip install --no-deps lpips==0.1.4, or give the file)"
+        )
     model = LPIPSAlex()
-    backbone_state = {k[len("features."):]: v for k, v in _read(backbone).items() if k.startswith("features.")}
+    backbone_state = {
+        k[len("features.") :]: v for k, v in _read(backbone).items() if k.startswith("features.")
+    }
     expected = model.features.state_dict()
     problems = [f"missing features.{k}" for k in expected if k not in backbone_state]
     problems += [f"unexpected features.{k}" for k in backbone_state if k not in expected]
-    problems += [f"features.{k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
-                 for k, v in backbone_state.items() if k in expected and v.shape != expected[k].shape]
+    problems += [
+        f"features.{k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+        for k, v in backbone_state.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
     if problems:
-        raise ValueError(f"features.lpips.backbone {str(backbone)!r} is not a torchvision AlexNet state dict: "
-                         + "; ".join(problems))
+        raise ValueError(
+            f"features.lpips.backbone {str(backbone)!r} is not a torchvision AlexNet state dict: "
+            + "; ".join(problems)
+        )
     model.features.load_state_dict(backbone_state, strict=True)
     lin_state = _read(linear)
     expected = [f"lin{i}.model.1.weight" for i in range(len(CHANNELS))]
     if sorted(lin_state) != expected:
-        raise ValueError(f"features.lpips.linear {str(linear)!r}: expected the keys {expected}, found {sorted(lin_state)}")
+        raise ValueError(
+            f"features.lpips.linear {str(linear)!r}: expected the keys {expected}, found {sorted(lin_state)}"
+        )
     for lin, key in zip(model.lins, expected):
         if lin_state[key].numel() != lin.numel():
-            raise ValueError(f"features.lpips.linear {str(linear)!r}: {key} has shape {tuple(lin_state[key].shape)}")
-        if (lin_state[key] < 0).any():  # the embedding identity needs them; LPIPS trains them clamped at 0
+            raise ValueError(
+                f"features.lpips.linear {str(linear)!r}: {key} has shape {tuple(lin_state[key].shape)}"
+            )
+        if (
+            lin_state[key] < 0
+        ).any():  # the embedding identity needs them; LPIPS trains them clamped at 0
             raise ValueError(f"features.lpips.linear {str(linear)!r}: {key} has negative weights")
         lin.data.copy_(lin_state[key].reshape(-1))
     return model.eval()
@@ -142,8 +165,14 @@ class LPIPSEmbedder:
 
         out = []
         for start in range(0, len(images), self.batch_size):
-            rgb = to_rgb(resize(images[start:start + self.batch_size], self.size))
-            x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).float().to(self.device) * 2 - 1
+            rgb = to_rgb(resize(images[start : start + self.batch_size], self.size))
+            x = (
+                torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)))
+                .float()
+                .to(self.device)
+                * 2
+                - 1
+            )
             out.append(self.model.embed(x).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 

@@ -28,7 +28,9 @@ class Samples:
     features: np.ndarray  # (n, d) the feature extractor's features
     probs: np.ndarray  # (n, k) class (or attribute) probabilities
     marker: np.ndarray  # (n,) 1.0 where the marker detector fires
-    scores: dict = field(default_factory=dict)  # per-sample scores by name (clip_score, aesthetic, ...), (n,)
+    scores: dict = field(
+        default_factory=dict
+    )  # per-sample scores by name (clip_score, aesthetic, ...), (n,)
     vectors: dict = field(default_factory=dict)  # per-sample embeddings by name (lpips), (n, D)
 
     def n_groups(self) -> int:
@@ -44,7 +46,7 @@ class Reference:
     cov_sqrt: np.ndarray  # symmetric square root, computed once
 
     @classmethod
-    def from_features(cls, features: np.ndarray) -> "Reference":
+    def from_features(cls, features: np.ndarray) -> Reference:
         mean = features.mean(0)
         cov = np.cov(features, rowvar=False, bias=True)
         values, vectors = np.linalg.eigh(cov)
@@ -118,17 +120,25 @@ class Metric:
         raise NotImplementedError
 
     def info(self) -> dict:
-        return {"name": self.name, "title": self.title, "direction": self.direction, "description": self.description,
-                "needs": list(self.needs), "decomposition": self.decomposition}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "direction": self.direction,
+            "description": self.description,
+            "needs": list(self.needs),
+            "decomposition": self.decomposition,
+        }
 
 
 class FrechetDistance(Metric):
     name = "frechet_distance"
     title = "Fréchet distance to the reference images"
     direction = "lower"
-    description = ("Fréchet distance between Gaussians fitted to generated and reference images in the "
-                   "extractor's features (features.extractor: the digits classifier by default; FID itself with "
-                   "`inception`).")
+    description = (
+        "Fréchet distance between Gaussians fitted to generated and reference images in the "
+        "extractor's features (features.extractor: the digits classifier by default; FID itself with "
+        "`inception`)."
+    )
 
     def group_stats(self, samples, reference):
         f = samples.features
@@ -151,9 +161,12 @@ class FrechetDistance(Metric):
         ref = Reference(to(reference.mean), to(reference.cov), to(reference.cov_sqrt))
         out = []
         for start in range(0, len(weights), step):
-            w = weights[start:start + step]
-            mixture = ((to(w) @ second.reshape(len(second), -1)).reshape(len(w), d, d) if second is not None  # a GEMM
-                       else _mixture_second_from_features(xp, to, features, stats["bounds"], w))
+            w = weights[start : start + step]
+            mixture = (
+                (to(w) @ second.reshape(len(second), -1)).reshape(len(w), d, d)
+                if second is not None  # a GEMM
+                else _mixture_second_from_features(xp, to, features, stats["bounds"], w)
+            )
             out.append(_to_numpy(frechet_from_moments(to(w) @ group_mean, mixture, ref, xp)))
         return np.concatenate(out) if out else np.zeros(0)
 
@@ -167,13 +180,17 @@ def _mixture_second_from_features(xp, to, features, bounds: np.ndarray, weights:
     out = []
     for w in weights:
         members = np.flatnonzero(w)
-        index = np.concatenate([np.arange(bounds[g], bounds[g + 1]) for g in members]) if len(members) else np.zeros(0, int)
+        index = (
+            np.concatenate([np.arange(bounds[g], bounds[g + 1]) for g in members])
+            if len(members)
+            else np.zeros(0, int)
+        )
         scale = np.repeat(np.sqrt(w[members] / counts[members]), counts[members])
         total = features[:0].T @ features[:0]  # (d, d) zeros, numpy or torch
         for start in range(0, len(index), rows):
-            take = index[start:start + rows]
+            take = index[start : start + rows]
             block = features[take if xp is np else xp.as_tensor(take, device=features.device)]
-            block = block * to(scale[start:start + rows])[:, None]
+            block = block * to(scale[start : start + rows])[:, None]
             total = total + block.T @ block
         out.append(total)
     return xp.stack(out)
@@ -191,20 +208,29 @@ def frechet_from_moments(mean, second, reference: Reference, xp=np):
     sym = (sym + sym.swapaxes(1, 2)) / 2
     root_trace = (xp.linalg.eigvalsh(sym).clip(min=0) ** 0.5).sum(1)
     diff = mean - reference.mean
-    return ((diff * diff).sum(1) + cov.diagonal(0, 1, 2).sum(1) + reference.cov.diagonal().sum()
-            - 2 * root_trace)
+    return (
+        (diff * diff).sum(1)
+        + cov.diagonal(0, 1, 2).sum(1)
+        + reference.cov.diagonal().sum()
+        - 2 * root_trace
+    )
 
 
 class InceptionScoreLike(Metric):
     name = "inception_score_like"
     title = "Inception-Score-like"
     direction = "higher"
-    description = ("exp(E_x KL(p(y|x) || p(y))) with the extractor's class probabilities (the Inception Score "
-                   "itself with features.extractor: inception).")
+    description = (
+        "exp(E_x KL(p(y|x) || p(y))) with the extractor's class probabilities (the Inception Score "
+        "itself with features.extractor: inception)."
+    )
 
     def group_stats(self, samples, reference):
         p = np.clip(samples.probs, 1e-12, 1.0)
-        return {"p_mean": _group_means(samples, p), "neg_entropy": _group_means(samples, (p * np.log(p)).sum(1))}
+        return {
+            "p_mean": _group_means(samples, p),
+            "neg_entropy": _group_means(samples, (p * np.log(p)).sum(1)),
+        }
 
     def evaluate(self, stats, weights, reference):
         marginal = np.clip(weights @ stats["p_mean"], 1e-12, 1.0)
@@ -228,8 +254,10 @@ class Diversity(Metric):
     name = "diversity"
     title = "Diversity: mean pairwise feature distance"
     direction = "higher"
-    description = ("Expected Euclidean distance between two independent samples of the coalition's mixture, "
-                   "in the extractor's features (pairs of distinct samples).")
+    description = (
+        "Expected Euclidean distance between two independent samples of the coalition's mixture, "
+        "in the extractor's features (pairs of distinct samples)."
+    )
 
     def group_stats(self, samples, reference):
         """Mean distance between the samples of every pair of groups (a group with itself: distinct
@@ -240,9 +268,13 @@ class Diversity(Metric):
         sums = np.zeros((len(counts), len(counts)))
         step = max(1, CHUNK_BYTES // (8 * max(len(f), 1)))
         for start in range(0, len(f), step):
-            dist = _pairwise(f[start:start + step], f)
+            dist = _pairwise(f[start : start + step], f)
             cumulative = np.concatenate([np.zeros((len(dist), 1)), np.cumsum(dist, axis=1)], axis=1)
-            np.add.at(sums, group[start:start + step], cumulative[:, bounds[1:]] - cumulative[:, bounds[:-1]])
+            np.add.at(
+                sums,
+                group[start : start + step],
+                cumulative[:, bounds[1:]] - cumulative[:, bounds[:-1]],
+            )
         pairs = np.outer(counts, counts) - np.diag(counts)  # a sample's distance to itself is 0
         return {"block": sums / np.maximum(pairs, 1)}
 
@@ -259,16 +291,22 @@ class LPIPSDiversity(Metric):
     name = "lpips_diversity"
     title = "LPIPS diversity: mean pairwise perceptual distance"
     direction = "higher"
-    description = ("Expected LPIPS (AlexNet, v0.1) between two independent samples of the coalition's mixture "
-                   "(pairs of distinct samples).")
-    decomposition = ("exact: LPIPS(a, b) = ||e_a - e_b||^2 for an embedding e (non-negative linear weights), so "
-                     "each pair of groups needs only its sums of e and of ||e||^2")
+    description = (
+        "Expected LPIPS (AlexNet, v0.1) between two independent samples of the coalition's mixture "
+        "(pairs of distinct samples)."
+    )
+    decomposition = (
+        "exact: LPIPS(a, b) = ||e_a - e_b||^2 for an embedding e (non-negative linear weights), so "
+        "each pair of groups needs only its sums of e and of ||e||^2"
+    )
     needs = ("lpips",)
 
     def group_stats(self, samples, reference):
         if "lpips" not in samples.vectors:
-            raise ValueError("metric 'lpips_diversity' needs the per-sample LPIPS embeddings, which the features "
-                             "stage did not compute (set features.lpips)")
+            raise ValueError(
+                "metric 'lpips_diversity' needs the per-sample LPIPS embeddings, which the features "
+                "stage did not compute (set features.lpips)"
+            )
         e = samples.vectors["lpips"]
         counts = np.bincount(samples.group, minlength=samples.n_groups()).astype(np.float64)
         mean, mean_square = _group_means(samples, e), _group_means(samples, (e * e).sum(1))
@@ -276,7 +314,9 @@ class LPIPSDiversity(Metric):
         # within a group, distinct pairs only: the mean over a != b of ||e_a - e_b||^2 is
         # 2 n / (n - 1) (E||e||^2 - ||E e||^2), and 0 for a single sample
         spread = mean_square - (mean * mean).sum(1)
-        block[np.diag_indices(len(counts))] = np.where(counts > 1, 2 * counts * spread / np.maximum(counts - 1, 1), 0.0)
+        block[np.diag_indices(len(counts))] = np.where(
+            counts > 1, 2 * counts * spread / np.maximum(counts - 1, 1), 0.0
+        )
         return {"block": np.clip(block, 0, None)}
 
     def evaluate(self, stats, weights, reference):
@@ -300,12 +340,16 @@ class VendiScore(Metric):
     name = "vendi_score"
     title = "Vendi score (cosine kernel on extractor features)"
     direction = "higher"
-    description = ("exp(entropy of the eigenvalues of K/n), K the cosine-similarity matrix of the samples' features: "
-                   "the effective number of distinct samples (Friedman & Dieng, 2023).")
+    description = (
+        "exp(entropy of the eigenvalues of K/n), K the cosine-similarity matrix of the samples' features: "
+        "the effective number of distinct samples (Friedman & Dieng, 2023)."
+    )
     decomposition = "exact: the nonzero eigenvalues of K/n are those of the mixture of per-group second moments of unit features"
 
     def group_stats(self, samples, reference):
-        unit = samples.features / np.clip(np.linalg.norm(samples.features, axis=1, keepdims=True), 1e-12, None)
+        unit = samples.features / np.clip(
+            np.linalg.norm(samples.features, axis=1, keepdims=True), 1e-12, None
+        )
         return {"second": _group_second_moments(samples, unit)}
 
     def evaluate(self, stats, weights, reference):
@@ -327,12 +371,16 @@ class AttributeBias(Metric):
     name = "attribute_bias"
     title = "Attribute bias (distance of the predicted attribute distribution from uniform)"
     direction = "lower"
-    description = ("Total variation distance between the mean predicted distribution of the classifier's classes "
-                   "(digits; or with the CLIP extractor the joint distribution of features.attributes, i.e. their "
-                   "intersections) and the uniform distribution: 0 = balanced, 1 - 1/K = one class only. With "
-                   "features.prompt_groups, the distance within each group of prompts, averaged with the "
-                   "coalition's share of each group (unmatched prompts form one more group).")
-    decomposition = "exact: mixture of per-group mean probabilities (per prompt group with prompt_groups)"
+    description = (
+        "Total variation distance between the mean predicted distribution of the classifier's classes "
+        "(digits; or with the CLIP extractor the joint distribution of features.attributes, i.e. their "
+        "intersections) and the uniform distribution: 0 = balanced, 1 - 1/K = one class only. With "
+        "features.prompt_groups, the distance within each group of prompts, averaged with the "
+        "coalition's share of each group (unmatched prompts form one more group)."
+    )
+    decomposition = (
+        "exact: mixture of per-group mean probabilities (per prompt group with prompt_groups)"
+    )
 
     def group_stats(self, samples, reference):
         if PROMPT_GROUP not in samples.scores:
@@ -340,14 +388,18 @@ class AttributeBias(Metric):
         # per pool c and prompt group g: mean over the pool of 1[g] * p (K-vector) and of 1[g]
         prompt_group = samples.scores[PROMPT_GROUP].astype(np.int64)
         member = np.eye(int(prompt_group.max()) + 1)[prompt_group]  # (n, groups of prompts)
-        return {"p_in_group": _group_means(samples, member[:, :, None] * samples.probs[:, None, :]),
-                "share": _group_means(samples, member)}
+        return {
+            "p_in_group": _group_means(samples, member[:, :, None] * samples.probs[:, None, :]),
+            "share": _group_means(samples, member),
+        }
 
     def evaluate(self, stats, weights, reference):
         if "p_mean" in stats:
             p = weights @ stats["p_mean"]
             return 0.5 * np.abs(p - 1.0 / p.shape[1]).sum(1)
-        mass = np.einsum("cg,gpk->cpk", weights, stats["p_in_group"])  # (coalitions, prompt groups, K)
+        mass = np.einsum(
+            "cg,gpk->cpk", weights, stats["p_in_group"]
+        )  # (coalitions, prompt groups, K)
         share = weights @ stats["share"]  # (coalitions, prompt groups)
         present = share > 0
         p = mass / np.where(present, share, 1.0)[:, :, None]
@@ -363,8 +415,10 @@ class SampleMean(Metric):
 
     def group_stats(self, samples, reference):
         if self.score not in samples.scores:
-            raise ValueError(f"metric {self.name!r} needs the per-sample score {self.score!r}, which the features stage "
-                             f"did not compute (set {', '.join('features.' + n for n in self.needs)})")
+            raise ValueError(
+                f"metric {self.name!r} needs the per-sample score {self.score!r}, which the features stage "
+                f"did not compute (set {', '.join('features.' + n for n in self.needs)})"
+            )
         return {"mean": _group_means(samples, samples.scores[self.score])}
 
     def evaluate(self, stats, weights, reference):
@@ -374,7 +428,9 @@ class SampleMean(Metric):
 class ClipScore(SampleMean):
     name = score = "clip_score"
     title = "CLIP score (prompt alignment)"
-    description = "100 * max(cos(CLIP image embedding, CLIP text embedding of the prompt), 0), averaged."
+    description = (
+        "100 * max(cos(CLIP image embedding, CLIP text embedding of the prompt), 0), averaged."
+    )
     needs = ("clip",)
 
 
@@ -382,7 +438,9 @@ class AestheticScore(SampleMean):
     name = "aesthetic_score"
     score = "aesthetic"
     title = "Aesthetic score (LAION-style linear head on CLIP image embeddings)"
-    description = "Linear head (features.aesthetic) on L2-normalised CLIP image embeddings, averaged."
+    description = (
+        "Linear head (features.aesthetic) on L2-normalised CLIP image embeddings, averaged."
+    )
     needs = ("clip", "aesthetic")
 
 
@@ -404,15 +462,34 @@ class SpuriousRate(SampleMean):
 
 
 METRICS: dict[str, type[Metric]] = {
-    cls.name: cls for cls in (FrechetDistance, InceptionScoreLike, MeanConfidence, Diversity, LPIPSDiversity, MarkerRate,
-                              VendiScore, AttributeBias, ClipScore, AestheticScore, RewardScore, SpuriousRate)
+    cls.name: cls
+    for cls in (
+        FrechetDistance,
+        InceptionScoreLike,
+        MeanConfidence,
+        Diversity,
+        LPIPSDiversity,
+        MarkerRate,
+        VendiScore,
+        AttributeBias,
+        ClipScore,
+        AestheticScore,
+        RewardScore,
+        SpuriousRate,
+    )
 }
 
 
 def custom_metric(name: str, spec: dict) -> Metric:
     """A metric from features.custom_metrics: the mean of a user function's per-sample values."""
-    attrs = {"name": name, "score": name, "title": spec.get("title") or name, "direction": spec.get("direction", "higher"),
-             "description": f"mean over samples of {spec['function']}(images, prompts)", "needs": ("custom_metrics",)}
+    attrs = {
+        "name": name,
+        "score": name,
+        "title": spec.get("title") or name,
+        "direction": spec.get("direction", "higher"),
+        "description": f"mean over samples of {spec['function']}(images, prompts)",
+        "needs": ("custom_metrics",),
+    }
     return type(f"Custom_{name}", (SampleMean,), attrs)()
 
 
@@ -421,7 +498,9 @@ def get_metric(name: str, custom: dict | None = None) -> Metric:
         return METRICS[name]()
     if custom and name in custom:
         return custom_metric(name, custom[name])
-    raise ValueError(f"unknown metric {name!r}; available: {sorted(METRICS) + sorted(custom or {})}")
+    raise ValueError(
+        f"unknown metric {name!r}; available: {sorted(METRICS) + sorted(custom or {})}"
+    )
 
 
 def config_problems(metric_names: list[str], feat_cfg: dict) -> list[str]:
@@ -430,7 +509,9 @@ def config_problems(metric_names: list[str], feat_cfg: dict) -> list[str]:
     problems = []
     for position, name in enumerate(metric_names):
         if name in METRICS and name in custom:
-            problems.append(f"features.custom_metrics.{name}: shadows the built-in metric of that name")
+            problems.append(
+                f"features.custom_metrics.{name}: shadows the built-in metric of that name"
+            )
         try:
             metric = get_metric(name, custom)
         except ValueError as error:
@@ -438,29 +519,49 @@ def config_problems(metric_names: list[str], feat_cfg: dict) -> list[str]:
             continue
         missing = [need for need in metric.needs if not feat_cfg.get(need)]
         if missing:
-            problems.append(f"metrics.{position}: {name!r} needs " + ", ".join(f"features.{m}" for m in missing))
+            problems.append(
+                f"metrics.{position}: {name!r} needs " + ", ".join(f"features.{m}" for m in missing)
+            )
     if feat_cfg.get("extractor") == "clip" and not feat_cfg.get("clip"):
-        problems.append("features.extractor is 'clip' but features.clip (a local CLIP model folder) is not set")
+        problems.append(
+            "features.extractor is 'clip' but features.clip (a local CLIP model folder) is not set"
+        )
     if feat_cfg.get("extractor") == "inception" and not feat_cfg.get("inception"):
-        problems.append("features.extractor is 'inception' but features.inception (a local Inception-v3 weights "
-                        "file) is not set")
+        problems.append(
+            "features.extractor is 'inception' but features.inception (a local Inception-v3 weights "
+            "file) is not set"
+        )
     if feat_cfg.get("attributes") and feat_cfg.get("extractor") != "clip":
-        problems.append("features.attributes needs features.extractor: clip (zero-shot attribute prompts)")
+        problems.append(
+            "features.attributes needs features.extractor: clip (zero-shot attribute prompts)"
+        )
     import re
 
     for group, pattern in (feat_cfg.get("prompt_groups") or {}).items():
         try:
             re.compile(pattern)
         except re.error as error:
-            problems.append(f"features.prompt_groups.{group}: {pattern!r} is not a regular expression ({error})")
-    if "attribute_bias" in metric_names and feat_cfg.get("extractor") == "clip" and not feat_cfg.get("attributes"):
-        problems.append("metrics: 'attribute_bias' with the clip extractor needs features.attributes")
+            problems.append(
+                f"features.prompt_groups.{group}: {pattern!r} is not a regular expression ({error})"
+            )
+    if (
+        "attribute_bias" in metric_names
+        and feat_cfg.get("extractor") == "clip"
+        and not feat_cfg.get("attributes")
+    ):
+        problems.append(
+            "metrics: 'attribute_bias' with the clip extractor needs features.attributes"
+        )
     # weight files, checked now rather than by a features job after hours of generation
     from pathlib import Path
 
     lpips = feat_cfg.get("lpips") or {}
-    for setting, path in (("inception", feat_cfg.get("inception")), ("aesthetic", feat_cfg.get("aesthetic")),
-                          ("lpips.backbone", lpips.get("backbone")), ("lpips.linear", lpips.get("linear"))):
+    for setting, path in (
+        ("inception", feat_cfg.get("inception")),
+        ("aesthetic", feat_cfg.get("aesthetic")),
+        ("lpips.backbone", lpips.get("backbone")),
+        ("lpips.linear", lpips.get("linear")),
+    ):
         if path and not Path(path).is_file():
             problems.append(f"features.{setting}: no such file: {path}")
     return problems

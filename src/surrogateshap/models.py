@@ -51,7 +51,7 @@ def set_threads(threads: int) -> None:
 # --------------------------------------------------------------------------- diffusion model
 @dataclass
 class DiffusionModel:
-    unet: "torch.nn.Module"
+    unet: torch.nn.Module
     scheduler_config: dict
     class_names: list[str]  # class index -> name; the null class is len(class_names)
     conditioning: str  # "contributor" or "label"
@@ -79,8 +79,16 @@ def build_unet(n_classes: int, image_size: int, block_out_channels: list[int]):
     )
 
 
-def train_diffusion(images: np.ndarray, classes: np.ndarray, class_names: list[str], conditioning: str,
-                    cfg: dict, seed: int, progress=None, device: torch.device | None = None) -> DiffusionModel:
+def train_diffusion(
+    images: np.ndarray,
+    classes: np.ndarray,
+    class_names: list[str],
+    conditioning: str,
+    cfg: dict,
+    seed: int,
+    progress=None,
+    device: torch.device | None = None,
+) -> DiffusionModel:
     """Train the UNet with label dropout (to the null class) and an EMA copy, on `device` (CPU by default).
 
     Every random draw (batches, dropout, noise, timesteps) comes from CPU generators, so a
@@ -93,11 +101,14 @@ def train_diffusion(images: np.ndarray, classes: np.ndarray, class_names: list[s
     device = device or torch.device("cpu")
     unet = build_unet(len(class_names), image_size, cfg["block_out_channels"]).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
-    scheduler = DDPMScheduler(num_train_timesteps=cfg["train_timesteps"], beta_schedule="squaredcos_cap_v2")
+    scheduler = DDPMScheduler(
+        num_train_timesteps=cfg["train_timesteps"], beta_schedule="squaredcos_cap_v2"
+    )
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], weight_decay=0.0)
     steps = cfg["steps"]
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
     x_all = torch.from_numpy(images.astype(np.float32) * 2 - 1).unsqueeze(1).to(device)
     y_all = torch.from_numpy(classes.astype(np.int64)).to(device)
     null = len(class_names)
@@ -108,7 +119,9 @@ def train_diffusion(images: np.ndarray, classes: np.ndarray, class_names: list[s
         x0, y = x_all[idx.to(device)], y_all[idx.to(device)].clone()
         y[(torch.rand(len(y), generator=gen) < cfg["label_dropout"]).to(device)] = null
         noise = torch.randn(x0.shape, generator=gen).to(device)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=gen).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=gen).to(
+            device
+        )
         pred = unet(scheduler.add_noise(x0, noise, t), t, class_labels=y).sample
         loss = torch.nn.functional.mse_loss(pred, noise)
         optimizer.zero_grad(set_to_none=True)
@@ -120,8 +133,12 @@ def train_diffusion(images: np.ndarray, classes: np.ndarray, class_names: list[s
             for p_ema, p in zip(ema.parameters(), unet.parameters()):
                 p_ema.lerp_(p, 1 - cfg["ema_decay"])
         if progress is not None and (step % max(1, steps // 20) == 0 or step == steps - 1):
-            progress(f"diffusion step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - started:.0f}s)")
-    return DiffusionModel(ema.eval().cpu(), dict(scheduler.config), list(class_names), conditioning, image_size)
+            progress(
+                f"diffusion step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - started:.0f}s)"
+            )
+    return DiffusionModel(
+        ema.eval().cpu(), dict(scheduler.config), list(class_names), conditioning, image_size
+    )
 
 
 def save_diffusion(model: DiffusionModel, out_dir) -> None:
@@ -136,9 +153,14 @@ def save_diffusion(model: DiffusionModel, out_dir) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
     DDPMScheduler.from_config(model.scheduler_config).save_pretrained(tmp / "scheduler")
-    write_json(tmp / "conditioning.json", {
-        "class_names": model.class_names, "conditioning": model.conditioning, "image_size": model.image_size,
-    })
+    write_json(
+        tmp / "conditioning.json",
+        {
+            "class_names": model.class_names,
+            "conditioning": model.conditioning,
+            "image_size": model.image_size,
+        },
+    )
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
 
@@ -156,14 +178,19 @@ def load_diffusion(path: str) -> DiffusionModel:
         from huggingface_hub import hf_hub_download
 
         meta = json.loads(Path(hf_hub_download(path, "conditioning.json")).read_text())
-    return DiffusionModel(unet, dict(scheduler.config), meta["class_names"], meta["conditioning"], meta["image_size"])
+    return DiffusionModel(
+        unet, dict(scheduler.config), meta["class_names"], meta["conditioning"], meta["image_size"]
+    )
 
 
 def starting_noise(noise_seeds: np.ndarray, size: int) -> torch.Tensor:
     """The sampler's starting point x_T, one CPU generator per image seed: (n, 1, size, size)."""
-    return torch.stack([
-        torch.randn((1, size, size), generator=torch.Generator().manual_seed(int(s))) for s in noise_seeds
-    ])
+    return torch.stack(
+        [
+            torch.randn((1, size, size), generator=torch.Generator().manual_seed(int(s)))
+            for s in noise_seeds
+        ]
+    )
 
 
 def untrained_output(noise_seeds: np.ndarray, size: int) -> np.ndarray:
@@ -172,8 +199,16 @@ def untrained_output(noise_seeds: np.ndarray, size: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def sample(model: DiffusionModel, classes: np.ndarray, noise_seeds: np.ndarray, guidance: float, steps: int,
-           device: torch.device, dtype: torch.dtype, batch_size: int) -> np.ndarray:
+def sample(
+    model: DiffusionModel,
+    classes: np.ndarray,
+    noise_seeds: np.ndarray,
+    guidance: float,
+    steps: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch_size: int,
+) -> np.ndarray:
     """Generate one image per (class, seed) with classifier-free guidance and DDIM (eta = 0).
 
     Each image's starting noise comes from its own seed, drawn on the CPU, so the
@@ -206,12 +241,22 @@ def sample(model: DiffusionModel, classes: np.ndarray, noise_seeds: np.ndarray, 
 class DigitsClassifier(nn.Module):
     """A small MLP on 8x8 images; its first hidden layer is the feature space of the metrics."""
 
-    def __init__(self, image_size: int = 8, hidden: int = 128, features: int = 64, n_classes: int = 10):
+    def __init__(
+        self, image_size: int = 8, hidden: int = 128, features: int = 64, n_classes: int = 10
+    ):
         super().__init__()
-        self.config = {"image_size": image_size, "hidden": hidden, "features": features, "n_classes": n_classes}
+        self.config = {
+            "image_size": image_size,
+            "hidden": hidden,
+            "features": features,
+            "n_classes": n_classes,
+        }
         self.body = nn.Sequential(
-            nn.Flatten(), nn.Linear(image_size * image_size, hidden), nn.ReLU(),
-            nn.Linear(hidden, features), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(image_size * image_size, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, features),
+            nn.ReLU(),
         )
         self.head = nn.Linear(features, n_classes)
 
@@ -229,21 +274,27 @@ class DigitsClassifier(nn.Module):
         feats, probs = [], []
         first = self.body[:3]  # flatten, linear, relu
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size], dtype=np.float32))
+            x = torch.from_numpy(
+                np.ascontiguousarray(images[start : start + batch_size], dtype=np.float32)
+            )
             h1 = first(x)
             feats.append(h1.numpy())
             probs.append(torch.softmax(self.head(self.body[3:](h1)), dim=1).numpy())
         return np.concatenate(feats).astype(np.float64), np.concatenate(probs).astype(np.float64)
 
 
-def train_classifier(images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, progress=None) -> tuple[DigitsClassifier, float]:
+def train_classifier(
+    images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, progress=None
+) -> tuple[DigitsClassifier, float]:
     """Train on 80% of the clean digits; return the model and its held-out accuracy."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
     split = int(0.8 * len(images))
     train, held = order[:split], order[split:]
-    model = DigitsClassifier(images.shape[-1], cfg["hidden"], cfg["features"], int(labels.max()) + 1)
+    model = DigitsClassifier(
+        images.shape[-1], cfg["hidden"], cfg["features"], int(labels.max()) + 1
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     x = torch.from_numpy(images.astype(np.float32))
     y = torch.from_numpy(labels.astype(np.int64))

@@ -86,11 +86,18 @@ def image_grid(images: np.ndarray, columns: int = 8, scale: int = 4) -> bytes:
     rows = max(1, -(-n // columns))
     size = images.shape[1]
     colour = images.shape[3:]  # () for grayscale, (3,) for RGB (text-to-image)
-    canvas = np.ones((rows * (size + 1) + 1, columns * (size + 1) + 1) + colour, dtype=np.float32) * 0.5
+    canvas = (
+        np.ones((rows * (size + 1) + 1, columns * (size + 1) + 1) + colour, dtype=np.float32) * 0.5
+    )
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
-        canvas[1 + r * (size + 1): 1 + r * (size + 1) + size, 1 + c * (size + 1): 1 + c * (size + 1) + size] = image
-    picture = Image.fromarray(np.round(canvas * 255).astype(np.uint8), mode="RGB" if colour else "L")
+        canvas[
+            1 + r * (size + 1) : 1 + r * (size + 1) + size,
+            1 + c * (size + 1) : 1 + c * (size + 1) + size,
+        ] = image
+    picture = Image.fromarray(
+        np.round(canvas * 255).astype(np.uint8), mode="RGB" if colour else "L"
+    )
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
@@ -98,7 +105,9 @@ def image_grid(images: np.ndarray, columns: int = 8, scale: int = 4) -> bytes:
 
 
 def _table_html(frame: pd.DataFrame, planted: set[str], name_columns=("contributor",)) -> str:
-    head = "".join(f'<th class="{"name" if c in name_columns else ""}">{_esc(c)}</th>' for c in frame.columns)
+    head = "".join(
+        f'<th class="{"name" if c in name_columns else ""}">{_esc(c)}</th>' for c in frame.columns
+    )
     rows = []
     for _, row in frame.iterrows():
         cells = []
@@ -118,24 +127,51 @@ def _coalition_rounds_html(rounds: list | None) -> list[str]:
     """The stopping rule's verdict after each round of coalitions (coalitions.rounds)."""
     if not rounds:
         return []
-    rows = pd.DataFrame([{"round": r["round"], "coalitions": r["coalitions"], "rule holds": r["converged"],
-                          **{f"ρ {m}": d["spearman_last"] for m, d in r["metrics"].items()}} for r in rounds])
+    rows = pd.DataFrame(
+        [
+            {
+                "round": r["round"],
+                "coalitions": r["coalitions"],
+                "rule holds": r["converged"],
+                **{f"ρ {m}": d["spearman_last"] for m, d in r["metrics"].items()},
+            }
+            for r in rounds
+        ]
+    )
     last = rounds[-1]
-    verdict = ("the stopping rule held: more coalitions are unlikely to change the values" if last["converged"] else
-               "the rounds ran out before the stopping rule held: the values may still move with more coalitions "
-               "(raise coalitions.rounds.max or coalitions.count)")
-    return [f"<h2>Coalition rounds</h2><p>After each round the surrogate was refitted on growing prefixes of the "
-            f"table; the rule holds when the Spearman correlation ρ of successive prefixes' values is at least "
-            f"{last['threshold']} for {last['patience']} step(s) in a row on every checked metric. "
-            f"{len(rounds)} round(s): {verdict}.</p>" + _table_html(rows, set(), ("round",))]
+    verdict = (
+        "the stopping rule held: more coalitions are unlikely to change the values"
+        if last["converged"]
+        else "the rounds ran out before the stopping rule held: the values may still move with more coalitions "
+        "(raise coalitions.rounds.max or coalitions.count)"
+    )
+    return [
+        f"<h2>Coalition rounds</h2><p>After each round the surrogate was refitted on growing prefixes of the "
+        f"table; the rule holds when the Spearman correlation ρ of successive prefixes' values is at least "
+        f"{last['threshold']} for {last['patience']} step(s) in a row on every checked metric. "
+        f"{len(rounds)} round(s): {verdict}.</p>" + _table_html(rows, set(), ("round",))
+    ]
 
 
-def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str], utilities_path: str,
-                 contributors_path: str, pool_paths: list[str], classifier_metrics_path: str | None,
-                 check_summary_path: str | None, evaluation_dir: str | None = None) -> None:
+def write_report(
+    out_path,
+    config: dict,
+    keys: dict,
+    attribution_paths: list[str],
+    utilities_path: str,
+    contributors_path: str,
+    pool_paths: list[str],
+    classifier_metrics_path: str | None,
+    check_summary_path: str | None,
+    evaluation_dir: str | None = None,
+) -> None:
     contributors = pd.read_parquet(contributors_path)
     names = contributors["contributor"].tolist()
-    planted_cfg = config["data"].get("digits", {}).get("planted", []) if config["data"]["source"] == "digits" else []
+    planted_cfg = (
+        config["data"].get("digits", {}).get("planted", [])
+        if config["data"]["source"] == "digits"
+        else []
+    )
     planted = {p["contributor"]: p["effect"] for p in planted_cfg}
     frame, images = read_images(pool_paths)
     utilities = pd.read_parquet(utilities_path)
@@ -147,31 +183,40 @@ def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str
         if not len(idx):
             return '<p class="note">no samples</p>'
         label = f"{name} ({planted[name]})" if name in planted else name
-        return (f'<figure class="grid"><img alt="samples of {_esc(name)}" src="{_png_uri(image_grid(images[idx]))}">'
-                f"<figcaption><bdi>{_esc(label)}</bdi></figcaption></figure>")
+        return (
+            f'<figure class="grid"><img alt="samples of {_esc(name)}" src="{_png_uri(image_grid(images[idx]))}">'
+            f"<figcaption><bdi>{_esc(label)}</bdi></figcaption></figure>"
+        )
 
     parts = [f"<h1>SurrogateSHAP report: run {_esc(config['run'])}</h1>"]
     parts.append(
         f"<p>{len(names)} contributors, {len(utilities)} coalitions, proxy game mode "
         f"<b>{_esc(config['game']['mode'])}</b>. Shapley values from an XGBoost surrogate of the utility "
         "(interventional TreeSHAP, the empty coalition as baseline, the grand coalition explained). "
-        + EMPTY_COALITION_TEXT[config["game"]["empty_coalition"]] +
-        "Rank 1 is the contributor that raises the metric most; whether raising it is good depends on the "
-        "metric's direction, stated with each metric.</p>")
+        + EMPTY_COALITION_TEXT[config["game"]["empty_coalition"]]
+        + "Rank 1 is the contributor that raises the metric most; whether raising it is good depends on the "
+        "metric's direction, stated with each metric.</p>"
+    )
     parts.extend(_coalition_rounds_html(read_table_metadata(utilities_path).get("rounds")))
     truncated = sum(int(read_table_metadata(p).get("truncated_captions") or 0) for p in pool_paths)
     if truncated:
-        parts.append(f'<p class="note">{truncated} caption(s) of the generated pools were longer than the text '
-                     "encoder's token limit and were truncated by the pipeline (the pool jobs' logs show examples).</p>")
+        parts.append(
+            f'<p class="note">{truncated} caption(s) of the generated pools were longer than the text '
+            "encoder's token limit and were truncated by the pipeline (the pool jobs' logs show examples).</p>"
+        )
     if planted:
         items = "".join(f"<li><bdi>{_esc(n)}</bdi>: {_esc(e)}</li>" for n, e in planted.items())
-        parts.append(f"<p>Planted contributors (known by construction, highlighted):</p><ul>{items}</ul>")
+        parts.append(
+            f"<p>Planted contributors (known by construction, highlighted):</p><ul>{items}</ul>"
+        )
     if check_summary_path:
         summary = json.loads(Path(check_summary_path).read_text())
         rows = pd.DataFrame([{"metric": m, **v} for m, v in summary.items()])
-        parts.append("<h2>Pooled vs per-coalition check</h2><p>The same coalitions scored from the pooled mixtures "
-                     "and from fresh per-coalition samples; Spearman correlation of the two.</p>"
-                     + _table_html(rows, set(), ("metric",)))
+        parts.append(
+            "<h2>Pooled vs per-coalition check</h2><p>The same coalitions scored from the pooled mixtures "
+            "and from fresh per-coalition samples; Spearman correlation of the two.</p>"
+            + _table_html(rows, set(), ("metric",))
+        )
     toc = []
     for path in attribution_paths:
         table = pd.read_parquet(path)
@@ -181,37 +226,62 @@ def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str
         toc.append(f'<li><a href="#{anchor}">{_esc(metric["title"])}</a></li>')
         better = "lower is better" if metric["direction"] == "lower" else "higher is better"
         parts.append(f'<h2 id="{anchor}">{_esc(metric["title"])}</h2>')
-        parts.append(f"<p>{_esc(metric['description'])} <b>{_esc(better)}</b>: a positive value means the "
-                     f"contributor {'worsens' if metric['direction'] == 'lower' else 'improves'} the model on "
-                     "this metric.</p>")
-        parts.append(f'<img alt="Shapley values for {anchor}" src="{_png_uri(bar_chart(table, metric["title"], set(planted)))}">')
+        parts.append(
+            f"<p>{_esc(metric['description'])} <b>{_esc(better)}</b>: a positive value means the "
+            f"contributor {'worsens' if metric['direction'] == 'lower' else 'improves'} the model on "
+            "this metric.</p>"
+        )
+        parts.append(
+            f'<img alt="Shapley values for {anchor}" src="{_png_uri(bar_chart(table, metric["title"], set(planted)))}">'
+        )
         shown = table[["rank", "contributor", "shapley", "ci_low", "ci_high", "p_top_k"]].rename(
-            columns={"p_top_k": f"P(rank<={diag['top_k']})"})
+            columns={"p_top_k": f"P(rank<={diag['top_k']})"}
+        )
         if diag.get("constant_utility") is not None:
-            parts.append(f"<p class='note'>The utility is {diag['constant_utility']:.6g} for every coalition: every "
-                         "Shapley value is 0 and all contributors are tied (no surrogate was fitted).</p>")
-        parts.append(f"<p>Intervals: {diag['ci_level']:.0%} percentile bootstrap over coalitions "
-                     f"({diag['bootstrap']} refits).</p>" + _table_html(shown, set(planted)))
+            parts.append(
+                f"<p class='note'>The utility is {diag['constant_utility']:.6g} for every coalition: every "
+                "Shapley value is 0 and all contributors are tied (no surrogate was fitted).</p>"
+            )
+        parts.append(
+            f"<p>Intervals: {diag['ci_level']:.0%} percentile bootstrap over coalitions "
+            f"({diag['bootstrap']} refits).</p>" + _table_html(shown, set(planted))
+        )
         k = rcfg["grid_contributors"]
         top = table.sort_values("rank")["contributor"].tolist()
-        parts.append("<h3>Generated samples</h3><div class='grids'><div><p>Top contributors</p>"
-                     + "".join(grid_for(n) for n in top[:k]) + "</div><div><p>Bottom contributors</p>"
-                     + "".join(grid_for(n) for n in top[::-1][:k]) + "</div></div>")
+        parts.append(
+            "<h3>Generated samples</h3><div class='grids'><div><p>Top contributors</p>"
+            + "".join(grid_for(n) for n in top[:k])
+            + "</div><div><p>Bottom contributors</p>"
+            + "".join(grid_for(n) for n in top[::-1][:k])
+            + "</div></div>"
+        )
         diag_rows = {
-            "out-of-fold R²": diag["oof_r2"], "coalitions": diag["n_coalitions"],
-            "sum of values": diag["sum_values"], "measured v(grand) − v(empty)": diag["measured_grand"] - diag["measured_empty"],
+            "out-of-fold R²": diag["oof_r2"],
+            "coalitions": diag["n_coalitions"],
+            "sum of values": diag["sum_values"],
+            "measured v(grand) − v(empty)": diag["measured_grand"] - diag["measured_empty"],
             "efficiency gap of the trees": diag["efficiency_gap"],
-            "measured endpoints replace the trees' f(∅), f(N)": "yes (exact uniform shift)" if diag["anchored_endpoints"] else "no",
+            "measured endpoints replace the trees' f(∅), f(N)": "yes (exact uniform shift)"
+            if diag["anchored_endpoints"]
+            else "no",
             "surrogate parameters": json.dumps(diag["params"], sort_keys=True),
             "fit seconds": diag["seconds"],
         }
         pairs = pd.DataFrame(diag.get("top_interactions", []))
         if len(pairs):
-            parts.append("<h3>Strongest interactions</h3><p>Pairwise Shapley interaction values of the surrogate: "
-                         "positive when two contributors raise the metric more together than apart.</p>"
-                         + _table_html(pairs, set(planted), ("contributor_i", "contributor_j")))
-        parts.append("<h3>Surrogate diagnostics</h3>" + _table_html(
-            pd.DataFrame({"diagnostic": list(diag_rows), "value": list(diag_rows.values())}), set(), ("diagnostic", "value")))
+            parts.append(
+                "<h3>Strongest interactions</h3><p>Pairwise Shapley interaction values of the surrogate: "
+                "positive when two contributors raise the metric more together than apart.</p>"
+                + _table_html(pairs, set(planted), ("contributor_i", "contributor_j"))
+            )
+        parts.append(
+            "<h3>Surrogate diagnostics</h3>"
+            + _table_html(
+                pd.DataFrame({"diagnostic": list(diag_rows), "value": list(diag_rows.values())}),
+                set(),
+                ("diagnostic", "value"),
+            )
+        )
     if evaluation_dir:
         toc.append('<li><a href="#evaluation">Evaluation</a></li>')
         parts.append(evaluation_section(evaluation_dir, set(planted)))
@@ -221,13 +291,21 @@ def write_report(out_path, config: dict, keys: dict, attribution_paths: list[str
     parts.append("<h2>Contributors</h2>" + _table_html(contributor_table, set(planted)))
     if classifier_metrics_path:
         accuracy = json.loads(Path(classifier_metrics_path).read_text()).get("heldout_accuracy")
-        parts.append(f"<p class='note'>Feature extractor: digits classifier, held-out accuracy {accuracy:.3f}.</p>")
-    parts.append(f"<h2>Config</h2><p>Config hash <code>{_esc(digest(config))}</code>; stage keys:</p>"
-                 + _table_html(pd.DataFrame({"stage": list(keys), "key": list(keys.values())}), set(), ("stage", "key"))
-                 + f"<pre>{_esc(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))}</pre>")
+        parts.append(
+            f"<p class='note'>Feature extractor: digits classifier, held-out accuracy {accuracy:.3f}.</p>"
+        )
+    parts.append(
+        f"<h2>Config</h2><p>Config hash <code>{_esc(digest(config))}</code>; stage keys:</p>"
+        + _table_html(
+            pd.DataFrame({"stage": list(keys), "key": list(keys.values())}), set(), ("stage", "key")
+        )
+        + f"<pre>{_esc(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))}</pre>"
+    )
     body = parts[0] + f"<nav><ul>{''.join(toc)}</ul></nav>" + "".join(parts[1:])
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>SurrogateSHAP report: "
-            f"{_esc(config['run'])}</title><style>{CSS}</style></head><body>{body}</body></html>\n")
+    page = (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>SurrogateSHAP report: "
+        f"{_esc(config['run'])}</title><style>{CSS}</style></head><body>{body}</body></html>\n"
+    )
     write_text(out_path, page)
 
 
@@ -253,12 +331,23 @@ def _counterfactual_png(table: pd.DataFrame, metric: str) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
-    for (method, side), rows in table[table["metric"] == metric].groupby(["method", "side"], sort=False):
+    for (method, side), rows in table[table["metric"] == metric].groupby(
+        ["method", "side"], sort=False
+    ):
         rows = rows.sort_values("k")
-        ax.plot(rows["k"], rows["change"], marker="o", linestyle="-" if side == "top" else ":",
-                label=f"{method} ({side})")
+        ax.plot(
+            rows["k"],
+            rows["change"],
+            marker="o",
+            linestyle="-" if side == "top" else ":",
+            label=f"{method} ({side})",
+        )
     ax.axhline(0, color="#888", linewidth=0.8)
-    ax.set(title=f"{metric}: change when removing top / bottom k", xlabel="k removed", ylabel="retrained change")
+    ax.set(
+        title=f"{metric}: change when removing top / bottom k",
+        xlabel="k removed",
+        ylabel="retrained change",
+    )
     ax.title.set_size(9)
     ax.legend(fontsize=6)
     data = _figure_png(fig)
@@ -277,50 +366,72 @@ def evaluation_section(tables_dir, planted: set[str]) -> str:
     summary = json.loads((tables / "summary.json").read_text())
     retraining = summary["retraining"]
     metrics = list(fidelity["metric"])
-    parts = ['<h2 id="evaluation">Evaluation: does the attribution predict retraining?</h2>',
-             f"<p>Retraining game: {retraining['coalitions']} models trained from scratch, each on one coalition's "
-             f"data only ({_esc(json.dumps(retraining['train'], sort_keys=True))}; sized to fit this run's budget, "
-             f"so weaker than the main model), {retraining['images']} images generated from them, "
-             f"{retraining['seconds']:.0f} s in all. Held-out coalitions: {summary['heldout']['coalitions']} per draw, "
-             f"each contributor kept with probability {summary['heldout']['alpha']}, draws "
-             f"{_esc(summary['heldout']['draws'])}.</p>"]
+    parts = [
+        '<h2 id="evaluation">Evaluation: does the attribution predict retraining?</h2>',
+        f"<p>Retraining game: {retraining['coalitions']} models trained from scratch, each on one coalition's "
+        f"data only ({_esc(json.dumps(retraining['train'], sort_keys=True))}; sized to fit this run's budget, "
+        f"so weaker than the main model), {retraining['images']} images generated from them, "
+        f"{retraining['seconds']:.0f} s in all. Held-out coalitions: {summary['heldout']['coalitions']} per draw, "
+        f"each contributor kept with probability {summary['heldout']['alpha']}, draws "
+        f"{_esc(summary['heldout']['draws'])}.</p>",
+    ]
     wide = lds.pivot(index="method", columns="metric", values="lds_mean").reindex(columns=metrics)
     spread = lds.pivot(index="method", columns="metric", values="lds_std").reindex(columns=metrics)
     cells = wide.copy().astype(object)
     for m in metrics:
-        cells[m] = [f"{a:.3f} ± {b:.3f}" if np.isfinite(a) else "n/a" for a, b in zip(wide[m], spread[m])]
+        cells[m] = [
+            f"{a:.3f} ± {b:.3f}" if np.isfinite(a) else "n/a" for a, b in zip(wide[m], spread[m])
+        ]
     order = lds.drop_duplicates("method")["method"].tolist()
-    parts.append("<h3>LDS</h3><p>Spearman correlation between the utility each method predicts for a held-out "
-                 "coalition (v(∅) + the members' values; the surrogate's second-order prediction with its pairwise "
-                 "interactions is its own row) and the retrained model's utility; mean ± standard deviation over "
-                 "draws. n/a: the retrained utility or the prediction is constant.</p>"
-                 + _table_html(cells.reindex(order).reset_index(), set(), ("method",)))
-    parts.append("<h3>Proxy fidelity</h3><p>Spearman correlation of proxy-game and retraining-game utilities over "
-                 "the held-out coalitions, and of the Shapley values of the two games (the retraining game's from a "
-                 "surrogate fitted to every retrained coalition: few, so read it as a rough check).</p>"
-                 + _table_html(fidelity, set(), ("metric",)))
+    parts.append(
+        "<h3>LDS</h3><p>Spearman correlation between the utility each method predicts for a held-out "
+        "coalition (v(∅) + the members' values; the surrogate's second-order prediction with its pairwise "
+        "interactions is its own row) and the retrained model's utility; mean ± standard deviation over "
+        "draws. n/a: the retrained utility or the prediction is constant.</p>"
+        + _table_html(cells.reindex(order).reset_index(), set(), ("method",))
+    )
+    parts.append(
+        "<h3>Proxy fidelity</h3><p>Spearman correlation of proxy-game and retraining-game utilities over "
+        "the held-out coalitions, and of the Shapley values of the two games (the retraining game's from a "
+        "surrogate fitted to every retrained coalition: few, so read it as a rough check).</p>"
+        + _table_html(fidelity, set(), ("metric",))
+    )
     scored = heldout[heldout["draw"] >= 0]
     plots = "".join(
         f'<img alt="proxy vs retrained {_esc(m)}" src="{_png_uri(_scatter_png(scored[f"{m}_proxy"], scored[m], m, "proxy game", "retrained"))}">'
-        for m in metrics)
+        for m in metrics
+    )
     parts.append(f"<div class='grids'>{plots}</div>")
     if len(counterfactual):
-        parts.append("<h3>Counterfactual removal</h3><p>Change of the metric when the model is retrained without "
-                     "each method's top-k (solid) or bottom-k (dotted) contributors, from the retrained grand "
-                     "coalition. A ranking that knows what drives the metric moves it most by removing its top-k.</p>")
-        curves = "".join(f'<img alt="counterfactual {_esc(m)}" src="{_png_uri(_counterfactual_png(counterfactual, m))}">'
-                         for m in counterfactual["metric"].unique())
+        parts.append(
+            "<h3>Counterfactual removal</h3><p>Change of the metric when the model is retrained without "
+            "each method's top-k (solid) or bottom-k (dotted) contributors, from the retrained grand "
+            "coalition. A ranking that knows what drives the metric moves it most by removing its top-k.</p>"
+        )
+        curves = "".join(
+            f'<img alt="counterfactual {_esc(m)}" src="{_png_uri(_counterfactual_png(counterfactual, m))}">'
+            for m in counterfactual["metric"].unique()
+        )
         parts.append(f"<div class='grids'>{curves}</div>")
         shown = counterfactual[["method", "metric", "k", "side", "removed", "change"]].copy()
         shown["removed"] = shown["removed"].map(lambda v: ", ".join(v))
         parts.append(_table_html(shown, set(), ("method", "metric", "side", "removed")))
     if len(placement):
-        parts.append("<h3>Planted ground truth</h3><p>Where each method ranks the contributors planted with a known "
-                     "effect; found: within the planted group's size at the expected end.</p>"
-                     + _table_html(placement, planted, ("method", "metric", "contributor", "effect", "expected", "found")))
+        parts.append(
+            "<h3>Planted ground truth</h3><p>Where each method ranks the contributors planted with a known "
+            "effect; found: within the planted group's size at the expected end.</p>"
+            + _table_html(
+                placement,
+                planted,
+                ("method", "metric", "contributor", "effect", "expected", "found"),
+            )
+        )
     cost = pd.DataFrame([{"method": m, **c} for m, c in summary["methods"].items()])
-    parts.append("<h3>Cost</h3><p>Every proxy-game method reads the same pools of generated images (generated once); "
-                 "the table is each method's CPU seconds after that and the utility evaluations it used "
-                 "(from the pools, microseconds each). Retraining the evaluation's models cost "
-                 f"{retraining['train_seconds']:.0f} s of training.</p>" + _table_html(cost, set(), ("method",)))
+    parts.append(
+        "<h3>Cost</h3><p>Every proxy-game method reads the same pools of generated images (generated once); "
+        "the table is each method's CPU seconds after that and the utility evaluations it used "
+        "(from the pools, microseconds each). Retraining the evaluation's models cost "
+        f"{retraining['train_seconds']:.0f} s of training.</p>"
+        + _table_html(cost, set(), ("method",))
+    )
     return "".join(parts)

@@ -21,7 +21,12 @@ def _regressor(params: dict, seed: int, threads: int):
     import xgboost
 
     return xgboost.XGBRegressor(
-        objective="reg:squarederror", tree_method="hist", random_state=seed, n_jobs=threads, **params)
+        objective="reg:squarederror",
+        tree_method="hist",
+        random_state=seed,
+        n_jobs=threads,
+        **params,
+    )
 
 
 class SurrogateModel:
@@ -46,20 +51,26 @@ class SurrogateModel:
         params = dict(params)
         self.base = params.pop("base", "none")
         if self.base not in self.BASES:
-            raise ValueError(f"surrogate base {self.base!r}: expected one of {', '.join(self.BASES)}")
+            raise ValueError(
+                f"surrogate base {self.base!r}: expected one of {', '.join(self.BASES)}"
+            )
         self.ridge = params.pop("ridge_alpha", "auto")
         self.trees = _regressor(params, seed, threads)
         self.coef = None
         self.intercept = 0.0
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "SurrogateModel":
+    def fit(self, x: np.ndarray, y: np.ndarray) -> SurrogateModel:
         residual = y
         if self.base == "kernel" and self._fit_kernel_base(x, y):
             residual = y - self._additive(x)
         elif self.base in ("linear", "kernel"):
             from sklearn.linear_model import Ridge, RidgeCV
 
-            linear = (RidgeCV(alphas=self.RIDGE_ALPHAS) if self.ridge == "auto" else Ridge(alpha=float(self.ridge))).fit(x, y)
+            linear = (
+                RidgeCV(alphas=self.RIDGE_ALPHAS)
+                if self.ridge == "auto"
+                else Ridge(alpha=float(self.ridge))
+            ).fit(x, y)
             self.coef, self.intercept = linear.coef_.astype(np.float64), float(linear.intercept_)
             residual = y - self._additive(x)
         self.trees.fit(x, residual)
@@ -101,7 +112,10 @@ def grid_candidates(cfg: dict) -> list[dict]:
     fixed = dict(cfg["params"])
     grid = cfg.get("grid") or {}
     names = sorted(grid)
-    return [dict(fixed, **dict(zip(names, values))) for values in itertools.product(*(grid[n] for n in names))]
+    return [
+        dict(fixed, **dict(zip(names, values)))
+        for values in itertools.product(*(grid[n] for n in names))
+    ]
 
 
 def _endpoint_rows(x: np.ndarray) -> np.ndarray:
@@ -110,7 +124,9 @@ def _endpoint_rows(x: np.ndarray) -> np.ndarray:
     return np.flatnonzero((size == 0) | (size == x.shape[1]))
 
 
-def cross_validate(x: np.ndarray, y: np.ndarray, candidates: list[dict], folds: int, seed: int, threads: int):
+def cross_validate(
+    x: np.ndarray, y: np.ndarray, candidates: list[dict], folds: int, seed: int, threads: int
+):
     """Choose parameters by K-fold squared error over the coalitions between the endpoints; return
     them and their out-of-fold R^2. The measured endpoints stay in every training fold: they anchor
     the values (and the kernel base) whatever the fold, so they are not what the choice rests on."""
@@ -122,13 +138,17 @@ def cross_validate(x: np.ndarray, y: np.ndarray, candidates: list[dict], folds: 
     if folds < 2:
         return candidates[0], float("nan")
     splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    splits = [(np.concatenate([ends, inner[train]]), inner[test]) for train, test in splitter.split(inner)]
+    splits = [
+        (np.concatenate([ends, inner[train]]), inner[test]) for train, test in splitter.split(inner)
+    ]
     target = y[inner]
     best, best_err, best_pred = None, np.inf, None
     for params in candidates:
         pred = np.empty(len(y))
         for train, test in splits:
-            pred[test] = SurrogateModel(params, seed, threads).fit(x[train], y[train]).predict(x[test])
+            pred[test] = (
+                SurrogateModel(params, seed, threads).fit(x[train], y[train]).predict(x[test])
+            )
         err = float(np.mean((pred[inner] - target) ** 2))
         if err < best_err:
             best, best_err, best_pred = params, err, pred[inner]
@@ -144,13 +164,17 @@ def tree_shapley(model, n: int) -> tuple[np.ndarray, float, float]:
     """
     import shap
 
-    explainer = shap.TreeExplainer(model, data=np.zeros((1, n)), feature_perturbation="interventional")
+    explainer = shap.TreeExplainer(
+        model, data=np.zeros((1, n)), feature_perturbation="interventional"
+    )
     values = np.asarray(explainer.shap_values(np.ones((1, n))), dtype=np.float64).reshape(-1)
     f_empty, f_grand = model.predict(np.vstack([np.zeros(n), np.ones(n)])).astype(np.float64)
     return values, float(f_empty), float(f_grand)
 
 
-def anchor_endpoints(values: np.ndarray, f_empty: float, f_grand: float, v_empty: float, v_grand: float) -> np.ndarray:
+def anchor_endpoints(
+    values: np.ndarray, f_empty: float, f_grand: float, v_empty: float, v_grand: float
+) -> np.ndarray:
     """Replace the trees' f(empty) and f(grand) by the measured utilities.
 
     In the Shapley formula v(empty) and v(grand) each enter every player's value with
@@ -171,10 +195,15 @@ def measured_endpoints(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Mean measured utility of the empty and the grand coalition (NaN if absent)."""
     size = x.sum(1)
     empty, grand = y[size == 0], y[size == x.shape[1]]
-    return (float(empty.mean()) if len(empty) else float("nan"), float(grand.mean()) if len(grand) else float("nan"))
+    return (
+        float(empty.mean()) if len(empty) else float("nan"),
+        float(grand.mean()) if len(grand) else float("nan"),
+    )
 
 
-def bootstrap_intervals(boot: np.ndarray, level: float, top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bootstrap_intervals(
+    boot: np.ndarray, level: float, top_k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Percentile intervals and P(rank <= top_k) from bootstrap replicates (replicates x players)."""
     if not len(boot):
         empty = np.full(boot.shape[1], np.nan)
@@ -195,13 +224,31 @@ def ranks(values: np.ndarray) -> np.ndarray:
 
 def ranked_table(names: list[str], values: np.ndarray, low, high, p_top) -> pd.DataFrame:
     """The attribution table, sorted by rank (1 = raises the utility most)."""
-    return pd.DataFrame({
-        "contributor": names, "shapley": values, "ci_low": low, "ci_high": high, "rank": ranks(values), "p_top_k": p_top,
-    }).sort_values("rank", kind="stable").reset_index(drop=True)
+    return (
+        pd.DataFrame(
+            {
+                "contributor": names,
+                "shapley": values,
+                "ci_low": low,
+                "ci_high": high,
+                "rank": ranks(values),
+                "p_top_k": p_top,
+            }
+        )
+        .sort_values("rank", kind="stable")
+        .reset_index(drop=True)
+    )
 
 
-def attribute(x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: int, progress=None,
-              pairs: int | None = 0) -> tuple[pd.DataFrame, dict]:
+def attribute(
+    x: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    cfg: dict,
+    seed: int,
+    progress=None,
+    pairs: int | None = 0,
+) -> tuple[pd.DataFrame, dict]:
     """Shapley values with bootstrap intervals and diagnostics for one metric.
 
     `pairs`: how many of the strongest pairwise interactions of the fitted surrogate to
@@ -224,9 +271,17 @@ def attribute(x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: i
     ends = _endpoint_rows(x)  # kept in every replicate, as the kernel estimator's bootstrap does
     inner = np.setdiff1d(np.arange(len(y)), ends)
     for b in range(cfg["bootstrap"]):
-        rows = np.concatenate([ends, inner[rng.integers(0, len(inner), len(inner))]]) if len(inner) else ends
-        b_values, b_empty, b_grand = SurrogateModel(params, seed + b + 1, threads).fit(x[rows], y[rows]).shapley(n)
-        boot[b] = anchor_endpoints(b_values, b_empty, b_grand, v_empty, v_grand) if anchor else b_values
+        rows = (
+            np.concatenate([ends, inner[rng.integers(0, len(inner), len(inner))]])
+            if len(inner)
+            else ends
+        )
+        b_values, b_empty, b_grand = (
+            SurrogateModel(params, seed + b + 1, threads).fit(x[rows], y[rows]).shapley(n)
+        )
+        boot[b] = (
+            anchor_endpoints(b_values, b_empty, b_grand, v_empty, v_grand) if anchor else b_values
+        )
         if progress is not None and (b + 1) % max(1, cfg["bootstrap"] // 5) == 0:
             progress(f"bootstrap {b + 1}/{cfg['bootstrap']}")
     table = ranked_table(names, values, *bootstrap_intervals(boot, cfg["ci_level"], cfg["top_k"]))
@@ -251,7 +306,9 @@ def attribute(x: np.ndarray, y: np.ndarray, names: list[str], cfg: dict, seed: i
     }
     if pairs != 0:
         strongest = interaction_table(model, names, values)
-        diagnostics["top_interactions"] = (strongest if pairs is None else strongest.head(pairs)).to_dict("records")
+        diagnostics["top_interactions"] = (
+            strongest if pairs is None else strongest.head(pairs)
+        ).to_dict("records")
     return table, diagnostics
 
 
@@ -273,18 +330,26 @@ def tree_interactions(model, n: int, columns: list[int] | None = None) -> np.nda
     x_without[rows, columns] = 0
     base_with = np.zeros((len(columns), n))
     base_with[rows, columns] = 1
-    from_empty = shap.TreeExplainer(model, data=np.zeros((1, n)), feature_perturbation="interventional")
-    from_grand = shap.TreeExplainer(model, data=np.ones((1, n)), feature_perturbation="interventional")
+    from_empty = shap.TreeExplainer(
+        model, data=np.zeros((1, n)), feature_perturbation="interventional"
+    )
+    from_grand = shap.TreeExplainer(
+        model, data=np.ones((1, n)), feature_perturbation="interventional"
+    )
     always_out = np.asarray(from_empty.shap_values(x_without), dtype=np.float64)
     always_in = -np.asarray(from_grand.shap_values(base_with), dtype=np.float64)
     return (always_in - always_out).T
 
 
-def interaction_table(model: SurrogateModel, names: list[str], values: np.ndarray, max_columns: int = 64) -> pd.DataFrame:
+def interaction_table(
+    model: SurrogateModel, names: list[str], values: np.ndarray, max_columns: int = 64
+) -> pd.DataFrame:
     """Pairwise interaction values of a fitted surrogate, strongest first: all pairs, or the
     pairs that involve the `max_columns` contributors with the largest |value| (values in `names` order)."""
     n = len(names)
-    columns = list(range(n)) if n <= max_columns else np.argsort(-np.abs(values))[:max_columns].tolist()
+    columns = (
+        list(range(n)) if n <= max_columns else np.argsort(-np.abs(values))[:max_columns].tolist()
+    )
     matrix = tree_interactions(model.trees, n, columns)  # the additive part has no interactions
     seen, rows = set(), []
     for col, j in enumerate(columns):
@@ -294,4 +359,6 @@ def interaction_table(model: SurrogateModel, names: list[str], values: np.ndarra
                 seen.add(pair)
                 rows.append((names[pair[0]], names[pair[1]], float(matrix[i, col])))
     table = pd.DataFrame(rows, columns=["contributor_i", "contributor_j", "interaction"])
-    return table.iloc[np.argsort(-table["interaction"].abs().to_numpy(), kind="stable")].reset_index(drop=True)
+    return table.iloc[
+        np.argsort(-table["interaction"].abs().to_numpy(), kind="stable")
+    ].reset_index(drop=True)

@@ -43,10 +43,14 @@ class TextToImageModel:
     pipe: object
     kind: str
     image_size: int
-    class_names: list[str] = field(default_factory=list)  # the prompts; set by `caption_conditioning`
+    class_names: list[str] = field(
+        default_factory=list
+    )  # the prompts; set by `caption_conditioning`
     conditioning: str = "caption"
     truncated: int = 0  # prompts longer than the tokenizer's limit (truncated by the pipeline)
-    max_sequence_length: int = FLUX_MAX_SEQUENCE_LENGTH  # FLUX's T5 limit (generation.max_sequence_length)
+    max_sequence_length: int = (
+        FLUX_MAX_SEQUENCE_LENGTH  # FLUX's T5 limit (generation.max_sequence_length)
+    )
 
     @property
     def null_class(self) -> int:
@@ -74,7 +78,9 @@ def load(spec: dict, gen_cfg: dict, device: torch.device, dtype: torch.dtype) ->
         try:
             pipe.load_lora_weights(spec["lora"], adapter_name="user")
         except (OSError, ValueError) as error:
-            raise ValueError(f"model.lora {spec['lora']!r}: cannot load LoRA weights: {error}") from None
+            raise ValueError(
+                f"model.lora {spec['lora']!r}: cannot load LoRA weights: {error}"
+            ) from None
         pipe.set_adapters(["user"], adapter_weights=[float(spec.get("lora_scale", 1.0))])
     if gen_cfg.get("scheduler"):
         scheduler_class = getattr(diffusers, SCHEDULERS[gen_cfg["scheduler"]])
@@ -82,7 +88,12 @@ def load(spec: dict, gen_cfg: dict, device: torch.device, dtype: torch.dtype) ->
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
     size = gen_cfg.get("resolution") or _default_resolution(pipe)
-    return TextToImageModel(pipe, kind, int(size), max_sequence_length=int(gen_cfg.get("max_sequence_length") or FLUX_MAX_SEQUENCE_LENGTH))
+    return TextToImageModel(
+        pipe,
+        kind,
+        int(size),
+        max_sequence_length=int(gen_cfg.get("max_sequence_length") or FLUX_MAX_SEQUENCE_LENGTH),
+    )
 
 
 def _default_resolution(pipe) -> int:
@@ -96,7 +107,9 @@ def caption_conditioning(items: pd.DataFrame, contributors: list[str], model: Te
     from .game import Conditioning
 
     if "caption" not in items.columns:
-        raise ValueError("a text-to-image model needs captions: set data.caption_column or data.caption_template")
+        raise ValueError(
+            "a text-to-image model needs captions: set data.caption_column or data.caption_template"
+        )
     prompts = sorted(items["caption"].unique())
     model.class_names = prompts
     model.truncated = count_truncated(model.pipe, prompts, model.max_sequence_length)
@@ -106,7 +119,9 @@ def caption_conditioning(items: pd.DataFrame, contributors: list[str], model: Te
     return Conditioning([classes[by_contributor == name] for name in contributors], len(prompts))
 
 
-def count_truncated(pipe, prompts: list[str], max_sequence_length: int = FLUX_MAX_SEQUENCE_LENGTH) -> int:
+def count_truncated(
+    pipe, prompts: list[str], max_sequence_length: int = FLUX_MAX_SEQUENCE_LENGTH
+) -> int:
     """Prompts longer than a tokenizer's limit: the pipeline truncates them; warn and count."""
     worst = 0
     for tokenizer in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)):
@@ -115,25 +130,46 @@ def count_truncated(pipe, prompts: list[str], max_sequence_length: int = FLUX_MA
         limit = tokenizer.model_max_length
         if getattr(pipe, "tokenizer_2", None) is tokenizer and hasattr(pipe, "transformer"):
             limit = min(limit, max_sequence_length)  # what FluxPipeline passes to T5
-        lengths = [len(ids) for ids in tokenizer(prompts, truncation=False)["input_ids"]] if prompts else []
+        lengths = (
+            [len(ids) for ids in tokenizer(prompts, truncation=False)["input_ids"]]
+            if prompts
+            else []
+        )
         over = [p for p, n in zip(prompts, lengths) if n > limit]
         if over:
-            log.warning("%d caption(s) exceed %s's %d-token limit and are truncated, e.g. %r",
-                        len(over), type(tokenizer).__name__, limit, over[0][:80] + "...")
+            log.warning(
+                "%d caption(s) exceed %s's %d-token limit and are truncated, e.g. %r",
+                len(over),
+                type(tokenizer).__name__,
+                limit,
+                over[0][:80] + "...",
+            )
         worst = max(worst, len(over))
     return worst
 
 
 def noise_images(noise_seeds: np.ndarray, size: int) -> np.ndarray:
     """`game.empty_coalition: noise` for RGB models: each image's own Gaussian noise in [0, 1]."""
-    return np.stack([
-        ((torch.randn((size, size, 3), generator=torch.Generator().manual_seed(int(s))).clamp(-1, 1) + 1) / 2).numpy()
-        for s in noise_seeds
-    ]).astype(np.float32)
+    return np.stack(
+        [
+            (
+                (
+                    torch.randn(
+                        (size, size, 3), generator=torch.Generator().manual_seed(int(s))
+                    ).clamp(-1, 1)
+                    + 1
+                )
+                / 2
+            ).numpy()
+            for s in noise_seeds
+        ]
+    ).astype(np.float32)
 
 
 @torch.no_grad()
-def sample(model: TextToImageModel, classes: np.ndarray, noise_seeds: np.ndarray, gen_cfg: dict) -> np.ndarray:
+def sample(
+    model: TextToImageModel, classes: np.ndarray, noise_seeds: np.ndarray, gen_cfg: dict
+) -> np.ndarray:
     """One image per (prompt class, seed): float32 RGB in [0, 1], shape (n, size, size, 3).
 
     Each image's initial latents come from its own CPU generator (diffusers draws a list
@@ -147,7 +183,15 @@ def sample(model: TextToImageModel, classes: np.ndarray, noise_seeds: np.ndarray
         stop = min(start + batch, len(classes))
         prompts = [model.prompt(int(c)) for c in classes[start:stop]]
         generators = [torch.Generator().manual_seed(int(s)) for s in noise_seeds[start:stop]]
-        images = model.pipe(prompt=prompts, num_inference_steps=gen_cfg["steps"], guidance_scale=gen_cfg["guidance_scale"],
-                            height=size, width=size, generator=generators, output_type="np", **extra).images
+        images = model.pipe(
+            prompt=prompts,
+            num_inference_steps=gen_cfg["steps"],
+            guidance_scale=gen_cfg["guidance_scale"],
+            height=size,
+            width=size,
+            generator=generators,
+            output_type="np",
+            **extra,
+        ).images
         out[start:stop] = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
     return out

@@ -40,7 +40,11 @@ LORA_TARGETS_FLUX = ["to_q", "to_k", "to_v", "to_out.0"]
 # --------------------------------------------------------------------------- tokenizers
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP's reversible byte -> printable character table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     extra = 0
     for b in range(256):
@@ -60,7 +64,8 @@ def clip_bpe_file() -> Path:
     if path is None or not path.is_file():
         raise FileNotFoundError(
             f"the CLIP vocabulary ({CLIP_VOCAB_FILE} from the clip-anytorch wheel) is not installed; "
-            "run `pip install --no-deps clip-anytorch==2.6.0` (make venv does)")
+            "run `pip install --no-deps clip-anytorch==2.6.0` (make venv does)"
+        )
     return path
 
 
@@ -68,7 +73,7 @@ def clip_bpe_file() -> Path:
 def clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """CLIP's vocabulary and merges, built as CLIP's SimpleTokenizer builds them."""
     lines = gzip.open(clip_bpe_file()).read().decode("utf-8").split("\n")
-    merges = lines[1:49152 - 256 - 2 + 1]
+    merges = lines[1 : 49152 - 256 - 2 + 1]
     pairs = [tuple(m.split()) for m in merges]
     vocab = list(_bytes_to_unicode().values())
     vocab = vocab + [v + "</w>" for v in vocab]
@@ -82,9 +87,15 @@ def clip_tokenizer():
 
     vocab, merges = clip_vocab_and_merges()
     # transformers 5 ignores vocab_file/merges_file paths silently; pass the objects.
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=CLIP_MAX_LENGTH,
-                         bos_token="<|startoftext|>", eos_token="<|endoftext|>",
-                         unk_token="<|endoftext|>", pad_token="<|endoftext|>")
+    return CLIPTokenizer(
+        vocab=vocab,
+        merges=merges,
+        model_max_length=CLIP_MAX_LENGTH,
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
 
 
 def t5_tokenizer(size: int = T5_VOCAB_SIZE, max_length: int = 64):
@@ -115,10 +126,18 @@ def _clip_text_model(seed: int, hidden: int = 32):
 
     torch.manual_seed(seed)
     vocab, _ = clip_vocab_and_merges()
-    config = CLIPTextConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=37, num_hidden_layers=2,
-                            num_attention_heads=4, max_position_embeddings=CLIP_MAX_LENGTH, projection_dim=hidden,
-                            bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-                            pad_token_id=vocab["<|endoftext|>"])
+    config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=CLIP_MAX_LENGTH,
+        projection_dim=hidden,
+        bos_token_id=vocab["<|startoftext|>"],
+        eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+    )
     return CLIPTextModel(config).eval()
 
 
@@ -126,9 +145,18 @@ def _tiny_vae(resolution: int, **extra):
     """A (32, 64) AutoencoderKL with 4 latent channels (FLUX's settings through `extra`)."""
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
-                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                         latent_channels=4, norm_num_groups=32, sample_size=resolution, **extra)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=resolution,
+        **extra,
+    )
 
 
 def tiny_sd_pipeline(resolution: int = 32, seed: int = 0):
@@ -138,15 +166,36 @@ def tiny_sd_pipeline(resolution: int = 32, seed: int = 0):
     torch.manual_seed(seed)
     vae = _tiny_vae(resolution)
     latent = resolution // 2 ** (len(vae.config.block_out_channels) - 1)
-    unet = UNet2DConditionModel(sample_size=latent, in_channels=4, out_channels=4, block_out_channels=(32, 64),
-                                layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-                                attention_head_dim=8, norm_num_groups=32)
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1)
-    return StableDiffusionPipeline(vae=vae.eval(), text_encoder=_clip_text_model(seed), tokenizer=clip_tokenizer(),
-                                   unet=unet.eval(), scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    unet = UNet2DConditionModel(
+        sample_size=latent,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae.eval(),
+        text_encoder=_clip_text_model(seed),
+        tokenizer=clip_tokenizer(),
+        unet=unet.eval(),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 def tiny_sdxl_pipeline(resolution: int = 32, seed: int = 0):
@@ -161,19 +210,41 @@ def tiny_sdxl_pipeline(resolution: int = 32, seed: int = 0):
     vae = _tiny_vae(resolution)
     latent = resolution // 2 ** (len(vae.config.block_out_channels) - 1)
     # "text_time": 6 size/crop ids, each embedded in time_dim, next to the second encoder's pooled output
-    unet = UNet2DConditionModel(sample_size=latent, in_channels=4, out_channels=4, block_out_channels=(32, 64),
-                                layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=2 * hidden,
-                                attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=32,
-                                addition_embed_type="text_time", addition_time_embed_dim=time_dim,
-                                projection_class_embeddings_input_dim=6 * time_dim + hidden)
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       timestep_spacing="leading", steps_offset=1)
+    unet = UNet2DConditionModel(
+        sample_size=latent,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=2 * hidden,
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        norm_num_groups=32,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_dim,
+        projection_class_embeddings_input_dim=6 * time_dim + hidden,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        timestep_spacing="leading",
+        steps_offset=1,
+    )
     torch.manual_seed(seed + 2)
     second = CLIPTextModelWithProjection(_clip_text_model(seed + 2, hidden).config).eval()
-    return StableDiffusionXLPipeline(vae=vae.eval(), text_encoder=_clip_text_model(seed, hidden), text_encoder_2=second,
-                                     tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(), unet=unet.eval(),
-                                     scheduler=scheduler, force_zeros_for_empty_prompt=True)
+    return StableDiffusionXLPipeline(
+        vae=vae.eval(),
+        text_encoder=_clip_text_model(seed, hidden),
+        text_encoder_2=second,
+        tokenizer=clip_tokenizer(),
+        tokenizer_2=clip_tokenizer(),
+        unet=unet.eval(),
+        scheduler=scheduler,
+        force_zeros_for_empty_prompt=True,
+    )
 
 
 def tiny_flux_pipeline(resolution: int = 32, seed: int = 0):
@@ -182,19 +253,49 @@ def tiny_flux_pipeline(resolution: int = 32, seed: int = 0):
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(seed)
-    transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
-                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
-                                         pooled_projection_dim=32, axes_dims_rope=(4, 4, 8))
-    vae = _tiny_vae(resolution, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609,
-                    scaling_factor=1.5035)
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        axes_dims_rope=(4, 4, 8),
+    )
+    vae = _tiny_vae(
+        resolution,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
     t5_tok = t5_tokenizer()
     torch.manual_seed(seed + 1)
-    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-                                 relative_attention_num_buckets=8, pad_token_id=t5_tok.pad_token_id,
-                                 eos_token_id=t5_tok.eos_token_id, decoder_start_token_id=t5_tok.pad_token_id))
-    return FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae.eval(), text_encoder=_clip_text_model(seed),
-                        tokenizer=clip_tokenizer(), text_encoder_2=t5.eval(), tokenizer_2=t5_tok,
-                        transformer=transformer.eval())
+    t5 = T5EncoderModel(
+        T5Config(
+            vocab_size=len(t5_tok),
+            d_model=32,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=t5_tok.pad_token_id,
+            eos_token_id=t5_tok.eos_token_id,
+            decoder_start_token_id=t5_tok.pad_token_id,
+        )
+    )
+    return FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae.eval(),
+        text_encoder=_clip_text_model(seed),
+        tokenizer=clip_tokenizer(),
+        text_encoder_2=t5.eval(),
+        tokenizer_2=t5_tok,
+        transformer=transformer.eval(),
+    )
 
 
 KINDS = {"sd": tiny_sd_pipeline, "sdxl": tiny_sdxl_pipeline, "flux": tiny_flux_pipeline}
@@ -209,8 +310,14 @@ def make_tiny_clip(out_dir, image_size: int = 16, seed: int = 0, aesthetic_head=
     torch.manual_seed(seed)
     vocab, _ = clip_vocab_and_merges()
     text = _clip_text_model(seed).config.to_dict()
-    vision = {"image_size": image_size, "patch_size": max(2, image_size // 4), "hidden_size": 32,
-              "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4}
+    vision = {
+        "image_size": image_size,
+        "patch_size": max(2, image_size // 4),
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+    }
     model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=32)).eval()
     tokenizer = clip_tokenizer()
 
@@ -221,8 +328,10 @@ def make_tiny_clip(out_dir, image_size: int = 16, seed: int = 0, aesthetic_head=
     _atomic_dir(out_dir, write)
     if aesthetic_head:
         head = torch.nn.Linear(32, 1)
-        save_file({"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous()},
-                  str(aesthetic_head))
+        save_file(
+            {"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous()},
+            str(aesthetic_head),
+        )
 
 
 def denoiser(pipe):
@@ -232,15 +341,22 @@ def denoiser(pipe):
     return pipe.unet, "unet_lora_layers"
 
 
-def add_lora(pipe, rank: int = 4, seed: int = 0, targets: list[str] | None = None, random_init: bool = True):
+def add_lora(
+    pipe, rank: int = 4, seed: int = 0, targets: list[str] | None = None, random_init: bool = True
+):
     """Attach a LoRA adapter to the denoiser: random A and B (it changes the output), or the usual B = 0."""
     from peft import LoraConfig
 
     module, _ = denoiser(pipe)
-    targets = targets or (LORA_TARGETS_FLUX if module is getattr(pipe, "transformer", None) else LORA_TARGETS_SD)
+    targets = targets or (
+        LORA_TARGETS_FLUX if module is getattr(pipe, "transformer", None) else LORA_TARGETS_SD
+    )
     torch.manual_seed(seed)
-    module.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets,
-                                  init_lora_weights=not random_init))
+    module.add_adapter(
+        LoraConfig(
+            r=rank, lora_alpha=rank, target_modules=targets, init_lora_weights=not random_init
+        )
+    )
     return module
 
 
@@ -249,8 +365,12 @@ def save_lora(pipe, out_dir) -> None:
     from peft.utils import get_peft_model_state_dict
 
     module, keyword = denoiser(pipe)
-    _atomic_dir(out_dir, lambda tmp: type(pipe).save_lora_weights(
-        tmp, **{keyword: get_peft_model_state_dict(module)}, safe_serialization=True))
+    _atomic_dir(
+        out_dir,
+        lambda tmp: type(pipe).save_lora_weights(
+            tmp, **{keyword: get_peft_model_state_dict(module)}, safe_serialization=True
+        ),
+    )
 
 
 def _atomic_dir(out_dir, write) -> None:
@@ -263,7 +383,9 @@ def _atomic_dir(out_dir, write) -> None:
     tmp.rename(out_dir)
 
 
-def make_tiny_pipeline(kind: str, out_dir, resolution: int = 32, seed: int = 0, lora_dir=None, lora_rank: int = 4) -> None:
+def make_tiny_pipeline(
+    kind: str, out_dir, resolution: int = 32, seed: int = 0, lora_dir=None, lora_rank: int = 4
+) -> None:
     """Write a tiny pipeline folder (and optionally a random LoRA for it)."""
     if kind not in KINDS:
         raise ValueError(f"unknown pipeline kind {kind!r}; expected one of {sorted(KINDS)}")
@@ -277,9 +399,21 @@ def make_tiny_pipeline(kind: str, out_dir, resolution: int = 32, seed: int = 0, 
 
 
 # --------------------------------------------------------------------------- brief fine-tuning
-def finetune_sd(pipe, images, captions: list[str], base_out, lora_out, vae_steps: int = 150, unet_steps: int = 300,
-                lora_rank: int = 16, batch_size: int = 16, lr: float = 3e-3, caption_dropout: float = 0.1, seed: int = 0,
-                progress=None):
+def finetune_sd(
+    pipe,
+    images,
+    captions: list[str],
+    base_out,
+    lora_out,
+    vae_steps: int = 150,
+    unet_steps: int = 300,
+    lora_rank: int = 16,
+    batch_size: int = 16,
+    lr: float = 3e-3,
+    caption_dropout: float = 0.1,
+    seed: int = 0,
+    progress=None,
+):
     """Teach a tiny StableDiffusionPipeline a small captioned dataset, on the CPU, in about a minute.
 
     A randomly initialised pipeline cannot show any effect of its data, so tests that need
@@ -303,7 +437,10 @@ def finetune_sd(pipe, images, captions: list[str], base_out, lora_out, vae_steps
     for step in range(vae_steps):
         idx = torch.randint(0, len(x), (batch_size,), generator=gen)
         posterior = vae.encode(x[idx]).latent_dist
-        loss = F.mse_loss(vae.decode(posterior.sample(generator=gen)).sample, x[idx]) + 1e-6 * posterior.kl().mean()
+        loss = (
+            F.mse_loss(vae.decode(posterior.sample(generator=gen)).sample, x[idx])
+            + 1e-6 * posterior.kl().mean()
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -315,13 +452,34 @@ def finetune_sd(pipe, images, captions: list[str], base_out, lora_out, vae_steps
         scale = float(1.0 / latents.std())
         vae.register_to_config(scaling_factor=scale)
         latents = latents * scale
-        tokens = pipe.tokenizer(list(captions) + [""], padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                                truncation=True, return_tensors="pt")
+        tokens = pipe.tokenizer(
+            list(captions) + [""],
+            padding="max_length",
+            max_length=pipe.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
         embeddings = pipe.text_encoder(tokens.input_ids)[0]
     conditional, unconditional = embeddings[:-1], embeddings[-1:]
     _atomic_dir(base_out, lambda tmp: pipe.save_pretrained(tmp, safe_serialization=True))
-    targets = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2",
-               "conv_shortcut", "time_emb_proj", "conv_in", "conv_out", "linear_1", "linear_2"]
+    targets = [
+        "to_q",
+        "to_k",
+        "to_v",
+        "to_out.0",
+        "proj_in",
+        "proj_out",
+        "ff.net.0.proj",
+        "ff.net.2",
+        "conv1",
+        "conv2",
+        "conv_shortcut",
+        "time_emb_proj",
+        "conv_in",
+        "conv_out",
+        "linear_1",
+        "linear_2",
+    ]
     add_lora(pipe, rank=lora_rank, seed=seed, targets=targets, random_init=False)
     unet = pipe.unet.train()
     optimizer = torch.optim.AdamW([p for p in unet.parameters() if p.requires_grad], lr=lr)
@@ -332,7 +490,9 @@ def finetune_sd(pipe, images, captions: list[str], base_out, lora_out, vae_steps
         context[torch.rand(batch_size, generator=gen) < caption_dropout] = unconditional
         noise = torch.randn(latents[idx].shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=gen)
-        pred = unet(scheduler.add_noise(latents[idx], noise, t), t, encoder_hidden_states=context).sample
+        pred = unet(
+            scheduler.add_noise(latents[idx], noise, t), t, encoder_hidden_states=context
+        ).sample
         loss = F.mse_loss(pred, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -6,17 +6,17 @@ rule attribute:
     output:
         values=f"{stage_dir('attribution')}/{{metric}}.parquet",
         interactions=f"{stage_dir('attribution')}/{{metric}}.interactions.parquet",
-    params:
-        cfg=section("attribution"),
-    wildcard_constraints:
-        metric="|".join(METRICS),
-    threads: 1
     log:
         log_path("attribute", KEYS["attribution"], "{metric}"),
     benchmark:
-        benchmark_path("attribute", KEYS["attribution"], "{metric}"),
+        benchmark_path("attribute", KEYS["attribution"], "{metric}")
+    wildcard_constraints:
+        metric="|".join(METRICS),
     conda:
         CPU_ENV
+    threads: 1
+    params:
+        cfg=section("attribution"),
     script:
         "../scripts/attribute.py"
 
@@ -39,7 +39,9 @@ rule publish_contributors:
     input:
         rules.prepare_data.output.contributors,
     output:
-        report(f"{RUN}/contributors.parquet", category="Tables", caption="../report/contributors.rst"),
+        report(
+            f"{RUN}/contributors.parquet", category="Tables", caption="../report/contributors.rst"
+        ),
     log:
         log_path("publish", config["run"], "contributors"),
     conda:
@@ -52,12 +54,16 @@ rule publish_attribution:
     input:
         f"{stage_dir('attribution')}/{{metric}}.parquet",
     output:
-        report(f"{RUN}/attributions/{{metric}}.parquet", category="Tables", caption="../report/attribution.rst",
-               labels={"metric": "{metric}"}),
-    wildcard_constraints:
-        metric="|".join(METRICS),
+        report(
+            f"{RUN}/attributions/{{metric}}.parquet",
+            category="Tables",
+            caption="../report/attribution.rst",
+            labels={"metric": "{metric}"},
+        ),
     log:
         log_path("publish", config["run"], "{metric}"),
+    wildcard_constraints:
+        metric="|".join(METRICS),
     conda:
         CPU_ENV
     script:

@@ -1,14 +1,23 @@
 # Shared helpers: config validation, stage keys and the paths built from them.
 from pathlib import Path
 
-from surrogateshap.config import ConfigError, canonical, coalition_rounds, stage_keys, stage_section, validate_config
+from surrogateshap.config import (
+    ConfigError,
+    canonical,
+    coalition_rounds,
+    stage_keys,
+    stage_section,
+    validate_config,
+)
 
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"), source="config")
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
+
 report: "../report/workflow.rst"
+
 
 KEYS = stage_keys(config)
 CACHE = "results/cache"
@@ -30,30 +39,37 @@ def section(stage):
 
 
 def log_path(rule_name, *parts):
-    return "logs/" + "/".join((rule_name,) + parts) + ".log"
+    return str(Path("logs", rule_name, *parts)) + ".log"
 
 
 def benchmark_path(rule_name, *parts):
     """Snakemake's per-job wall time and peak memory (max_rss, MB), beside the logs."""
-    return "logs/benchmarks/" + "/".join((rule_name,) + parts) + ".tsv"
+    return str(Path("logs", "benchmarks", rule_name, *parts)) + ".tsv"
 
 
 scattergather:
     pool=config["generation"]["shards"],
     coalition_shard=config["game"]["per_coalition"]["shards"],
-    check_shard=max(1, min(config["game"]["per_coalition"]["shards"], config["game"]["check"]["coalitions"])),
+    check_shard=max(
+        1, min(config["game"]["per_coalition"]["shards"], config["game"]["check"]["coalitions"])
+    ),
     retrain=config["evaluation"]["retrain"]["shards"],
 
 
 DATA_DIR = stage_dir("data")
 MODEL_DIR = config["model"]["path"] or f"{stage_dir('model')}/model"
 # What the generation steps load: the class-conditional UNet folder, or a text-to-image pipeline spec.
-MODEL_SPEC = canonical({key: config["model"][key] for key in ("type", "lora", "lora_scale")} | {"path": MODEL_DIR})
+MODEL_SPEC = canonical(
+    {key: config["model"][key] for key in ("type", "lora", "lora_scale")} | {"path": MODEL_DIR}
+)
 CLASSIFIER = f"{stage_dir('classifier')}/classifier.safetensors"
 # The Fréchet distance's reference set: the clean digits in the digits classifier's features, or
 # (another features.extractor) the dataset's own images in that extractor's features.
-REFERENCE = (f"{stage_dir('classifier')}/reference.parquet" if config["features"]["extractor"] == "digits"
-             else f"{stage_dir('features')}/reference.parquet")
+REFERENCE = (
+    f"{stage_dir('classifier')}/reference.parquet"
+    if config["features"]["extractor"] == "digits"
+    else f"{stage_dir('features')}/reference.parquet"
+)
 COALITIONS = f"{stage_dir('coalitions')}/coalitions.parquet"
 UTILITIES = f"{stage_dir('utilities')}/utilities.parquet"
 CHECK_ENABLED = config["game"]["mode"] == "pooled" and config["game"]["check"]["coalitions"] > 0

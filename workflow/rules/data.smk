@@ -3,12 +3,12 @@ rule prepare_data:
         items_table=f"{DATA_DIR}/items.parquet",
         contributors=f"{DATA_DIR}/contributors.parquet",
         info=f"{DATA_DIR}/dataset.json",
-    params:
-        cfg=section("data"),
     log:
         log_path("prepare_data", KEYS["data"]),
     conda:
         CPU_ENV
+    params:
+        cfg=section("data"),
     script:
         "../scripts/prepare_data.py"
 
@@ -19,11 +19,11 @@ rule draw_coalitions:
         table=config["coalitions"]["table"] or [],
     output:
         COALITIONS,
-    params:
-        cfg=section("coalitions"),
     log:
         log_path("draw_coalitions", KEYS["coalitions"]),
     conda:
         CPU_ENV
+    params:
+        cfg=section("coalitions"),
     script:
         "../scripts/draw_coalitions.py"

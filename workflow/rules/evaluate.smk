@@ -8,12 +8,12 @@ rule draw_heldout:
         rules.prepare_data.output.contributors,
     output:
         f"{stage_dir('heldout')}/heldout.parquet",
-    params:
-        cfg=section("heldout"),
     log:
         log_path("draw_heldout", KEYS["heldout"]),
     conda:
         CPU_ENV
+    params:
+        cfg=section("heldout"),
     script:
         "../scripts/draw_heldout.py"
 
@@ -33,15 +33,15 @@ rule evaluation_baselines:
         values=f"{stage_dir('baselines')}/values.parquet",
         heldout_proxy=f"{stage_dir('baselines')}/heldout_proxy.parquet",
         removals=f"{stage_dir('baselines')}/removals.parquet",
-    params:
-        cfg=section("baselines"),
-        metrics=METRICS,
     log:
         log_path("evaluation_baselines", KEYS["baselines"]),
     benchmark:
-        benchmark_path("evaluation_baselines", KEYS["baselines"]),
+        benchmark_path("evaluation_baselines", KEYS["baselines"])
     conda:
         CPU_ENV
+    params:
+        cfg=section("baselines"),
+        metrics=METRICS,
     script:
         "../scripts/evaluation_baselines.py"
 
@@ -55,16 +55,16 @@ rule retrain_heldout:
         reference=REFERENCE,
     output:
         f"{stage_dir('retrain')}/shards/{{scatteritem}}.parquet",
-    params:
-        cfg=section("retrain"),
-        marker_size=config["data"]["digits"]["marker_size"],
-    threads: 1
     log:
         log_path("retrain_heldout", KEYS["retrain"], "{scatteritem}"),
     benchmark:
-        benchmark_path("retrain_heldout", KEYS["retrain"], "{scatteritem}"),
+        benchmark_path("retrain_heldout", KEYS["retrain"], "{scatteritem}")
     conda:
         GPU_ENV
+    threads: 1
+    params:
+        cfg=section("retrain"),
+        marker_size=config["data"]["digits"]["marker_size"],
     script:
         "../scripts/retrain.py"
 
@@ -78,16 +78,16 @@ rule retrain_counterfactual:
         reference=REFERENCE,
     output:
         f"{stage_dir('counterfactual')}/shards/{{scatteritem}}.parquet",
-    params:
-        cfg=section("counterfactual"),
-        marker_size=config["data"]["digits"]["marker_size"],
-    threads: 1
     log:
         log_path("retrain_counterfactual", KEYS["counterfactual"], "{scatteritem}"),
     benchmark:
-        benchmark_path("retrain_counterfactual", KEYS["counterfactual"], "{scatteritem}"),
+        benchmark_path("retrain_counterfactual", KEYS["counterfactual"], "{scatteritem}")
     conda:
         GPU_ENV
+    threads: 1
+    params:
+        cfg=section("counterfactual"),
+        marker_size=config["data"]["digits"]["marker_size"],
     script:
         "../scripts/retrain.py"
 
@@ -96,22 +96,24 @@ rule evaluation_tables:
     input:
         data=rules.prepare_data.output.contributors,
         values=rules.evaluation_baselines.output.values,
-        interactions=expand(f"{stage_dir('attribution')}/{{metric}}.interactions.parquet", metric=METRICS),
+        interactions=expand(
+            f"{stage_dir('attribution')}/{{metric}}.interactions.parquet", metric=METRICS
+        ),
         heldout_proxy=rules.evaluation_baselines.output.heldout_proxy,
         heldout=gather.retrain(f"{stage_dir('retrain')}/shards/{{scatteritem}}.parquet"),
         removals=rules.evaluation_baselines.output.removals,
         removed=gather.retrain(f"{stage_dir('counterfactual')}/shards/{{scatteritem}}.parquet"),
     output:
         directory(f"{stage_dir('evaluation')}/tables"),
-    params:
-        cfg=section("evaluation"),
-        metrics=METRICS,
     log:
         log_path("evaluation_tables", KEYS["evaluation"]),
     benchmark:
-        benchmark_path("evaluation_tables", KEYS["evaluation"]),
+        benchmark_path("evaluation_tables", KEYS["evaluation"])
     conda:
         CPU_ENV
+    params:
+        cfg=section("evaluation"),
+        metrics=METRICS,
     script:
         "../scripts/evaluation_tables.py"
 
@@ -127,15 +129,17 @@ rule evaluation_report:
         classifier=rules.train_classifier.output.metrics,
         check=CHECK_SUMMARY if CHECK_ENABLED else [],
     output:
-        report=report(f"{EVAL_RUN}/index.html", category="Evaluation", caption="../report/evaluation.rst"),
+        report=report(
+            f"{EVAL_RUN}/index.html", category="Evaluation", caption="../report/evaluation.rst"
+        ),
         tables=directory(f"{EVAL_RUN}/tables"),
-    params:
-        config=config,
-        stage_keys=KEYS,
     log:
         log_path("evaluation_report", config["run"]),
     conda:
         CPU_ENV
+    params:
+        config=config,
+        stage_keys=KEYS,
     script:
         "../scripts/report.py"
 

@@ -10,18 +10,18 @@ if config["game"]["mode"] == "pooled":
             reference=REFERENCE,
         output:
             UTILITIES,
+        log:
+            log_path("pooled_utilities", KEYS["utilities"]),
+        benchmark:
+            benchmark_path("pooled_utilities", KEYS["utilities"])
+        conda:
+            CPU_ENV
         params:
             cfg=section("utilities"),
             custom=canonical(config["features"]["custom_metrics"]),
             # what the coalition rounds read (in the stage key only when rounds.max > 1)
             coalitions=canonical(config["coalitions"]) if coalition_rounds(config) else None,
             surrogate=canonical(config["surrogate"]) if coalition_rounds(config) else None,
-        log:
-            log_path("pooled_utilities", KEYS["utilities"]),
-        benchmark:
-            benchmark_path("pooled_utilities", KEYS["utilities"]),
-        conda:
-            CPU_ENV
         script:
             "../scripts/pooled_utilities.py"
 
@@ -37,20 +37,20 @@ else:
             coalitions=COALITIONS,
         output:
             f"{stage_dir('utilities')}/shards/{{scatteritem}}.parquet",
+        log:
+            log_path("per_coalition_utilities", KEYS["utilities"], "{scatteritem}"),
+        benchmark:
+            benchmark_path("per_coalition_utilities", KEYS["utilities"], "{scatteritem}")
+        conda:
+            GPU_ENV
+        threads: 1
+        resources:
+            gpu=0,
         params:
             cfg=section("proxy_check"),
             model=MODEL_SPEC,
             marker_size=config["data"]["digits"]["marker_size"],
             rows=None,
-        threads: 1
-        resources:
-            gpu=0,
-        log:
-            log_path("per_coalition_utilities", KEYS["utilities"], "{scatteritem}"),
-        benchmark:
-            benchmark_path("per_coalition_utilities", KEYS["utilities"], "{scatteritem}"),
-        conda:
-            GPU_ENV
         script:
             "../scripts/per_coalition_utilities.py"
 
@@ -77,18 +77,18 @@ rule proxy_check_shard:
         coalitions=COALITIONS,
     output:
         f"{stage_dir('proxy_check')}/shards/{{scatteritem}}.parquet",
+    log:
+        log_path("proxy_check_shard", KEYS["proxy_check"], "{scatteritem}"),
+    benchmark:
+        benchmark_path("proxy_check_shard", KEYS["proxy_check"], "{scatteritem}")
+    conda:
+        GPU_ENV
+    threads: 1
     params:
         cfg=section("proxy_check"),
         model=MODEL_SPEC,
         marker_size=config["data"]["digits"]["marker_size"],
         rows="check",
-    threads: 1
-    log:
-        log_path("proxy_check_shard", KEYS["proxy_check"], "{scatteritem}"),
-    benchmark:
-        benchmark_path("proxy_check_shard", KEYS["proxy_check"], "{scatteritem}"),
-    conda:
-        GPU_ENV
     script:
         "../scripts/per_coalition_utilities.py"
 
@@ -100,11 +100,11 @@ rule proxy_check:
     output:
         table=f"{stage_dir('proxy_check')}/check.parquet",
         summary=CHECK_SUMMARY,
-    params:
-        metrics=METRICS,
     log:
         log_path("proxy_check", KEYS["proxy_check"]),
     conda:
         CPU_ENV
+    params:
+        metrics=METRICS,
     script:
         "../scripts/proxy_check.py"

@@ -5,16 +5,16 @@ rule generate_pool:
         model=model_input(),
     output:
         f"{stage_dir('pool')}/shards/{{scatteritem}}.parquet",
-    params:
-        cfg=section("pool"),
-        model=MODEL_SPEC,
-    threads: 1
     log:
         log_path("generate_pool", KEYS["pool"], "{scatteritem}"),
     benchmark:
-        benchmark_path("generate_pool", KEYS["pool"], "{scatteritem}"),
+        benchmark_path("generate_pool", KEYS["pool"], "{scatteritem}")
     conda:
         GPU_ENV
+    threads: 1
+    params:
+        cfg=section("pool"),
+        model=MODEL_SPEC,
     script:
         "../scripts/generate_pool.py"
 
@@ -25,14 +25,14 @@ rule extract_features:
         classifier=CLASSIFIER,
     output:
         f"{stage_dir('features')}/shards/{{scatteritem}}.parquet",
-    params:
-        cfg=section("features"),
-        marker_size=config["data"]["digits"]["marker_size"],
     log:
         log_path("extract_features", KEYS["features"], "{scatteritem}"),
     benchmark:
-        benchmark_path("extract_features", KEYS["features"], "{scatteritem}"),
+        benchmark_path("extract_features", KEYS["features"], "{scatteritem}")
     conda:
         CPU_ENV
+    params:
+        cfg=section("features"),
+        marker_size=config["data"]["digits"]["marker_size"],
     script:
         "../scripts/extract_features.py"

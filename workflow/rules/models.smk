@@ -2,15 +2,15 @@ rule train_classifier:
     output:
         model=CLASSIFIER,
         metrics=f"{stage_dir('classifier')}/metrics.json",
-    params:
-        cfg=section("classifier"),
-    threads: 1
     log:
         log_path("train_classifier", KEYS["classifier"]),
     benchmark:
-        benchmark_path("train_classifier", KEYS["classifier"]),
+        benchmark_path("train_classifier", KEYS["classifier"])
     conda:
         CPU_ENV
+    threads: 1
+    params:
+        cfg=section("classifier"),
     script:
         "../scripts/train_classifier.py"
 
@@ -21,12 +21,12 @@ rule reference_features:
         data=rules.prepare_data.output.info,
     output:
         REFERENCE,
-    params:
-        features=canonical(config["features"]),
     log:
         log_path("reference_features", KEYS["classifier"]),
     conda:
         CPU_ENV
+    params:
+        features=canonical(config["features"]),
     script:
         "../scripts/reference_features.py"
 
@@ -38,15 +38,15 @@ if not config["model"]["path"]:
             rules.prepare_data.output.info,
         output:
             directory(MODEL_DIR),
-        params:
-            cfg=section("model"),
-            data=section("data"),
-        threads: 2
         log:
             log_path("train_model", KEYS["model"]),
         benchmark:
-            benchmark_path("train_model", KEYS["model"]),
+            benchmark_path("train_model", KEYS["model"])
         conda:
             CPU_ENV
+        threads: 2
+        params:
+            cfg=section("model"),
+            data=section("data"),
         script:
             "../scripts/train_model.py"

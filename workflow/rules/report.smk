@@ -9,14 +9,14 @@ rule report:
         check=CHECK_SUMMARY if CHECK_ENABLED else [],
     output:
         report(REPORT_HTML, category="Report", caption="../report/index.rst"),
-    params:
-        config=config,
-        stage_keys=KEYS,
     log:
         log_path("report", config["run"]),
     benchmark:
-        benchmark_path("report", config["run"]),
+        benchmark_path("report", config["run"])
     conda:
         CPU_ENV
+    params:
+        config=config,
+        stage_keys=KEYS,
     script:
         "../scripts/report.py"

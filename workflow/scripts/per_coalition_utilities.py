@@ -8,9 +8,26 @@ rows = None
 if snakemake.params.rows == "check":
     import pandas as pd
 
-    rows = steps.check_rows(len(pd.read_parquet(snakemake.input.coalitions)), game["check"]["coalitions"], game["check"]["seed"])
+    rows = steps.check_rows(
+        len(pd.read_parquet(snakemake.input.coalitions)),
+        game["check"]["coalitions"],
+        game["check"]["seed"],
+    )
 steps.per_coalition_utilities(
-    snakemake.input.data.rsplit("/", 1)[0], snakemake.params.model, snakemake.input.classifier, snakemake.input.reference,
-    snakemake.input.coalitions, cfg["generation"], game["empty_coalition"], game["per_coalition"]["samples"], snakemake.params.marker_size,
-    cfg["features"], cfg["metrics"], cfg["seed"], snakemake.wildcards.scatteritem, snakemake.threads, snakemake.output[0],
-    rows=rows)
+    snakemake.input.data.rsplit("/", 1)[0],
+    snakemake.params.model,
+    snakemake.input.classifier,
+    snakemake.input.reference,
+    snakemake.input.coalitions,
+    cfg["generation"],
+    game["empty_coalition"],
+    game["per_coalition"]["samples"],
+    snakemake.params.marker_size,
+    cfg["features"],
+    cfg["metrics"],
+    cfg["seed"],
+    snakemake.wildcards.scatteritem,
+    snakemake.threads,
+    snakemake.output[0],
+    rows=rows,
+)

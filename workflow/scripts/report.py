@@ -8,9 +8,16 @@ inp, out = snakemake.input, snakemake.output
 check = [inp.check] if isinstance(inp.check, str) else list(inp.check)
 evaluation = inp.get("tables")  # the evaluate target's report has an evaluation section
 report.write_report(
-    out_path=out[0], config=snakemake.params.config, keys=snakemake.params.stage_keys,
-    attribution_paths=list(inp.attributions), utilities_path=inp.utilities, contributors_path=inp.contributors,
-    pool_paths=list(inp.pools), classifier_metrics_path=inp.classifier, check_summary_path=check[0] if check else None,
-    evaluation_dir=evaluation)
+    out_path=out[0],
+    config=snakemake.params.config,
+    keys=snakemake.params.stage_keys,
+    attribution_paths=list(inp.attributions),
+    utilities_path=inp.utilities,
+    contributors_path=inp.contributors,
+    pool_paths=list(inp.pools),
+    classifier_metrics_path=inp.classifier,
+    check_summary_path=check[0] if check else None,
+    evaluation_dir=evaluation,
+)
 if evaluation:
     shutil.copytree(evaluation, out.tables, dirs_exist_ok=True)
