@@ -18,11 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import _common
 import numpy as np
 import pandas as pd
 import yaml
-
-import _common
 
 sys.path.insert(0, str(_common.ROOT))
 from tests.conftest import copy_workflow, planned_jobs  # noqa: E402  (the tests' own copy and dry-run helpers)
