@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from surrogateshap import steps
 from surrogateshap.config import load_yaml, merge, validate_config
+from surrogateshap.steps import data as data_steps
+from surrogateshap.steps import models as model_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
@@ -63,24 +64,29 @@ def prepare_inputs(
     workdir = Path(workdir)
     data_dir = workdir / "data"
     started = time.perf_counter()
-    steps.prepare_data(config["data"], config["seed"], str(data_dir))
+    data_steps.prepare_data(data_cfg=config["data"], seed=config["seed"], out_dir=str(data_dir))
     classifier = workdir / "classifier.safetensors"
-    steps.train_classifier(
-        config["classifier"],
-        config["seed"],
-        threads,
-        str(classifier),
-        str(workdir / "classifier.json"),
+    model_steps.train_classifier(
+        cfg=config["classifier"],
+        seed=config["seed"],
+        threads=threads,
+        out_path=str(classifier),
+        metrics_path=str(workdir / "classifier.json"),
     )
     reference = workdir / "reference.parquet"
-    steps.reference_features(str(classifier), str(reference))
+    model_steps.reference_features(classifier_path=str(classifier), out_path=str(reference))
     note(f"data and classifier ready ({time.perf_counter() - started:.0f}s)")
     if model:
         return Inputs(str(data_dir), model, str(classifier), str(reference), f"given: {model}")
     model_cfg = merge(config["model"], {"train": {"steps": train_steps}})
     started = time.perf_counter()
-    steps.train_model(
-        str(data_dir), model_cfg, config["data"], config["seed"], threads, str(workdir / "model")
+    model_steps.train_model(
+        data_dir=str(data_dir),
+        cfg=model_cfg,
+        data_cfg=config["data"],
+        seed=config["seed"],
+        threads=threads,
+        out_dir=str(workdir / "model"),
     )
     default_steps = config["model"]["train"]["steps"]
     note(f"diffusion model trained for {train_steps} steps ({time.perf_counter() - started:.0f}s)")
@@ -129,7 +135,7 @@ def median(values) -> float:
 
 def startup_seconds(repeats: int = 3) -> float:
     """A fresh Python importing the generation stack: what every Snakemake job pays before its work."""
-    code = "import torch, diffusers, surrogateshap.steps"
+    code = "import torch, diffusers, surrogateshap.steps.generation"
     return median(
         timed(subprocess.run, [sys.executable, "-c", code], check=True)[0] for _ in range(repeats)
     )

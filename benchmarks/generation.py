@@ -3,9 +3,9 @@ loop with the same model, batch size, steps, guidance, dtype and device, side by
 
     .venv/bin/python benchmarks/generation.py [--model DIR] [--shards 4] [--repeats 3] [--quick]
 
-The workflow side is what the rules run: `steps.generate_pool_shard` (the `generate_pool`
+The workflow side is what the rules run: `steps.generation.generate_pool_shard` (the `generate_pool`
 rule: load the data and model, plan, sample, PNG-encode, write Parquet, log progress) on
-shard 1 of `--shards`, then `steps.extract_features` (the `extract_features` rule: read
+shard 1 of `--shards`, then `steps.generation.extract_features` (the `extract_features` rule: read
 and decode the shard, classifier features, marker flags, write Parquet). The bare loop is
 UNet2DModel + DDIMScheduler with classifier-free guidance, one torch.randn per batch, the
 images left in memory; its model is loaded before the clock starts. Both make the same
@@ -30,7 +30,8 @@ import _common
 import numpy as np
 import torch
 
-from surrogateshap import game, models, steps
+from surrogateshap import game, models
+from surrogateshap.steps import generation as generation_steps
 
 
 def bare_loop(model_dir: str, n_images: int, n_classes: int, gen_cfg: dict, seed: int):
@@ -151,13 +152,13 @@ def main() -> None:
         pool, features = tmp / "pool.parquet", tmp / "features.parquet"
 
         def feature_job():
-            steps.extract_features(
-                str(pool),
-                inputs.classifier,
-                config["data"]["digits"]["marker_size"],
-                config["features"],
-                args.threads,
-                str(features),
+            generation_steps.extract_features(
+                pool_shard=str(pool),
+                classifier_path=inputs.classifier,
+                marker_size=config["data"]["digits"]["marker_size"],
+                feat_cfg=config["features"],
+                threads=args.threads,
+                out_path=str(features),
             )
 
         # Time spent inside the sampler during the job, measured in the same call as the job's
@@ -175,15 +176,15 @@ def main() -> None:
 
         def generation_job():
             in_sampler.append(0.0)
-            steps.generate_pool_shard(
-                inputs.data_dir,
-                inputs.model_dir,
-                gen_cfg,
-                config["game"]["empty_coalition"],
-                config["seed"],
-                f"1-of-{shards}",
-                args.threads,
-                str(pool),
+            generation_steps.generate_pool_shard(
+                data_dir=inputs.data_dir,
+                model=inputs.model_dir,
+                gen_cfg=gen_cfg,
+                empty_coalition=config["game"]["empty_coalition"],
+                seed=config["seed"],
+                scatteritem=f"1-of-{shards}",
+                threads=args.threads,
+                out_path=str(pool),
             )
 
         jobs = {**bare, "generation": generation_job, "features": feature_job}

@@ -5,9 +5,9 @@ side by side in one run, on the embedded default.
         [--pool-sizes 200 100 50] [--per-coalition-limit 150] [--ceiling 50] [--quick]
 
 Both modes run the workflow's own functions in this process with the same torch threads:
-pooled = `steps.generate_pool_shard` (every contributor's pool and the unconditional one,
-`--pool-sizes` images each) + `steps.extract_features` + `steps.pooled_utilities`;
-per_coalition = `steps.per_coalition_utilities` (`game.per_coalition.samples` fresh images
+pooled = `steps.generation.generate_pool_shard` (every contributor's pool and the unconditional one,
+`--pool-sizes` images each) + `steps.generation.extract_features` + `steps.game.pooled_utilities`;
+per_coalition = `steps.game.per_coalition_utilities` (`game.per_coalition.samples` fresh images
 per coalition). The coalitions are the config's sampler's first C draws (the empty and the
 grand coalition first), so each C's coalitions contain the smaller C's.
 
@@ -32,8 +32,11 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from surrogateshap import coalitions as coal
-from surrogateshap import estimators, models, steps
+from surrogateshap import estimators, models
 from surrogateshap.config import merge
+from surrogateshap.steps import data as data_steps
+from surrogateshap.steps import game as game_steps
+from surrogateshap.steps import generation as generation_steps
 
 SHORT = {
     "frechet_distance": "FD",
@@ -122,10 +125,10 @@ def main() -> None:
         ].tolist()
         n_groups = len(names) + 1  # + the unconditional pool, v(empty)
         coalitions_path = tmp / "coalitions.parquet"
-        steps.draw_coalitions(
-            inputs.data_dir,
-            merge(config["coalitions"], {"count": counts[-1]}),
-            str(coalitions_path),
+        data_steps.draw_coalitions(
+            data_dir=inputs.data_dir,
+            cfg=merge(config["coalitions"], {"count": counts[-1]}),
+            out_path=str(coalitions_path),
         )
         table = pd.read_parquet(coalitions_path)
         counts = [min(c, len(table)) for c in counts]
@@ -145,22 +148,22 @@ def main() -> None:
         for start, stop in zip(bounds, bounds[1:]):
             out = tmp / f"per_coalition-{start}.parquet"
             seconds, _ = _common.timed(
-                steps.per_coalition_utilities,
-                inputs.data_dir,
-                inputs.model_dir,
-                inputs.classifier,
-                inputs.reference,
-                str(coalitions_path),
-                config["generation"],
-                empty,
-                samples_per_coalition,
-                marker_size,
-                config["features"],
-                metrics,
-                config["seed"],
-                "1-of-1",
-                args.threads,
-                str(out),
+                game_steps.per_coalition_utilities,
+                data_dir=inputs.data_dir,
+                model=inputs.model_dir,
+                classifier_path=inputs.classifier,
+                reference_path=inputs.reference,
+                coalitions_path=str(coalitions_path),
+                gen_cfg=config["generation"],
+                empty_coalition=empty,
+                samples_per_coalition=samples_per_coalition,
+                marker_size=marker_size,
+                feat_cfg=config["features"],
+                metric_names=metrics,
+                seed=config["seed"],
+                scatteritem="1-of-1",
+                threads=args.threads,
+                out_path=str(out),
                 rows=list(range(start, stop)),
             )
             elapsed += seconds
@@ -174,22 +177,22 @@ def main() -> None:
         if args.ceiling:
             out = tmp / "per_coalition-reseeded.parquet"
             rows = min(args.ceiling, limit)
-            steps.per_coalition_utilities(
-                inputs.data_dir,
-                inputs.model_dir,
-                inputs.classifier,
-                inputs.reference,
-                str(coalitions_path),
-                config["generation"],
-                empty,
-                samples_per_coalition,
-                marker_size,
-                config["features"],
-                metrics,
-                config["seed"] + 1,
-                "1-of-1",
-                args.threads,
-                str(out),
+            game_steps.per_coalition_utilities(
+                data_dir=inputs.data_dir,
+                model=inputs.model_dir,
+                classifier_path=inputs.classifier,
+                reference_path=inputs.reference,
+                coalitions_path=str(coalitions_path),
+                gen_cfg=config["generation"],
+                empty_coalition=empty,
+                samples_per_coalition=samples_per_coalition,
+                marker_size=marker_size,
+                feat_cfg=config["features"],
+                metric_names=metrics,
+                seed=config["seed"] + 1,
+                scatteritem="1-of-1",
+                threads=args.threads,
+                out_path=str(out),
                 rows=list(range(rows)),
             )
             again = pd.read_parquet(out)
@@ -202,36 +205,36 @@ def main() -> None:
             gen_cfg = merge(config["generation"], {"samples_per_contributor": size})
             pool, features = tmp / f"pool-{size}.parquet", tmp / f"features-{size}.parquet"
             gen_s, _ = _common.timed(
-                steps.generate_pool_shard,
-                inputs.data_dir,
-                inputs.model_dir,
-                gen_cfg,
-                empty,
-                config["seed"],
-                "1-of-1",
-                args.threads,
-                str(pool),
+                generation_steps.generate_pool_shard,
+                data_dir=inputs.data_dir,
+                model=inputs.model_dir,
+                gen_cfg=gen_cfg,
+                empty_coalition=empty,
+                seed=config["seed"],
+                scatteritem="1-of-1",
+                threads=args.threads,
+                out_path=str(pool),
             )
             feat_s, _ = _common.timed(
-                steps.extract_features,
-                str(pool),
-                inputs.classifier,
-                marker_size,
-                config["features"],
-                args.threads,
-                str(features),
+                generation_steps.extract_features,
+                pool_shard=str(pool),
+                classifier_path=inputs.classifier,
+                marker_size=marker_size,
+                feat_cfg=config["features"],
+                threads=args.threads,
+                out_path=str(features),
             )
             for count in counts:
                 subset = tmp / f"coalitions-{count}.parquet"
                 table.iloc[:count].to_parquet(subset)
                 util_s, _ = _common.timed(
-                    steps.pooled_utilities,
-                    inputs.data_dir,
-                    str(subset),
-                    [str(features)],
-                    inputs.reference,
-                    metrics,
-                    str(tmp / "utilities.parquet"),
+                    game_steps.pooled_utilities,
+                    data_dir=inputs.data_dir,
+                    coalitions_path=str(subset),
+                    feature_shards=[str(features)],
+                    reference_path=inputs.reference,
+                    metric_names=metrics,
+                    out_path=str(tmp / "utilities.parquet"),
                 )
                 pooled[size, count] = (
                     gen_s + feat_s + util_s,

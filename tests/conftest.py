@@ -136,13 +136,14 @@ def hostile_run_dir(tmp_path_factory):
 
 
 def reference_set(tmp_path: Path, feat_cfg: dict):
-    """The Fréchet reference features that `steps.reference_features` writes for a 4-image folder
+    """The Fréchet reference features that `steps.models.reference_features` writes for a 4-image folder
     dataset with the extractor `feat_cfg` configures: an (images, d) array."""
     import numpy as np
     import pandas as pd
     from PIL import Image
 
-    from surrogateshap import steps
+    from surrogateshap.steps.data import prepare_data
+    from surrogateshap.steps.models import reference_features
 
     (tmp_path / "data/images").mkdir(parents=True)
     rows = []
@@ -161,9 +162,14 @@ def reference_set(tmp_path: Path, feat_cfg: dict):
         "min_items": 1,
         "image_size": 8,
     }
-    steps.prepare_data(data_cfg, 0, str(tmp_path / "prepared"))
+    prepare_data(data_cfg=data_cfg, seed=0, out_dir=str(tmp_path / "prepared"))
     out = tmp_path / "reference.parquet"
-    steps.reference_features(None, str(out), feat_cfg, str(tmp_path / "prepared"))
+    reference_features(
+        classifier_path=None,
+        out_path=str(out),
+        feat_cfg=feat_cfg,
+        data_dir=str(tmp_path / "prepared"),
+    )
     return np.stack(pd.read_parquet(out)["feature"].to_numpy())
 
 

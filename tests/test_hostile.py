@@ -368,16 +368,20 @@ def test_contributor_file_problems_are_named(tmp_path, capsys):
 
 
 def test_workflow_attribution_refuses_nan_naming_the_file(tmp_path):
-    from surrogateshap import steps
     from surrogateshap.data import contributor_table
+    from surrogateshap.steps.attribution import attribute
 
     contributor_table(pd.Series({n: 1 for n in NAMES})).to_parquet(
         tmp_path / "contributors.parquet"
     )
     pd.DataFrame({"members": [[], NAMES], "fd": [0.0, np.nan]}).to_parquet(tmp_path / "u.parquet")
     with pytest.raises(ValueError, match=r"u.parquet: column 'fd' has 1 utility value.*rows 1"):
-        steps.attribute(
-            str(tmp_path), str(tmp_path / "u.parquet"), "fd", {}, str(tmp_path / "out.parquet")
+        attribute(
+            data_dir=str(tmp_path),
+            utilities_path=str(tmp_path / "u.parquet"),
+            metric="fd",
+            cfg={},
+            out_path=str(tmp_path / "out.parquet"),
         )
     assert not (tmp_path / "out.parquet").exists()
 

@@ -1,11 +1,12 @@
-from surrogateshap import steps
+from surrogateshap.steps import attribution
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
-steps.attribute(
-    snakemake.input.data.rsplit("/", 1)[0],
-    snakemake.input.utilities,
-    snakemake.wildcards.metric,
-    snakemake.params.cfg["surrogate"],
-    snakemake.output.values,
-    snakemake.output.interactions,
+setup_logging(snakemake.log[0])
+attribution.attribute(
+    data_dir=snakemake.input.data.rsplit("/", 1)[0],
+    utilities_path=snakemake.input.utilities,
+    metric=snakemake.wildcards.metric,
+    cfg=snakemake.params.cfg["surrogate"],
+    out_path=snakemake.output.values,
+    interactions_path=snakemake.output.interactions,
 )

@@ -1,8 +1,9 @@
-from surrogateshap import steps
+from surrogateshap.steps import data
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
-steps.draw_coalitions(
-    snakemake.input.contributors.rsplit("/", 1)[0],
-    snakemake.params.cfg["coalitions"],
-    snakemake.output[0],
+setup_logging(snakemake.log[0])
+data.draw_coalitions(
+    data_dir=snakemake.input.contributors.rsplit("/", 1)[0],
+    cfg=snakemake.params.cfg["coalitions"],
+    out_path=snakemake.output[0],
 )

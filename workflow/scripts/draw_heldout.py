@@ -1,4 +1,9 @@
-from surrogateshap import steps
+from surrogateshap.steps import evaluation
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
-steps.draw_heldout(snakemake.input[0].rsplit("/", 1)[0], snakemake.params.cfg, snakemake.output[0])
+setup_logging(snakemake.log[0])
+evaluation.draw_heldout(
+    data_dir=snakemake.input[0].rsplit("/", 1)[0],
+    cfg=snakemake.params.cfg,
+    out_path=snakemake.output[0],
+)

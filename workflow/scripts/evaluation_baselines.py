@@ -1,19 +1,20 @@
-from surrogateshap import steps
+from surrogateshap.steps import evaluation
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0])
 inp, out = snakemake.input, snakemake.output
-steps.evaluation_baselines(
-    inp.data.rsplit("/", 1)[0],
-    inp.utilities,
-    list(inp.attributions),
-    list(inp.pools),
-    list(inp.features),
-    inp.reference,
-    inp.classifier,
-    inp.heldout,
-    snakemake.params.metrics,
-    snakemake.params.cfg,
-    out.values,
-    out.heldout_proxy,
-    out.removals,
+evaluation.evaluation_baselines(
+    data_dir=inp.data.rsplit("/", 1)[0],
+    utilities_path=inp.utilities,
+    attribution_paths=list(inp.attributions),
+    pool_shards=list(inp.pools),
+    feature_shards=list(inp.features),
+    reference_path=inp.reference,
+    classifier_path=inp.classifier,
+    heldout_path=inp.heldout,
+    metric_names=snakemake.params.metrics,
+    cfg=snakemake.params.cfg,
+    values_path=out.values,
+    heldout_proxy_path=out.heldout_proxy,
+    removals_path=out.removals,
 )

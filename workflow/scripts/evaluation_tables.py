@@ -1,16 +1,17 @@
-from surrogateshap import steps
+from surrogateshap.steps import evaluation
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0])
 inp = snakemake.input
-steps.evaluate(
-    inp.data.rsplit("/", 1)[0],
-    inp.values,
-    list(inp.interactions),
-    inp.heldout_proxy,
-    list(inp.heldout),
-    inp.removals,
-    list(inp.removed),
-    snakemake.params.metrics,
-    snakemake.params.cfg,
-    snakemake.output[0],
+evaluation.evaluation_tables(
+    data_dir=inp.data.rsplit("/", 1)[0],
+    values_path=inp.values,
+    interaction_paths=list(inp.interactions),
+    heldout_proxy_path=inp.heldout_proxy,
+    heldout_shards=list(inp.heldout),
+    removals_path=inp.removals,
+    removal_shards=list(inp.removed),
+    metric_names=snakemake.params.metrics,
+    cfg=snakemake.params.cfg,
+    out_dir=snakemake.output[0],
 )

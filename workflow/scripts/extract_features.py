@@ -1,11 +1,12 @@
-from surrogateshap import steps
+from surrogateshap.steps import generation
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
-steps.extract_features(
-    snakemake.input.pool,
-    snakemake.input.classifier,
-    snakemake.params.marker_size,
-    snakemake.params.cfg["features"],
-    snakemake.threads,
-    snakemake.output[0],
+setup_logging(snakemake.log[0])
+generation.extract_features(
+    pool_shard=snakemake.input.pool,
+    classifier_path=snakemake.input.classifier,
+    marker_size=snakemake.params.marker_size,
+    feat_cfg=snakemake.params.cfg["features"],
+    threads=snakemake.threads,
+    out_path=snakemake.output[0],
 )

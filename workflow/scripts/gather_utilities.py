@@ -1,4 +1,5 @@
-from surrogateshap import steps
+from surrogateshap.steps import game
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
-steps.gather_utilities(list(snakemake.input), snakemake.output[0])
+setup_logging(snakemake.log[0])
+game.gather_utilities(shards=list(snakemake.input), out_path=snakemake.output[0])

@@ -1,14 +1,15 @@
-from surrogateshap import steps
+from surrogateshap.steps import generation
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0])
 cfg = snakemake.params.cfg
-steps.generate_pool_shard(
-    snakemake.input.data.rsplit("/", 1)[0],
-    snakemake.params.model,
-    cfg["generation"],
-    cfg["game.empty_coalition"],
-    cfg["seed"],
-    snakemake.wildcards.scatteritem,
-    snakemake.threads,
-    snakemake.output[0],
+generation.generate_pool_shard(
+    data_dir=snakemake.input.data.rsplit("/", 1)[0],
+    model=snakemake.params.model,
+    gen_cfg=cfg["generation"],
+    empty_coalition=cfg["game.empty_coalition"],
+    seed=cfg["seed"],
+    scatteritem=snakemake.wildcards.scatteritem,
+    threads=snakemake.threads,
+    out_path=snakemake.output[0],
 )

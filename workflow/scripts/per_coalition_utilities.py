@@ -1,33 +1,34 @@
 # Used by both per_coalition_utilities (all coalitions) and proxy_check_shard (the check's subset).
-from surrogateshap import steps
+from surrogateshap.steps import game
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0])
 cfg = snakemake.params.cfg
-game = cfg["game"]
+game_cfg = cfg["game"]
 rows = None
 if snakemake.params.rows == "check":
     import pandas as pd
 
-    rows = steps.check_rows(
+    rows = game.check_rows(
         len(pd.read_parquet(snakemake.input.coalitions)),
-        game["check"]["coalitions"],
-        game["check"]["seed"],
+        game_cfg["check"]["coalitions"],
+        game_cfg["check"]["seed"],
     )
-steps.per_coalition_utilities(
-    snakemake.input.data.rsplit("/", 1)[0],
-    snakemake.params.model,
-    snakemake.input.classifier,
-    snakemake.input.reference,
-    snakemake.input.coalitions,
-    cfg["generation"],
-    game["empty_coalition"],
-    game["per_coalition"]["samples"],
-    snakemake.params.marker_size,
-    cfg["features"],
-    cfg["metrics"],
-    cfg["seed"],
-    snakemake.wildcards.scatteritem,
-    snakemake.threads,
-    snakemake.output[0],
+game.per_coalition_utilities(
+    data_dir=snakemake.input.data.rsplit("/", 1)[0],
+    model=snakemake.params.model,
+    classifier_path=snakemake.input.classifier,
+    reference_path=snakemake.input.reference,
+    coalitions_path=snakemake.input.coalitions,
+    gen_cfg=cfg["generation"],
+    empty_coalition=game_cfg["empty_coalition"],
+    samples_per_coalition=game_cfg["per_coalition"]["samples"],
+    marker_size=snakemake.params.marker_size,
+    feat_cfg=cfg["features"],
+    metric_names=cfg["metrics"],
+    seed=cfg["seed"],
+    scatteritem=snakemake.wildcards.scatteritem,
+    threads=snakemake.threads,
+    out_path=snakemake.output[0],
     rows=rows,
 )

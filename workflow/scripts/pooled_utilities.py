@@ -1,13 +1,14 @@
-from surrogateshap import steps
+from surrogateshap.steps import game
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
-steps.pooled_utilities(
-    snakemake.input.data.rsplit("/", 1)[0],
-    snakemake.input.coalitions,
-    list(snakemake.input.features),
-    snakemake.input.reference,
-    snakemake.params.cfg["metrics"],
-    snakemake.output[0],
+setup_logging(snakemake.log[0])
+game.pooled_utilities(
+    data_dir=snakemake.input.data.rsplit("/", 1)[0],
+    coalitions_path=snakemake.input.coalitions,
+    feature_shards=list(snakemake.input.features),
+    reference_path=snakemake.input.reference,
+    metric_names=snakemake.params.cfg["metrics"],
+    out_path=snakemake.output[0],
     custom=snakemake.params.custom,
     coalitions_cfg=snakemake.params.coalitions,
     surrogate_cfg=snakemake.params.surrogate,

@@ -1,8 +1,9 @@
-from surrogateshap import steps
+from surrogateshap.steps import data
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
-steps.prepare_data(
-    snakemake.params.cfg["data"],
-    snakemake.params.cfg["seed"],
-    snakemake.output.info.rsplit("/", 1)[0],
+setup_logging(snakemake.log[0])
+data.prepare_data(
+    data_cfg=snakemake.params.cfg["data"],
+    seed=snakemake.params.cfg["seed"],
+    out_dir=snakemake.output.info.rsplit("/", 1)[0],
 )

@@ -1,10 +1,11 @@
-from surrogateshap import steps
+from surrogateshap.steps import game
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
-steps.compare_modes(
-    snakemake.input.pooled,
-    list(snakemake.input.shards),
-    snakemake.params.metrics,
-    snakemake.output.table,
-    snakemake.output.summary,
+setup_logging(snakemake.log[0])
+game.compare_modes(
+    pooled_path=snakemake.input.pooled,
+    shards=list(snakemake.input.shards),
+    metric_names=snakemake.params.metrics,
+    out_path=snakemake.output.table,
+    summary_path=snakemake.output.summary,
 )

@@ -1,4 +1,5 @@
-from surrogateshap import steps
+from surrogateshap.steps import attribution
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
-steps.publish(snakemake.input[0], snakemake.output[0])
+setup_logging(snakemake.log[0])
+attribution.publish(src=snakemake.input[0], dst=snakemake.output[0])

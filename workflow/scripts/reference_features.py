@@ -1,9 +1,10 @@
-from surrogateshap import steps
+from surrogateshap.steps import models
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
-steps.reference_features(
-    snakemake.input[0],
-    snakemake.output[0],
-    snakemake.params.features,
-    snakemake.input.data.rsplit("/", 1)[0],
+setup_logging(snakemake.log[0])
+models.reference_features(
+    classifier_path=snakemake.input[0],
+    out_path=snakemake.output[0],
+    feat_cfg=snakemake.params.features,
+    data_dir=snakemake.input.data.rsplit("/", 1)[0],
 )

@@ -1,8 +1,7 @@
-import shutil
+from surrogateshap.steps import report
+from surrogateshap.steps.common import setup_logging
 
-from surrogateshap import report, steps
-
-steps.setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0])
 inp, out = snakemake.input, snakemake.output
 # a named input is a plain string when it holds one file, a list when it holds none
 check = [inp.check] if isinstance(inp.check, str) else list(inp.check)
@@ -18,6 +17,5 @@ report.write_report(
     classifier_metrics_path=inp.classifier,
     check_summary_path=check[0] if check else None,
     evaluation_dir=evaluation,
+    evaluation_copy=out.tables if evaluation else None,
 )
-if evaluation:
-    shutil.copytree(evaluation, out.tables, dirs_exist_ok=True)

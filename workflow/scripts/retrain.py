@@ -1,15 +1,16 @@
-from surrogateshap import steps
+from surrogateshap.steps import evaluation
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0])
 inp = snakemake.input
-steps.retrain_shard(
-    inp.data.rsplit("/", 1)[0],
-    inp.coalitions,
-    snakemake.params.cfg,
-    inp.classifier,
-    inp.reference,
-    snakemake.params.marker_size,
-    snakemake.wildcards.scatteritem,
-    snakemake.threads,
-    snakemake.output[0],
+evaluation.retrain_shard(
+    data_dir=inp.data.rsplit("/", 1)[0],
+    coalitions_path=inp.coalitions,
+    cfg=snakemake.params.cfg,
+    classifier_path=inp.classifier,
+    reference_path=inp.reference,
+    marker_size=snakemake.params.marker_size,
+    scatteritem=snakemake.wildcards.scatteritem,
+    threads=snakemake.threads,
+    out_path=snakemake.output[0],
 )

@@ -1,11 +1,12 @@
-from surrogateshap import steps
+from surrogateshap.steps import models
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0])
 cfg = snakemake.params.cfg
-steps.train_classifier(
-    cfg["classifier"],
-    cfg["seed"],
-    snakemake.threads,
-    snakemake.output.model,
-    snakemake.output.metrics,
+models.train_classifier(
+    cfg=cfg["classifier"],
+    seed=cfg["seed"],
+    threads=snakemake.threads,
+    out_path=snakemake.output.model,
+    metrics_path=snakemake.output.metrics,
 )

@@ -1,12 +1,13 @@
-from surrogateshap import steps
+from surrogateshap.steps import models
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0])
 cfg = snakemake.params.cfg
-steps.train_model(
-    snakemake.input[0].rsplit("/", 1)[0],
-    cfg["model"],
-    snakemake.params.data["data"],
-    cfg["seed"],
-    snakemake.threads,
-    snakemake.output[0],
+models.train_model(
+    data_dir=snakemake.input[0].rsplit("/", 1)[0],
+    cfg=cfg["model"],
+    data_cfg=snakemake.params.data["data"],
+    seed=cfg["seed"],
+    threads=snakemake.threads,
+    out_dir=snakemake.output[0],
 )

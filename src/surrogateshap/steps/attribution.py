@@ -1,0 +1,68 @@
+"""The rules of attribute.smk: the surrogate's Shapley values and interactions for one metric,
+and the copies of the cached tables into the run's folder."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from .. import coalitions as coal
+from .. import estimators
+from ..io import read_table_metadata, write_table
+from .common import contributor_names, log
+
+
+def attribute(
+    *,
+    data_dir: str,
+    utilities_path: str,
+    metric: str,
+    cfg: dict,
+    out_path: str,
+    interactions_path: str | None = None,
+) -> None:
+    from ..metrics import get_metric
+
+    names = contributor_names(data_dir)
+    x, y = coal.read_utility_table(
+        utilities_path, metric, names
+    )  # refuses NaN / infinite utilities, naming rows
+    x, y = estimators.merge_repeats(x, y, utilities_path)
+    values, diagnostics = estimators.attribute(
+        "surrogate",
+        x,
+        y,
+        names,
+        cfg,
+        cfg["seed"],
+        progress=log.info,
+        pairs=None if interactions_path else cfg["top_pairs"],
+    )
+    if (
+        interactions_path
+    ):  # every pair computed (those of the 64 strongest contributors when n > 64)
+        interactions = pd.DataFrame(
+            diagnostics.pop("top_interactions"),
+            columns=["contributor_i", "contributor_j", "interaction"],
+        )
+        write_table(interactions_path, interactions, metadata={"metric": metric})
+        if cfg["top_pairs"]:
+            diagnostics["top_interactions"] = interactions.head(cfg["top_pairs"]).to_dict("records")
+    diagnostics["metric"] = (
+        read_table_metadata(utilities_path).get("metrics", {}).get(metric)
+        or get_metric(metric).info()
+    )
+    log.info(
+        "%s: out-of-fold R^2 %.3f, efficiency gap %.4g; top: %s",
+        metric,
+        diagnostics["oof_r2"],
+        diagnostics["efficiency_gap"],
+        ", ".join(map(repr, values["contributor"].head(3))),
+    )
+    write_table(out_path, values, metadata=diagnostics)
+
+
+def publish(*, src: str, dst: str) -> None:
+    """Copy a cached stage output to the run's folder, keeping its Parquet metadata."""
+    table = pq.read_table(src)
+    write_table(dst, table)

@@ -1,0 +1,83 @@
+"""The rules of data.smk: the prepared dataset and the coalitions of the proxy game."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import coalitions as coal
+from .. import data as data_mod
+from ..io import write_json, write_table
+from .common import contributor_names, log
+
+
+def prepare_data(*, data_cfg: dict, seed: int, out_dir: str) -> None:
+    """Export the digits (or point at the user's folder), validate, write items/contributors."""
+    out = Path(out_dir)
+    if data_cfg["source"] == "digits":
+        digits = data_cfg["digits"]
+        table = data_mod.export_digits(
+            out, digits["splits_per_class"], digits["planted"], seed, digits["marker_size"]
+        )
+        write_table(out / "metadata.parquet", table)
+        root, metadata = out, out / "metadata.parquet"
+    else:
+        root, metadata = (
+            Path(data_cfg["root"]),
+            Path(data_cfg["metadata"] or Path(data_cfg["root"]) / "metadata.csv"),
+        )
+    dataset = data_mod.load_dataset(
+        root,
+        metadata,
+        data_cfg["contributor_column"],
+        data_cfg["label_column"],
+        data_cfg["min_items"],
+        caption_column=data_cfg.get("caption_column"),
+        caption_template=data_cfg.get("caption_template"),
+    )
+    log.info("dataset %s: %d items from %d contributors", root, len(dataset.items), dataset.n)
+    data_mod.write_dataset_tables(out, dataset)
+    write_json(
+        out / "dataset.json",
+        {
+            "root": str(Path(root).resolve()),
+            "n_items": len(dataset.items),
+            "n_contributors": dataset.n,
+        },
+    )
+
+
+def draw_coalitions(*, data_dir: str, cfg: dict, out_path: str) -> None:
+    """The coalitions to score: the user's table (`coalitions.table`) or a seeded sample."""
+    names = contributor_names(data_dir)
+    if cfg.get("table"):
+        members = read_coalition_members(cfg["table"])
+        x = coal.indicator_matrix(members, names, source=cfg["table"])
+        chosen = [tuple(np.flatnonzero(row).tolist()) for row in x]
+    else:
+        chosen = coal.sample_coalitions(
+            len(names),
+            cfg["count"],
+            cfg["sampler"],
+            cfg["seed"],
+            cfg["p"],
+            cfg.get("paired", False),
+        )
+    log.info("%d coalitions of %d contributors", len(chosen), len(names))
+    write_table(out_path, coal.coalition_table(chosen, names))
+
+
+def read_coalition_members(path: str) -> pd.Series:
+    frame = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path)
+    if "members" not in frame.columns:
+        raise ValueError(
+            f"{path}: coalition table has no 'members' column (columns: {list(frame.columns)})"
+        )
+    members = frame["members"]
+    if members.map(lambda v: isinstance(v, str)).any():  # CSV: members separated by '|'
+        members = members.map(
+            lambda v: [m for m in str(v).split("|") if m] if isinstance(v, str) else list(v)
+        )
+    return members.map(list)

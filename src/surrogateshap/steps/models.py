@@ -1,0 +1,71 @@
+"""The rules of models.smk: the digits classifier (with the Fréchet reference features) and
+the class-conditional diffusion model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import data as data_mod
+from .. import extractors, models
+from ..io import write_json, write_table
+from .common import load_prepared, log
+
+
+def train_classifier(
+    *, cfg: dict, seed: int, threads: int, out_path: str, metrics_path: str
+) -> None:
+    models.set_threads(threads)
+    images, labels = data_mod.digits_images()
+    model, accuracy = models.train_classifier(
+        images.astype(np.float32), labels, cfg, seed, progress=log.info
+    )
+    log.info("classifier held-out accuracy %.3f", accuracy)
+    models.save_classifier(model, out_path)
+    write_json(metrics_path, {"heldout_accuracy": accuracy})
+
+
+def train_model(
+    *, data_dir: str, cfg: dict, data_cfg: dict, seed: int, threads: int, out_dir: str
+) -> None:
+    models.set_threads(threads)
+    dataset = load_prepared(data_dir)
+    items = dataset.items
+    images = data_mod.load_images(dataset.root, items["file_name"], data_cfg["image_size"])
+    if cfg["conditioning"] == "contributor":
+        class_names = dataset.contributors["contributor"].tolist()
+        classes = items["contributor"].map({n: i for i, n in enumerate(class_names)}).to_numpy()
+    else:
+        class_names = [str(v) for v in sorted(items["label"].unique())]
+        classes = (
+            items["label"].astype(str).map({n: i for i, n in enumerate(class_names)}).to_numpy()
+        )
+    log.info("training on %d images, %d classes + null", len(images), len(class_names))
+    model = models.train_diffusion(
+        images, classes, class_names, cfg["conditioning"], cfg["train"], seed, progress=log.info
+    )
+    models.save_diffusion(model, out_dir)
+
+
+def reference_features(
+    *,
+    classifier_path: str | None,
+    out_path: str,
+    feat_cfg: dict | None = None,
+    data_dir: str | None = None,
+) -> None:
+    """The reference set of the Fréchet distance: the clean digits in the digits classifier's
+    features, or (another extractor) the dataset's own images in that extractor's features."""
+    if feat_cfg and feat_cfg.get("extractor", "digits") != "digits":
+        dataset = load_prepared(data_dir)
+        extractor = extractors.load_extractor(feat_cfg, classifier_path)
+        images = data_mod.load_images(
+            dataset.root, dataset.items["file_name"], extractor.size, mode="RGB"
+        )
+        features, _ = extractor.embed(images)
+        log.info("reference: %d dataset images in %s features", len(images), feat_cfg["extractor"])
+        write_table(out_path, pd.DataFrame({"feature": list(features.astype(np.float32))}))
+        return
+    images, _ = data_mod.digits_images()
+    features, _ = models.load_classifier(classifier_path).embed(images.astype(np.float32))
+    write_table(out_path, pd.DataFrame({"feature": list(features.astype(np.float32))}))
