@@ -1,4 +1,6 @@
-"""Open the report in headless Chromium: no console errors, every image loads; save a screenshot."""
+"""Open the report in headless Chromium: no console errors, every image loads, the summary opens
+the page and the interactions are drawn; save screenshots (the README's picture is taken the same
+way: `python -m tests.test_report_browser REPORT PNG`)."""
 
 import os
 import shutil
@@ -68,7 +70,15 @@ def open_report(path: Path, screenshot: Path) -> dict:
             "document.querySelectorAll('script, iframe, object, embed, img[src=\"x\"], pre *').length"
         )
         problems["config"] = page.evaluate("document.querySelector('pre').textContent")
+        problems["summary"] = page.evaluate(
+            "(() => { const s = document.querySelector('#summary'); if (!s) return null;"
+            " return {top: s.getBoundingClientRect().top, text: s.innerText,"
+            " rows: s.querySelectorAll('tbody tr').length,"
+            " first: document.querySelector('h1').nextElementSibling === s}; })()"
+        )
         page.screenshot(path=str(screenshot), full_page=False)
+        if problems["summary"] is not None:
+            page.locator("#summary").screenshot(path=str(screenshot.with_name("summary.png")))
         browser.close()
     return problems
 
@@ -81,6 +91,15 @@ def test_report_opens_cleanly(run_dir):
     assert len(seen["images"]) >= 5 * 2 and all(ok for _, ok in seen["images"]), seen["images"]
     assert "digit-7-b" in seen["text"] and "Fréchet distance" in seen["text"]
     assert shot.stat().st_size > 5000
+    # the page opens with the summary: one row per metric, the planted contributors' verdict
+    summary = seen["summary"]
+    assert summary and summary["first"] and summary["top"] < 900, summary
+    assert summary["rows"] == 5, summary  # the small config's five metrics
+    assert "raises it most" in summary["text"] and "lowers it most" in summary["text"]
+    assert "Planted contributors:" in summary["text"] and "digit-7-b" in summary["text"]
+    assert (shot.parent / "summary.png").stat().st_size > 5000
+    heatmaps = [alt for alt, _ in seen["images"] if alt.startswith("Interaction heatmap")]
+    assert len(heatmaps) == 5, seen["images"]  # one per metric, each loaded (checked above)
 
 
 def test_hostile_names_show_as_text(hostile_run_dir):
@@ -98,3 +117,13 @@ def test_hostile_names_show_as_text(hostile_run_dir):
     assert set(HOSTILE_NAMES) <= set(seen["name_cells"])  # in every metric's table too
     assert "my data <b>ü</b> & co" in seen["config"]  # a config value with markup, as text
     assert "<img src=x onerror=alert(1)>" in seen["text"]
+    assert seen["summary"] and seen["summary"]["first"], seen["summary"]
+
+
+if (
+    __name__ == "__main__"
+):  # the README's screenshot: python -m tests.test_report_browser REPORT PNG
+    import sys
+
+    seen = open_report(Path(sys.argv[1]), Path(sys.argv[2]))
+    print({k: seen[k] for k in ("console", "page", "failed")}, seen["summary"] and "summary found")

@@ -16,6 +16,7 @@ import yaml
 
 from .config import digest
 from .data import contributor_key
+from .evaluation import expected_placements, placement_table
 from .features import read_images
 from .io import read_table_metadata, write_text
 
@@ -26,6 +27,9 @@ table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px sol
 td.name,th.name{text-align:left}tr.planted td{background:#fff4d6}td.name{max-width:32em;overflow-wrap:anywhere}
 .grids{display:flex;gap:2em;flex-wrap:wrap}.grid figure{margin:0}.grid img{image-rendering:pixelated;border:1px solid #aaa}
 pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.85em}.note{color:#555;font-size:.9em}
+#summary{background:#f4f8fc;border:1px solid #c9d8ea;padding:.2em 1em 1em;margin:1em 0}#summary h2{margin-top:.6em}
+#summary td{text-align:left}.found{color:#17692e;font-weight:600}.missed{color:#a3261b;font-weight:600}
+.weak{color:#8a5a00}
 """
 
 
@@ -37,6 +41,33 @@ EMPTY_COALITION_TEXT = {
 
 def _esc(value) -> str:
     return html.escape(str(value), quote=True)
+
+
+SIGNIFICANT_DIGITS = 3
+
+
+def format_number(value, digits: int = SIGNIFICANT_DIGITS) -> str:
+    """Every number the report shows, with the same significant digits: 0.0560, 0.589, 0.00929,
+    1,230, -1.34, 1.23e-05. Whole numbers (counts, ranks) stay exact; NaN and None are 'n/a'."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return "n/a" if value is None else str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}" if abs(int(value)) >= 10_000 else str(int(value))
+    x = float(value)
+    if not np.isfinite(x):
+        return "n/a" if np.isnan(x) else ("∞" if x > 0 else "-∞")
+    if x == 0:
+        return "0"
+    x = float(f"{x:.{digits - 1}e}")  # rounded first, so 0.9996 becomes 1.00, not 1.000
+    exponent = int(np.floor(np.log10(abs(x))))
+    if not -4 <= exponent < 6:
+        return f"{x:.{digits - 1}e}"
+    decimals = max(digits - 1 - exponent, 0)
+    return f"{x:,.{decimals}f}"
+
+
+def format_interval(low, high) -> str:
+    return f"[{format_number(low)}, {format_number(high)}]"
 
 
 def _png_uri(data: bytes) -> str:
@@ -72,6 +103,140 @@ def bar_chart(table: pd.DataFrame, title: str, planted: set[str]) -> bytes:
         data = _figure_png(fig)
     plt.close(fig)
     return data
+
+
+def interaction_heatmap(pairs: pd.DataFrame, title: str) -> bytes:
+    """The strongest pairwise interactions as a symmetric matrix over the contributors they
+    involve: red where two contributors raise the metric more together than apart, blue where
+    less; grey cells are pairs outside the strongest ones (not computed small, just not kept)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys([*pairs["contributor_i"], *pairs["contributor_j"]]))
+    index = {name: i for i, name in enumerate(names)}
+    matrix = np.full((len(names), len(names)), np.nan)
+    for a, b, value in zip(pairs["contributor_i"], pairs["contributor_j"], pairs["interaction"]):
+        matrix[index[a], index[b]] = matrix[index[b], index[a]] = value
+    limit = float(np.nanmax(np.abs(matrix))) if np.isfinite(matrix).any() else 1.0
+    limit = limit if limit > 0 else 1.0
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#e4e4e4")
+    side = 0.45 * len(names) + 2.2
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=-limit, vmax=limit)
+    labels = [short_name(n, 24) for n in names]
+    ax.set_xticks(range(len(names)), labels, rotation=60, ha="right", fontsize=7, parse_math=False)
+    ax.set_yticks(range(len(names)), labels, fontsize=7, parse_math=False)
+    for (i, j), value in np.ndenumerate(matrix):
+        if np.isfinite(value) and i < j:  # each pair written once, in the upper triangle
+            ax.text(j, i, format_number(value), ha="center", va="center", fontsize=6)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="interaction")
+    ax.set_title(title, fontsize=9)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        data = _figure_png(fig)
+    plt.close(fig)
+    return data
+
+
+def planted_contributors(config: dict) -> list[dict]:
+    """The contributors planted with a known effect ({contributor, effect, ...}), which the
+    summary checks. One place to read them: today only the digits export plants any."""
+    if config["data"]["source"] != "digits":
+        return []
+    return list(config["data"].get("digits", {}).get("planted", []))
+
+
+def _signed(value) -> str:
+    text = format_number(value)
+    return text if text.startswith("-") or text in ("0", "n/a") else "+" + text
+
+
+def _who(row: pd.Series) -> str:
+    """'name +1.34 [1.10, 1.58]', with a note when the interval does not exclude 0."""
+    low, high = row["ci_low"], row["ci_high"]
+    if not (np.isfinite(low) and np.isfinite(high)):
+        note = ' <span class="weak">(no interval)</span>'
+    elif low <= 0 <= high:
+        note = ' <span class="weak">(interval includes 0)</span>'
+    else:
+        note = ""
+    return (
+        f"<bdi>{_esc(row['contributor'])}</bdi> {_esc(_signed(row['shapley']))} "
+        f"{_esc(format_interval(row['ci_low'], row['ci_high']))}{note}"
+    )
+
+
+def summary_html(results: list[tuple[pd.DataFrame, dict]], planted: list[dict]) -> str:
+    """What a reader can act on, first: per metric who raises it most and who lowers it most
+    (value and interval), how well the surrogate fits, and whether the planted contributors
+    land where they belong. `results`: (attribution table, its diagnostics) per metric."""
+    rows = []
+    for table, diag in results:
+        metric = diag["metric"]
+        ordered = table.sort_values("rank", kind="stable")
+        top, bottom = ordered.iloc[0], ordered.iloc[-1]
+        better = "lower is better" if metric["direction"] == "lower" else "higher is better"
+        fit = diag.get("oof_r2")
+        fit_text = format_number(fit)
+        if fit is not None and np.isfinite(fit) and fit < 0.5:
+            fit_text += ' <span class="weak">(weak: read with care)</span>'
+        if diag.get("constant_utility") is not None:
+            raises = lowers = '<span class="note">none: the utility is constant</span>'
+        else:
+            raises = _who(top) if top["shapley"] > 0 else '<span class="note">no one</span>'
+            lowers = _who(bottom) if bottom["shapley"] < 0 else '<span class="note">no one</span>'
+        rows.append(
+            f'<tr><td><a href="#{_esc(metric["name"])}">{_esc(metric["title"])}</a><br>'
+            f'<span class="note">{_esc(better)}</span></td><td>{raises}</td><td>{lowers}</td>'
+            f"<td>{fit_text}</td></tr>"
+        )
+    level = results[0][1].get("ci_level") if results else None
+    parts = [
+        '<section id="summary"><h2>Summary</h2>',
+        "<p>Per metric, the contributor whose data raises it most and the one whose data lowers it "
+        "most, with the Shapley value and its "
+        + (f"{level:.0%} " if level else "")
+        + "bootstrap interval. Whether raising is good depends on the metric's direction. "
+        "Fit: the surrogate's out-of-fold R² on held-out coalitions (near 1: the values can be "
+        "trusted; below 0.5: weak).</p>",
+        "<table><thead><tr><th class='name'>metric</th><th class='name'>raises it most</th>"
+        "<th class='name'>lowers it most</th><th>fit (R²)</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>",
+    ]
+    names = results[0][0]["contributor"].tolist() if results else []
+    metric_names = [diag["metric"]["name"] for _, diag in results]
+    expected = expected_placements(planted, names, metric_names)
+    if expected:
+        values = pd.concat(
+            [t.assign(method="surrogate", metric=d["metric"]["name"]) for t, d in results]
+        )
+        placement = placement_table(values, expected)
+        items = []
+        for _, row in placement.iterrows():
+            verdict = (
+                '<span class="found">found</span>'
+                if row["found"]
+                else '<span class="missed">not found</span>'
+            )
+            items.append(
+                f"<li>{verdict}: <bdi>{_esc(row['contributor'])}</bdi> ({_esc(row['effect'])}) "
+                f"should be in the {_esc(row['expected'])} of {_esc(row['metric'])}; it ranks "
+                f"{_esc(format_number(int(row['rank'])))} of {len(names)}</li>"
+            )
+        found = int(placement["found"].sum())
+        parts.append(
+            f"<p><b>Planted contributors: {found} of {len(placement)} found</b> where their "
+            f"effect puts them.</p><ul>{''.join(items)}</ul>"
+        )
+    elif planted:
+        parts.append(
+            '<p class="note">The planted contributors move none of the metrics attributed.</p>'
+        )
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def short_name(name, limit: int = 40) -> str:
@@ -113,7 +278,12 @@ def _table_html(frame: pd.DataFrame, planted: set[str], name_columns=("contribut
         cells = []
         for column in frame.columns:
             value = row[column]
-            text = f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
+            text = (
+                format_number(value)
+                if isinstance(value, (float, np.floating, int, np.integer))
+                and not isinstance(value, (bool, np.bool_))
+                else str(value)
+            )
             if column in name_columns:  # <bdi>: right-to-left text cannot reorder what follows it
                 cells.append(f'<td class="name"><bdi>{_esc(text)}</bdi></td>')
             else:
@@ -167,12 +337,8 @@ def write_report(
 ) -> None:
     contributors = pd.read_parquet(contributors_path)
     names = contributors["contributor"].tolist()
-    planted_cfg = (
-        config["data"].get("digits", {}).get("planted", [])
-        if config["data"]["source"] == "digits"
-        else []
-    )
-    planted = {p["contributor"]: p["effect"] for p in planted_cfg}
+    planted_list = planted_contributors(config)
+    planted = {p["contributor"]: p["effect"] for p in planted_list}
     frame, images = read_images(pool_paths)
     utilities = pd.read_parquet(utilities_path)
     rcfg = config["report"]
@@ -188,7 +354,9 @@ def write_report(
             f"<figcaption><bdi>{_esc(label)}</bdi></figcaption></figure>"
         )
 
+    results = [(pd.read_parquet(p), read_table_metadata(p)) for p in attribution_paths]
     parts = [f"<h1>SurrogateSHAP report: run {_esc(config['run'])}</h1>"]
+    parts.append(summary_html(results, planted_list))
     parts.append(
         f"<p>{len(names)} contributors, {len(utilities)} coalitions, proxy game mode "
         f"<b>{_esc(config['game']['mode'])}</b>. Shapley values from an XGBoost surrogate of the utility "
@@ -217,10 +385,8 @@ def write_report(
             "and from fresh per-coalition samples; Spearman correlation of the two.</p>"
             + _table_html(rows, set(), ("metric",))
         )
-    toc = []
-    for path in attribution_paths:
-        table = pd.read_parquet(path)
-        diag = read_table_metadata(path)
+    toc = ['<li><a href="#summary">Summary</a></li>']
+    for table, diag in results:
         metric = diag["metric"]
         anchor = _esc(metric["name"])
         toc.append(f'<li><a href="#{anchor}">{_esc(metric["title"])}</a></li>')
@@ -239,7 +405,7 @@ def write_report(
         )
         if diag.get("constant_utility") is not None:
             parts.append(
-                f"<p class='note'>The utility is {diag['constant_utility']:.6g} for every coalition: every "
+                f"<p class='note'>The utility is {format_number(diag['constant_utility'])} for every coalition: every "
                 "Shapley value is 0 and all contributors are tied (no surrogate was fitted).</p>"
             )
         parts.append(
@@ -269,9 +435,15 @@ def write_report(
         }
         pairs = pd.DataFrame(diag.get("top_interactions", []))
         if len(pairs):
+            heatmap = _png_uri(
+                interaction_heatmap(pairs, f"{metric['title']}: strongest interactions")
+            )
             parts.append(
                 "<h3>Strongest interactions</h3><p>Pairwise Shapley interaction values of the surrogate: "
-                "positive when two contributors raise the metric more together than apart.</p>"
+                "positive (red) when two contributors raise the metric more together than apart, "
+                f"negative (blue) when less; the {len(pairs)} strongest pairs (grey: pairs not among "
+                "them).</p>"
+                f'<img class="heatmap" alt="Interaction heatmap for {anchor}" src="{heatmap}">'
                 + _table_html(pairs, set(planted), ("contributor_i", "contributor_j"))
             )
         parts.append(
@@ -292,7 +464,7 @@ def write_report(
     if classifier_metrics_path:
         accuracy = json.loads(Path(classifier_metrics_path).read_text()).get("heldout_accuracy")
         parts.append(
-            f"<p class='note'>Feature extractor: digits classifier, held-out accuracy {accuracy:.3f}.</p>"
+            f"<p class='note'>Feature extractor: digits classifier, held-out accuracy {format_number(accuracy)}.</p>"
         )
     parts.append(
         f"<h2>Config</h2><p>Config hash <code>{_esc(digest(config))}</code>; stage keys:</p>"
@@ -371,7 +543,7 @@ def evaluation_section(tables_dir, planted: set[str]) -> str:
         f"<p>Retraining game: {retraining['coalitions']} models trained from scratch, each on one coalition's "
         f"data only ({_esc(json.dumps(retraining['train'], sort_keys=True))}; sized to fit this run's budget, "
         f"so weaker than the main model), {retraining['images']} images generated from them, "
-        f"{retraining['seconds']:.0f} s in all. Held-out coalitions: {summary['heldout']['coalitions']} per draw, "
+        f"{format_number(retraining['seconds'])} s in all. Held-out coalitions: {summary['heldout']['coalitions']} per draw, "
         f"each contributor kept with probability {summary['heldout']['alpha']}, draws "
         f"{_esc(summary['heldout']['draws'])}.</p>",
     ]
@@ -380,7 +552,8 @@ def evaluation_section(tables_dir, planted: set[str]) -> str:
     cells = wide.copy().astype(object)
     for m in metrics:
         cells[m] = [
-            f"{a:.3f} ± {b:.3f}" if np.isfinite(a) else "n/a" for a, b in zip(wide[m], spread[m])
+            f"{format_number(a)} ± {format_number(b)}" if np.isfinite(a) else "n/a"
+            for a, b in zip(wide[m], spread[m])
         ]
     order = lds.drop_duplicates("method")["method"].tolist()
     parts.append(
@@ -431,7 +604,7 @@ def evaluation_section(tables_dir, planted: set[str]) -> str:
         "<h3>Cost</h3><p>Every proxy-game method reads the same pools of generated images (generated once); "
         "the table is each method's CPU seconds after that and the utility evaluations it used "
         "(from the pools, microseconds each). Retraining the evaluation's models cost "
-        f"{retraining['train_seconds']:.0f} s of training.</p>"
+        f"{format_number(retraining['train_seconds'])} s of training.</p>"
         + _table_html(cost, set(), ("method",))
     )
     return "".join(parts)
