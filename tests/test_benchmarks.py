@@ -1,7 +1,7 @@
 """Smoke tests: every benchmark script runs end to end at tiny sizes and prints its table.
 
 They check that the scripts work, not how fast anything is (timings come from running the
-benchmarks themselves; see the README's Benchmarks section)."""
+benchmarks themselves; see docs/benchmarks.md)."""
 
 import subprocess
 import sys

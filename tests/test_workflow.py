@@ -64,7 +64,7 @@ def test_pooled_agrees_with_per_coalition(run_dir):
     for metric in ("frechet_distance", "inception_score_like", "marker_rate"):
         assert summary[metric]["spearman"] >= 0.8, summary
     # mean confidence moves by ~0.01 between coalitions, near the per-coalition images' own noise
-    # (the README's default, 16 coalitions: 0.85; the test's 12 gave 0.74 in one run)
+    # (docs/demo.md: the default's 16 coalitions gave 0.85; the test's 12 gave 0.74 in one run)
     assert summary["mean_confidence"]["spearman"] >= 0.6, summary
 
 

@@ -147,7 +147,7 @@ def size_weights(x: np.ndarray) -> np.ndarray:
 # to noise: at 2n paired coalitions for n = 50 and 100 the untruncated solve had relative error
 # 1.55 and 1.08 on polynomial games, the truncated one 0.42 and 0.46; where the coalitions pin the
 # values down, the two agree. The price: on purely additive games at 2n it discards exact information
-# (README, Estimators; benchmarks/estimators.py).
+# (docs/estimators.md; benchmarks/estimators.py).
 KERNEL_RCOND = 1e-4
 
 
