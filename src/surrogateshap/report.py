@@ -130,7 +130,8 @@ def interaction_heatmap(pairs: pd.DataFrame, title: str) -> bytes:
     ax.set_yticks(range(len(names)), labels, fontsize=7, parse_math=False)
     for (i, j), value in np.ndenumerate(matrix):
         if np.isfinite(value) and i < j:  # each pair written once, in the upper triangle
-            ax.text(j, i, format_number(value), ha="center", va="center", fontsize=6)
+            colour = "white" if abs(value) > 0.6 * limit else "black"  # legible on dark cells
+            ax.text(j, i, format_number(value), ha="center", va="center", fontsize=6, color=colour)
     fig.colorbar(image, ax=ax, shrink=0.8, label="interaction")
     ax.set_title(title, fontsize=9)
     with warnings.catch_warnings():
