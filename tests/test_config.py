@@ -42,6 +42,17 @@ def test_folder_source_needs_a_root(default_config):
         validate_config(config, SCHEMA)
 
 
+def test_an_old_config_with_surrogate_threads_is_told_to_remove_it(default_config):
+    # XGBoost's threads are the rules' `threads` (a profile's set-threads), not a config setting
+    assert "threads" not in default_config["surrogate"]
+    config = _changed(default_config, ("surrogate", "threads"), 4)
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, SCHEMA, source="old.yaml")
+    message = str(error.value)
+    assert "old.yaml" in message and "surrogate.threads" in message
+    assert "remove it" in message and "set-threads" in message, message
+
+
 def _changed(config, path, value):
     config = copy.deepcopy(config)
     node = config

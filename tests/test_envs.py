@@ -1,7 +1,6 @@
 """The rules' conda environments (envs/) parse, pin every package at requirements.txt's version,
 and every rule runs in one of them (the GPU rules in the generation environment)."""
 
-import os
 import re
 import tomllib
 
@@ -89,10 +88,22 @@ def test_only_the_cpu_env_takes_torch_from_the_cpu_index():
 
 
 @pytest.mark.parametrize("name", sorted(ENVS))
-def test_post_deploy_installs_the_package(name):
-    script = ENVS[name].with_name(f"{name}.post-deploy.sh")
-    assert os.access(script, os.X_OK), script
-    assert "pip install --no-deps --no-build-isolation -e ." in script.read_text()
+def test_envs_take_the_package_from_the_workflow_source(name):
+    """No post-deploy step installs the package from wherever Snakemake runs: every rule script
+    puts the workflow's own src/ first on sys.path before it imports the package."""
+    assert not ENVS[name].with_name(f"{name}.post-deploy.sh").exists()
+    assert "surrogateshap" not in " ".join(pip_section(yaml.safe_load(ENVS[name].read_text())))
+    scripts = sorted((ROOT / "workflow/scripts").glob("[!_]*.py"))
+    assert scripts
+    for script in scripts:
+        imports = [
+            line.split()[1]
+            for line in script.read_text().splitlines()
+            if line.startswith(("import ", "from "))
+        ]
+        assert imports and imports[0] == "_workflow_package", (
+            f"{script.name}: imports {imports[:1]} before _workflow_package"
+        )
 
 
 def rule_envs() -> dict[str, str]:
@@ -112,7 +123,9 @@ def test_every_rule_runs_in_one_of_the_envs():
     variables = dict(re.findall(r'^(\w+_ENV) = "\.\./\.\./envs/(\w+)\.yaml"$', common, re.M))
     assert variables == {"GPU_ENV": "generate", "CPU_ENV": "fit"}
     envs = rule_envs()
-    assert {"generate_pool", "attribute", "report"} <= set(envs) and "generate_pool" in GPU_RULES
+    assert {"generate_pool", "attribute", "html_report"} <= set(
+        envs
+    ) and "generate_pool" in GPU_RULES
     for rule, variable in envs.items():
         expected = "GPU_ENV" if rule in GPU_RULES else "CPU_ENV"
         assert variable == expected, f"rule {rule}: conda: {variable}, expected {expected}"

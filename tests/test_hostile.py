@@ -381,6 +381,7 @@ def test_workflow_attribution_refuses_nan_naming_the_file(tmp_path):
             utilities_path=str(tmp_path / "u.parquet"),
             metric="fd",
             cfg={},
+            threads=1,
             out_path=str(tmp_path / "out.parquet"),
         )
     assert not (tmp_path / "out.parquet").exists()

@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from .conftest import ROOT
+from .conftest import ROOT, SMALL, copy_workflow, snakemake
 
 PROFILES = {
     name: yaml.safe_load((ROOT / f"profiles/{name}/config.yaml").read_text())
@@ -64,7 +64,7 @@ def test_slurm_profile_asks_for_gpus_the_plugin_way():
         "extract_features",
         "pooled_utilities",
         "attribute",
-        "report",
+        "html_report",
     }.isdisjoint(gpu_rules)
     for rule, r in {"default": profile["default-resources"], **resources}.items():
         assert r.get("gpu", 1) == 1 and "gres" not in r, rule
@@ -79,3 +79,45 @@ def test_slurm_profile_asks_for_gpus_the_plugin_way():
     assert "slurm_partition" not in profile["default-resources"] and "# slurm_partition:" in text
     assert "slurm_account" not in profile["default-resources"] and "# slurm_account:" in text
     assert "# gpu_model:" in text
+
+
+def dry_run_resources(workdir, *args) -> dict[str, list[dict[str, str]]]:
+    """rule -> the resources of each of its jobs, as `snakemake -n` prints them."""
+    out = snakemake(workdir, "-n", *args)
+    jobs, rule = {}, None
+    for line in (out.stdout + out.stderr).splitlines():
+        match = re.match(r"(?:local)?rule (\w+):$", line)
+        if match:
+            rule = match.group(1)
+        elif line.strip().startswith("resources:") and rule:
+            pairs = (item.split("=", 1) for item in line.split(":", 1)[1].split(", "))
+            jobs.setdefault(rule, []).append({k.strip(): v.strip() for k, v in pairs})
+            rule = None
+    return jobs
+
+
+def test_rules_have_resource_defaults_that_profiles_override(tmp_path):
+    """Every job has mem_mb and runtime of its rule's own (no profile needed), the GPU rules ask
+    for a GPU and no other does; a profile's set-resources (here on the command line) wins."""
+    workdir = copy_workflow(tmp_path)
+    jobs = dry_run_resources(workdir, "evaluate", "all", "--configfile", SMALL)
+    gpu_rules = {rule for rule, r in PROFILES["slurm"]["set-resources"].items() if r.get("gpu")}
+    # copies in the Snakemake process itself, and the targets (no job of their own)
+    local = {"publish_utilities", "publish_contributors", "publish_attribution", "all", "evaluate"}
+    assert {"generate_pool", "attribute", "html_report", "retrain_heldout"} <= set(jobs)
+    for rule, resources in jobs.items():
+        for job in resources:
+            if rule not in local:
+                assert "mem_mb" in job and "runtime" in job, (rule, job)
+                assert int(job["mem_mb"]) >= 1000 and int(job["runtime"]) >= 10, (rule, job)
+            assert job.get("gpu", "0") == ("1" if rule in gpu_rules else "0"), (rule, job)
+    changed = dry_run_resources(
+        workdir,
+        "--configfile",
+        SMALL,
+        "--set-resources",
+        "attribute:mem_mb=1234",
+        "attribute:gpu=1",
+    )
+    assert all(j["mem_mb"] == "1234" and j["gpu"] == "1" for j in changed["attribute"])
+    assert all(j["mem_mb"] == jobs["html_report"][0]["mem_mb"] for j in changed["html_report"])

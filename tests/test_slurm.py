@@ -261,7 +261,7 @@ def test_jobs_went_through_slurm_and_generation_got_gpus(slurm_run):
         "extract_features",
         "pooled_utilities",
         "attribute",
-        "report",
+        "html_report",
     } <= rules, rules
     assert not rules & {"publish_utilities", "publish_attribution", "publish_contributors"}, (
         "local rules were submitted"

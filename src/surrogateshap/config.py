@@ -58,8 +58,26 @@ def _with_defaults(validator_class):
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
+# Settings that the config no longer holds: (section, key) -> what to do instead. An old config
+# that still sets one gets this advice, not the schema's "unexpected property".
+REMOVED_SETTINGS = {
+    ("surrogate", "threads"): (
+        "no longer a config setting: remove it. XGBoost runs on the threads of the rule that fits "
+        "the surrogate (attribute, pooled_utilities, evaluation_tables; 1 by default): set them in "
+        "a profile, e.g. `set-threads: {attribute: 4}` (docs/deploy.md)"
+    ),
+}
+
+
 def validate_config(config: dict, schema_path, source: str = "config") -> dict:
     """Validate in place (filling defaults); raise ConfigError listing every problem."""
+    removed = [
+        f"  {section}.{key}: {advice}"
+        for (section, key), advice in REMOVED_SETTINGS.items()
+        if isinstance(config.get(section), dict) and key in config[section]
+    ]
+    if removed:
+        raise ConfigError(f"{source}:\n" + "\n".join(removed))
     schema = load_yaml(schema_path)
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

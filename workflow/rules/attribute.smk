@@ -15,6 +15,9 @@ rule attribute:
     conda:
         CPU_ENV
     threads: 1
+    resources:
+        mem_mb=memory(8000),
+        runtime=120,
     params:
         cfg=section("attribution"),
     script:
@@ -28,10 +31,12 @@ rule publish_utilities:
         report(f"{RUN}/utilities.parquet", category="Tables", caption="../report/utilities.rst"),
     log:
         log_path("publish", config["run"], "utilities"),
+    benchmark:
+        benchmark_path("publish", config["run"], "utilities")
     conda:
         CPU_ENV
-    script:
-        "../scripts/publish.py"
+    shell:
+        COPY
 
 
 rule publish_contributors:
@@ -44,10 +49,12 @@ rule publish_contributors:
         ),
     log:
         log_path("publish", config["run"], "contributors"),
+    benchmark:
+        benchmark_path("publish", config["run"], "contributors")
     conda:
         CPU_ENV
-    script:
-        "../scripts/publish.py"
+    shell:
+        COPY
 
 
 rule publish_attribution:
@@ -62,9 +69,11 @@ rule publish_attribution:
         ),
     log:
         log_path("publish", config["run"], "{metric}"),
+    benchmark:
+        benchmark_path("publish", config["run"], "{metric}")
     wildcard_constraints:
         metric="|".join(METRICS),
     conda:
         CPU_ENV
-    script:
-        "../scripts/publish.py"
+    shell:
+        COPY

@@ -1,14 +1,29 @@
 # Shared helpers: config validation, stage keys and the paths built from them.
+import sys
 from pathlib import Path
 
-from surrogateshap.config import (
-    ConfigError,
-    canonical,
-    coalition_rounds,
-    stage_keys,
-    stage_section,
-    validate_config,
-)
+# This workflow's own package (src/ beside workflow/) comes first, wherever the workflow lives:
+# run in its clone, used as a module or deployed by snakedeploy (docs/deploy.md). The rule
+# scripts do the same (scripts/_workflow_package.py). Without src/, an installed one is used.
+PACKAGE_SRC = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parents[1] / "src"
+if (PACKAGE_SRC / "surrogateshap" / "__init__.py").is_file():
+    sys.path.insert(0, str(PACKAGE_SRC))
+try:
+    from surrogateshap.config import (
+        ConfigError,
+        canonical,
+        coalition_rounds,
+        stage_keys,
+        stage_section,
+        validate_config,
+    )
+except ModuleNotFoundError as error:
+    raise WorkflowError(
+        f"cannot import the surrogateshap package ({error}): it is looked for in {PACKAGE_SRC} "
+        "(the workflow's own src/) and among the installed packages. Use the workflow from a "
+        "local clone (snakedeploy deploy-workflow <clone> <dir>, or a module whose snakefile is "
+        "<clone>/workflow/Snakefile), or pip install the package; see docs/deploy.md"
+    ) from None
 
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"), source="config")
@@ -40,6 +55,22 @@ def section(stage):
 
 def log_path(rule_name, *parts):
     return str(Path("logs", rule_name, *parts)) + ".log"
+
+
+# What the publish_* rules run: copy a cached table into the run's folder, as is (its Parquet
+# metadata included), beside it first and then renamed, so a half-copied file is never seen.
+COPY = "(cp {input:q} {output:q}.partial && mv {output:q}.partial {output:q}) > {log:q} 2>&1"
+
+
+def memory(mb):
+    """A rule's default mem_mb: `mb` MB on the first attempt, that much more on each retry (the
+    profiles' `retries`), so a job killed for memory comes back with more. Profiles override it
+    (set-resources); see docs/deploy.md."""
+
+    def mem_mb(wildcards, attempt):
+        return mb * attempt
+
+    return mem_mb
 
 
 def benchmark_path(rule_name, *parts):

@@ -5,8 +5,13 @@ rule prepare_data:
         info=f"{DATA_DIR}/dataset.json",
     log:
         log_path("prepare_data", KEYS["data"]),
+    benchmark:
+        benchmark_path("prepare_data", KEYS["data"])
     conda:
         CPU_ENV
+    resources:
+        mem_mb=memory(2000),
+        runtime=30,
     params:
         cfg=section("data"),
     script:
@@ -21,8 +26,13 @@ rule draw_coalitions:
         COALITIONS,
     log:
         log_path("draw_coalitions", KEYS["coalitions"]),
+    benchmark:
+        benchmark_path("draw_coalitions", KEYS["coalitions"])
     conda:
         CPU_ENV
+    resources:
+        mem_mb=memory(2000),
+        runtime=30,
     params:
         cfg=section("coalitions"),
     script:

@@ -10,8 +10,13 @@ rule draw_heldout:
         f"{stage_dir('heldout')}/heldout.parquet",
     log:
         log_path("draw_heldout", KEYS["heldout"]),
+    benchmark:
+        benchmark_path("draw_heldout", KEYS["heldout"])
     conda:
         CPU_ENV
+    resources:
+        mem_mb=memory(2000),
+        runtime=30,
     params:
         cfg=section("heldout"),
     script:
@@ -39,6 +44,9 @@ rule evaluation_baselines:
         benchmark_path("evaluation_baselines", KEYS["baselines"])
     conda:
         CPU_ENV
+    resources:
+        mem_mb=memory(8000),
+        runtime=120,
     params:
         cfg=section("baselines"),
         metrics=METRICS,
@@ -62,6 +70,10 @@ rule retrain_heldout:
     conda:
         GPU_ENV
     threads: 1
+    resources:
+        mem_mb=memory(16000),
+        runtime=240,
+        gpu=1,
     params:
         cfg=section("retrain"),
         marker_size=config["data"]["digits"]["marker_size"],
@@ -85,6 +97,10 @@ rule retrain_counterfactual:
     conda:
         GPU_ENV
     threads: 1
+    resources:
+        mem_mb=memory(16000),
+        runtime=240,
+        gpu=1,
     params:
         cfg=section("counterfactual"),
         marker_size=config["data"]["digits"]["marker_size"],
@@ -111,6 +127,10 @@ rule evaluation_tables:
         benchmark_path("evaluation_tables", KEYS["evaluation"])
     conda:
         CPU_ENV
+    threads: 1
+    resources:
+        mem_mb=memory(8000),
+        runtime=60,
     params:
         cfg=section("evaluation"),
         metrics=METRICS,
@@ -135,8 +155,13 @@ rule evaluation_report:
         tables=directory(f"{EVAL_RUN}/tables"),
     log:
         log_path("evaluation_report", config["run"]),
+    benchmark:
+        benchmark_path("evaluation_report", config["run"])
     conda:
         CPU_ENV
+    resources:
+        mem_mb=memory(4000),
+        runtime=30,
     params:
         config=config,
         stage_keys=KEYS,

@@ -16,6 +16,10 @@ if config["game"]["mode"] == "pooled":
             benchmark_path("pooled_utilities", KEYS["utilities"])
         conda:
             CPU_ENV
+        threads: 1
+        resources:
+            mem_mb=memory(16000),
+            runtime=120,
         params:
             cfg=section("utilities"),
             custom=canonical(config["features"]["custom_metrics"]),
@@ -45,7 +49,9 @@ else:
             GPU_ENV
         threads: 1
         resources:
-            gpu=0,
+            mem_mb=memory(16000),
+            runtime=120,
+            gpu=1,
         params:
             cfg=section("proxy_check"),
             model=MODEL_SPEC,
@@ -61,8 +67,13 @@ else:
             UTILITIES,
         log:
             log_path("gather_utilities", KEYS["utilities"]),
+        benchmark:
+            benchmark_path("gather_utilities", KEYS["utilities"])
         conda:
             CPU_ENV
+        resources:
+            mem_mb=memory(2000),
+            runtime=30,
         script:
             "../scripts/gather_utilities.py"
 
@@ -84,6 +95,10 @@ rule proxy_check_shard:
     conda:
         GPU_ENV
     threads: 1
+    resources:
+        mem_mb=memory(16000),
+        runtime=60,
+        gpu=1,
     params:
         cfg=section("proxy_check"),
         model=MODEL_SPEC,
@@ -102,8 +117,13 @@ rule proxy_check:
         summary=CHECK_SUMMARY,
     log:
         log_path("proxy_check", KEYS["proxy_check"]),
+    benchmark:
+        benchmark_path("proxy_check", KEYS["proxy_check"])
     conda:
         CPU_ENV
+    resources:
+        mem_mb=memory(2000),
+        runtime=30,
     params:
         metrics=METRICS,
     script:

@@ -12,6 +12,10 @@ rule generate_pool:
     conda:
         GPU_ENV
     threads: 1
+    resources:
+        mem_mb=memory(16000),
+        runtime=120,
+        gpu=1,
     params:
         cfg=section("pool"),
         model=MODEL_SPEC,
@@ -31,6 +35,9 @@ rule extract_features:
         benchmark_path("extract_features", KEYS["features"], "{scatteritem}")
     conda:
         CPU_ENV
+    resources:
+        mem_mb=memory(8000),
+        runtime=60,
     params:
         cfg=section("features"),
         marker_size=config["data"]["digits"]["marker_size"],

@@ -9,6 +9,9 @@ rule train_classifier:
     conda:
         CPU_ENV
     threads: 1
+    resources:
+        mem_mb=memory(4000),
+        runtime=60,
     params:
         cfg=section("classifier"),
     script:
@@ -23,8 +26,13 @@ rule reference_features:
         REFERENCE,
     log:
         log_path("reference_features", KEYS["classifier"]),
+    benchmark:
+        benchmark_path("reference_features", KEYS["classifier"])
     conda:
         CPU_ENV
+    resources:
+        mem_mb=memory(2000),
+        runtime=30,
     params:
         features=canonical(config["features"]),
     script:
@@ -45,6 +53,9 @@ if not config["model"]["path"]:
         conda:
             CPU_ENV
         threads: 2
+        resources:
+            mem_mb=memory(8000),
+            runtime=240,
         params:
             cfg=section("model"),
             data=section("data"),

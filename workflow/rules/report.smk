@@ -1,4 +1,4 @@
-rule report:
+rule html_report:
     """The self-contained HTML report of the run."""
     input:
         attributions=expand(f"{RUN}/attributions/{{metric}}.parquet", metric=METRICS),
@@ -10,11 +10,14 @@ rule report:
     output:
         report(REPORT_HTML, category="Report", caption="../report/index.rst"),
     log:
-        log_path("report", config["run"]),
+        log_path("html_report", config["run"]),
     benchmark:
-        benchmark_path("report", config["run"])
+        benchmark_path("html_report", config["run"])
     conda:
         CPU_ENV
+    resources:
+        mem_mb=memory(4000),
+        runtime=30,
     params:
         config=config,
         stage_keys=KEYS,

@@ -1,3 +1,5 @@
+import _workflow_package  # noqa: F401  (this workflow's own src/ first on sys.path)
+
 from surrogateshap.steps import attribution
 from surrogateshap.steps.common import setup_logging
 
@@ -7,6 +9,7 @@ attribution.attribute(
     utilities_path=snakemake.input.utilities,
     metric=snakemake.wildcards.metric,
     cfg=snakemake.params.cfg["surrogate"],
+    threads=snakemake.threads,
     out_path=snakemake.output.values,
     interactions_path=snakemake.output.interactions,
 )

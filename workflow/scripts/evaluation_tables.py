@@ -1,3 +1,5 @@
+import _workflow_package  # noqa: F401  (this workflow's own src/ first on sys.path)
+
 from surrogateshap.steps import evaluation
 from surrogateshap.steps.common import setup_logging
 
@@ -13,5 +15,6 @@ evaluation.evaluation_tables(
     removal_shards=list(inp.removed),
     metric_names=snakemake.params.metrics,
     cfg=snakemake.params.cfg,
+    threads=snakemake.threads,
     out_dir=snakemake.output[0],
 )

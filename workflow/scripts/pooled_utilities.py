@@ -1,3 +1,5 @@
+import _workflow_package  # noqa: F401  (this workflow's own src/ first on sys.path)
+
 from surrogateshap.steps import game
 from surrogateshap.steps.common import setup_logging
 
@@ -12,4 +14,5 @@ game.pooled_utilities(
     custom=snakemake.params.custom,
     coalitions_cfg=snakemake.params.coalitions,
     surrogate_cfg=snakemake.params.surrogate,
+    threads=snakemake.threads,
 )

@@ -1,3 +1,5 @@
+import _workflow_package  # noqa: F401  (this workflow's own src/ first on sys.path)
+
 from surrogateshap.steps import models
 from surrogateshap.steps.common import setup_logging
 

@@ -1,10 +1,9 @@
 """The rules of attribute.smk: the surrogate's Shapley values and interactions for one metric,
-and the copies of the cached tables into the run's folder."""
+(the publish_* rules of that file only copy files: no package)."""
 
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from .. import coalitions as coal
 from .. import estimators
@@ -18,9 +17,11 @@ def attribute(
     utilities_path: str,
     metric: str,
     cfg: dict,
+    threads: int,
     out_path: str,
     interactions_path: str | None = None,
 ) -> None:
+    """The surrogate's values for `metric`, XGBoost on the rule's `threads`."""
     from ..metrics import get_metric
 
     names = contributor_names(data_dir)
@@ -33,7 +34,7 @@ def attribute(
         x,
         y,
         names,
-        cfg,
+        dict(cfg, threads=threads),
         cfg["seed"],
         progress=log.info,
         pairs=None if interactions_path else cfg["top_pairs"],
@@ -60,9 +61,3 @@ def attribute(
         ", ".join(map(repr, values["contributor"].head(3))),
     )
     write_table(out_path, values, metadata=diagnostics)
-
-
-def publish(*, src: str, dst: str) -> None:
-    """Copy a cached stage output to the run's folder, keeping its Parquet metadata."""
-    table = pq.read_table(src)
-    write_table(dst, table)

@@ -30,6 +30,8 @@ def setup_logging(log_path: str | None) -> None:
         force=True,
     )
     sys.excepthook = _log_uncaught
+    # which copy of the package this job runs (a deployed workflow runs its own: docs/deploy.md)
+    log.info("surrogateshap package: %s", Path(__file__).resolve().parents[1])
 
 
 def _log_uncaught(kind, error, trace) -> None:

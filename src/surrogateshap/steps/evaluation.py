@@ -370,10 +370,12 @@ def evaluation_tables(
     removal_shards: list[str],
     metric_names: list[str],
     cfg: dict,
+    threads: int,
     out_dir: str,
 ) -> None:
     """LDS of every method, proxy fidelity, counterfactual removal and planted placements.
-    `planted` in cfg: the digits export's planted contributors (ground truth by construction)."""
+    `planted` in cfg: the digits export's planted contributors (ground truth by construction);
+    `threads`: XGBoost's, in the retraining game's surrogate fit."""
     eval_cfg, surrogate_cfg, planted = (
         cfg["evaluation"],
         cfg["surrogate"],
@@ -444,7 +446,7 @@ def evaluation_tables(
                 f"not on its members {list(row.members)}"
             )
     x_all = coal.indicator_matrix(all_retrained["members"], names)
-    fit_cfg = dict(surrogate_cfg, bootstrap=0)
+    fit_cfg = dict(surrogate_cfg, bootstrap=0, threads=threads)
     fidelity_rows = []
     for metric in metric_names:
         game_values, diag = surrogate.attribute(

@@ -28,10 +28,12 @@ def pooled_utilities(
     custom: dict | None = None,
     coalitions_cfg: dict | None = None,
     surrogate_cfg: dict | None = None,
+    threads: int = 1,
 ) -> None:
     """Score every coalition of the table from the pools. With `coalitions.rounds.max` > 1, check the
     stopping rule after each round and, while the values still move, draw `coalitions.count` more
-    coalitions (scoring them costs no generation) until it holds or the rounds run out."""
+    coalitions (scoring them costs no generation) until it holds or the rounds run out; the rule's
+    `threads` are XGBoost's in those checks."""
     from .. import convergence
 
     contributors = pd.read_parquet(Path(data_dir) / "contributors.parquet")
@@ -56,7 +58,7 @@ def pooled_utilities(
             coal.indicators(tuples, len(names)),
             {m: utilities[m].to_numpy(np.float64) for m in checked},
             names,
-            surrogate_cfg,
+            dict(surrogate_cfg, threads=threads),
             surrogate_cfg["seed"],
             rounds_cfg["threshold"],
             rounds_cfg["patience"],

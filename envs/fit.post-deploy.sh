@@ -1,1 +1,0 @@
-generate.post-deploy.sh
