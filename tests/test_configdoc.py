@@ -51,7 +51,9 @@ def test_every_field_is_on_the_page():
 def test_check_fails_on_a_stale_page(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     stale = tmp_path / "README.md"
-    stale.write_text((ROOT / "config/README.md").read_text().replace("XGBoost threads", "x"))
+    stale.write_text(
+        (ROOT / "config/README.md").read_text().replace("strongest pairwise interactions", "x")
+    )
     assert configdoc.main(["--check", "--out", str(stale)]) == 1
     assert "out of date" in capsys.readouterr().err
     assert configdoc.main(["--out", str(stale)]) == 0  # regenerates it
