@@ -173,15 +173,53 @@ def reference_set(tmp_path: Path, feat_cfg: dict):
     return np.stack(pd.read_parquet(out)["feature"].to_numpy())
 
 
+def torchvision_alexnet():
+    """torchvision's AlexNet (`torchvision.models.alexnet`, Krizhevsky 2014 "one weird trick"
+    variant) as published, written here without the package's code (torchvision is not
+    installed beside this torch): the reference the LPIPS backbone is checked against."""
+    from torch import nn
+
+    class AlexNet(nn.Module):
+        def __init__(self, num_classes: int = 1000):
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(kernel_size=3, stride=2),
+                nn.Conv2d(64, 192, kernel_size=5, padding=2),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(kernel_size=3, stride=2),
+                nn.Conv2d(192, 384, kernel_size=3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(384, 256, kernel_size=3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(256, 256, kernel_size=3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(kernel_size=3, stride=2),
+            )
+            self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+            self.classifier = nn.Sequential(
+                nn.Dropout(p=0.5),
+                nn.Linear(256 * 6 * 6, 4096),
+                nn.ReLU(inplace=True),
+                nn.Dropout(p=0.5),
+                nn.Linear(4096, 4096),
+                nn.ReLU(inplace=True),
+                nn.Linear(4096, num_classes),
+            )
+
+    return AlexNet()
+
+
 def write_random_backbone(path, seed=0):
-    """A torchvision-layout AlexNet state dict (LPIPS's features.* with random weights, and a
-    classifier tensor, which torchvision's file has and the loader ignores)."""
+    """A torchvision AlexNet state dict with random weights (the `features.*` LPIPS reads, and
+    a classifier tensor, which torchvision's file has and the loader ignores), laid out by the
+    independent definition above, not by our LPIPS module."""
     import torch
 
-    from surrogateshap.lpips import LPIPSAlex
-
     torch.manual_seed(seed)
-    state = {f"features.{k}": v for k, v in LPIPSAlex().features.state_dict().items()}
-    state["classifier.1.weight"] = torch.randn(8, 9216)
+    net = torchvision_alexnet()
+    state = {f"features.{k}": v for k, v in net.features.state_dict().items()}
+    state["classifier.1.weight"] = net.classifier[1].weight.detach()[:8].clone()
     torch.save(state, path)
     return path

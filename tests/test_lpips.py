@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from surrogateshap import features as feat
-from surrogateshap.lpips import default_linear_file, load_lpips
+from surrogateshap.lpips import SCALE, SHIFT, default_linear_file, load_lpips
 from surrogateshap.metrics import Reference, Samples, get_metric
 
-from .conftest import write_random_backbone
+from .conftest import torchvision_alexnet, write_random_backbone
 
 
 @pytest.fixture(scope="module")
@@ -24,17 +24,54 @@ def _images(n, size=40, seed=0):
     return np.random.default_rng(seed).uniform(0, 1, size=(n, size, size, 3)).astype(np.float32)
 
 
+def _reference_alexnet(backbone):
+    """The independent torchvision AlexNet (tests/conftest.py) with the backbone file's weights."""
+    net = torchvision_alexnet().eval()
+    state = torch.load(backbone, weights_only=True)
+    net.features.load_state_dict(
+        {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    )
+    return net
+
+
+def test_backbone_activations_match_torchvision_alexnet(backbone):
+    """At LPIPS's five taps (the ReLU after each convolution: torchvision indices 1, 4, 7, 9, 11),
+    our activations equal the independently written torchvision AlexNet's, unit-normalised along
+    the channels as lpips.normalize_tensor does; a wrong stride, padding or pooling fails."""
+    ours = load_lpips(backbone)
+    net = _reference_alexnet(backbone)
+    x = torch.from_numpy(_images(3, size=64, seed=4).transpose(0, 3, 1, 2)) * 2 - 1
+    with torch.no_grad():
+        got = ours.activations(x)
+        h = (x - torch.tensor(SHIFT).view(1, 3, 1, 1)) / torch.tensor(SCALE).view(1, 3, 1, 1)
+        want = []
+        for index, layer in enumerate(net.features):
+            h = layer(h)
+            if index in (1, 4, 7, 9, 11):
+                want.append(h / (torch.sqrt((h * h).sum(1, keepdim=True)) + 1e-10))
+    assert [tuple(f.shape[1:]) for f in want] == [
+        (64, 15, 15),
+        (192, 7, 7),
+        (384, 3, 3),
+        (256, 3, 3),
+        (256, 3, 3),
+    ]
+    assert len(got) == 5
+    for a, b in zip(got, want):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_matches_the_lpips_package(backbone, monkeypatch):
-    """The `lpips` package (its v0.1 linear weights, the backbone given the same random weights
-    through a stand-in for torchvision's alexnet constructor) computes the same distances, and
-    ||e_a - e_b||^2 of our embeddings equals them."""
+    """The `lpips` package (its v0.1 linear weights; its backbone the independent torchvision
+    AlexNet of tests/conftest.py with the same random weights, through a stand-in for
+    torchvision's alexnet constructor) computes the same distances, and ||e_a - e_b||^2 of our
+    embeddings equals them."""
     assert default_linear_file() is not None, "make installs lpips (requirements-nodeps.txt)"
     ours = load_lpips(backbone)
     fake_tv = types.ModuleType("torchvision")
     fake_tv.models = types.SimpleNamespace(
-        alexnet=lambda pretrained=False, **_: types.SimpleNamespace(
-            features=load_lpips(backbone).features
-        )
+        alexnet=lambda pretrained=False, **_: _reference_alexnet(backbone)
     )
     monkeypatch.setitem(sys.modules, "torchvision", fake_tv)
     for name in [m for m in sys.modules if m == "lpips" or m.startswith("lpips.")]:
