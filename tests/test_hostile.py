@@ -4,7 +4,9 @@ dataset with hostile names is at the bottom (slow); its report is checked in the
 test (tests/test_report_browser.py)."""
 
 import ast
+import hashlib
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +53,20 @@ def test_keys_are_safe_stable_and_keep_case_apart():
     keys = [contributor_key(n) for n in HOSTILE_NAMES]
     assert all(re.fullmatch(KEY_PATTERN, k) and len(k) <= 35 for k in keys), keys
     assert len(set(keys)) == len(keys)  # 'Bob' and 'bob' too, though keys are lower case
+    # pinned to the value README documents and to an independent SHA-256 (hashlib), so a silent
+    # change of the key format (slug, digest, length) fails
+    assert contributor_key("Smith, John") == "smith-john-861006bdb7" == keys[3]
+    for name in HOSTILE_NAMES:
+        identity = unicodedata.normalize("NFC", name).strip()
+        digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:10]
+        assert contributor_key(name).endswith("-" + digest), name
     assert (
-        contributor_key("Smith, John")
-        == contributor_key("Smith, John")
-        == "smith-john-" + keys[3][-10:]
+        contributor_key("Zoë")
+        == contributor_key(NFD_E)
+        == "zoe-" + hashlib.sha256(NFC_E.encode()).hexdigest()[:10]
     )
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    assert any("smith-john-861006bdb7" in p.read_text(encoding="utf-8") for p in docs)
     assert contributor_key("<script>alert('x')</script>").startswith("script-alert-x-script-")
     assert contributor_key("محمد الفنان").startswith("c-") and contributor_key("..").startswith(
         "c-"
