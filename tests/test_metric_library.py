@@ -156,7 +156,26 @@ def test_clip_extractor_attribute_probabilities(clip_dir):
         np.random.default_rng(4).uniform(size=(3, 20, 20, 3)).astype(np.float32)
     )
     assert features.shape == (3, 32) and probs.shape == (3, 6)
-    np.testing.assert_allclose(probs.sum(1), 1.0)
+    # recomputed with the transformers model itself: per attribute, the softmax over its values of
+    # logit_scale * cos(image, "value"); the joint is their outer product, colour-major
+    clip = extractor.clip
+    with torch.no_grad():
+        image = torch.from_numpy(features)  # the image embeddings, checked in the test above
+        per_attribute = []
+        for values in (["red", "green", "blue"], ["square", "circle"]):
+            tokens = clip.tokenizer(values, padding=True, return_tensors="pt")
+            text = clip.model.get_text_features(**tokens)
+            text = text if isinstance(text, torch.Tensor) else text.pooler_output
+            cos = (
+                torch.nn.functional.normalize(image, dim=1)
+                @ torch.nn.functional.normalize(text.double(), dim=1).T
+            )
+            per_attribute.append(
+                torch.softmax(clip.model.logit_scale.exp().double() * cos.double(), 1).numpy()
+            )
+    joint = (per_attribute[0][:, :, None] * per_attribute[1][:, None, :]).reshape(3, 6)
+    np.testing.assert_allclose(probs, joint, rtol=1e-4, atol=1e-6)
+    assert np.ptp(probs) > 1e-3  # not uniform: the check has something to compare
 
 
 def test_custom_metric_from_a_file(tmp_path):

@@ -77,11 +77,23 @@ def test_diversity_matches_direct_pairwise_mean():
     f = samples.features
     d = np.sqrt(((f[:, None] - f[None]) ** 2).sum(-1))
     assert one == pytest.approx(d.sum() / (len(f) * (len(f) - 1)), rel=1e-9)
-    # a 50/50 mixture of two equal-sized groups is close to the direct mean over distinct pairs
-    mixed = metric.evaluate(
-        metric.group_stats(samples, reference), np.array([[0.5, 0.5]]), reference
-    )[0]
-    assert mixed == pytest.approx(one, rel=0.02)
+    # pooled mixtures decompose exactly: sum_ab w_a w_b D_ab, where D_ab is the mean distance
+    # between a's and b's samples (distinct pairs within a group), brute force
+    g = samples.group
+    blocks = np.array(
+        [
+            [
+                d[np.ix_(g == a, g == b)].sum() / ((g == a).sum() * ((g == b).sum() - (a == b)))
+                for b in (0, 1)
+            ]
+            for a in (0, 1)
+        ]
+    )
+    stats = metric.group_stats(samples, reference)
+    for w in ([0.5, 0.5], [0.2, 0.8], [1.0, 0.0]):
+        w = np.array(w)
+        mixed = metric.evaluate(stats, w[None], reference)[0]
+        assert mixed == pytest.approx(w @ blocks @ w, rel=1e-9), w
 
 
 def test_mixture_weights_use_item_counts_and_unconditional_for_empty():
