@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -8,6 +9,54 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+# The unpickling guard (tests/guard/pickle_guard.py): here, and through sitecustomize in every
+# Python process the tests start (Snakemake, its jobs), so that nothing unpickles a file
+# however the call is spelled.
+GUARD = Path(__file__).resolve().parent / "guard"
+sys.path.insert(0, str(GUARD))
+import pickle_guard  # noqa: E402
+
+pickle_guard.install()
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(GUARD), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+)
+
+
+def _weights_only_torch_load():
+    """torch.load (and torch.serialization.load) refusing weights_only=False or a pickle_module;
+    an omitted weights_only is run as weights_only=True, this torch's default."""
+    import torch
+
+    original = torch.serialization.load
+    if getattr(original, "_guarded", False):
+        return
+
+    def load(f, *args, weights_only=None, pickle_module=None, **kwargs):
+        if weights_only is False or pickle_module is not None:
+            message = (
+                f"torch.load of {getattr(f, 'name', f)!r} with weights_only={weights_only}, "
+                f"pickle_module={pickle_module}: refused during the tests"
+            )
+            pickle_guard.REFUSED.append(message)
+            raise pickle_guard.UnsafeUnpickling(message)
+        return original(f, *args, weights_only=True, **kwargs)
+
+    load._guarded = True
+    torch.load = torch.serialization.load = load
+
+
+@pytest.fixture(autouse=True)
+def no_unsafe_unpickling():
+    """Fails a test during which anything tried to unpickle a file (see tests/guard), even when
+    the code under test caught the guard's error."""
+    _weights_only_torch_load()
+    start = len(pickle_guard.REFUSED)
+    yield
+    refused = pickle_guard.REFUSED[start:]
+    del pickle_guard.REFUSED[start:]
+    if refused:
+        pytest.fail("unsafe unpickling attempted:\n" + "\n".join(refused), pytrace=False)
 
 
 @pytest.fixture

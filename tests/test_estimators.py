@@ -238,7 +238,9 @@ def test_hybrid_is_efficient_and_as_accurate_as_permutation_on_the_same_chains()
                 np.linalg.norm(values - game.shapley) / np.linalg.norm(game.shapley)
             )
             assert values.sum() == pytest.approx(y[x.sum(1) == 10][0] - y[0], rel=1e-5)
-    assert np.mean(errors["hybrid"]) < 1.05 * np.mean(errors["permutation"]), errors
+    # measured: equal to 1e-6 relative on these chains (trees that interpolate them leave ~0
+    # residual); a hybrid that is worse than the chains it corrects fails
+    assert np.mean(errors["hybrid"]) <= (1 + 1e-3) * np.mean(errors["permutation"]), errors
 
 
 def test_stopping_check_on_every_metric():
@@ -293,4 +295,5 @@ def test_paired_coalitions_make_the_surrogate_more_accurate():
             errors[paired].append(
                 np.linalg.norm(values - game.shapley) / np.linalg.norm(game.shapley)
             )
-    assert np.mean(errors[True]) < 0.75 * np.mean(errors[False]), errors
+    # the README: pairing "roughly halves" the error at 5n coalitions (measured here: 0.47x)
+    assert np.mean(errors[True]) < 0.6 * np.mean(errors[False]), errors

@@ -94,8 +94,11 @@ class ClipModel:
             raise FileNotFoundError(
                 f"CLIP model folder not found: {path} (a local CLIPModel folder; nothing is downloaded)"
             )
-        self.model = CLIPModel.from_pretrained(path).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        try:
+            self.model = CLIPModel.from_pretrained(path).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+        except Exception as error:  # e.g. a .bin that the weights-only unpickler refuses: name it
+            raise ValueError(f"CLIP model folder {path}: cannot load it: {error}") from None
         self.size = self.model.config.vision_config.image_size
         mean, std = CLIP_MEAN, CLIP_STD
         processor = Path(path) / "preprocessor_config.json"
