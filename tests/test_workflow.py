@@ -1,6 +1,12 @@
 """End-to-end runs of the workflow on the small test config (a faster embedded default)."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -9,9 +15,12 @@ import yaml
 
 from surrogateshap.io import read_table_metadata
 
-from .conftest import SMALL, planned_jobs, snakemake
+from .conftest import ROOT, SMALL, SNAKEMAKE, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
+METRICS = yaml.safe_load((ROOT / "config/config.yaml").read_text())[
+    "metrics"
+]  # small.yaml keeps them
 
 
 def _extra(workdir, name, content):
@@ -58,14 +67,25 @@ def test_planted_contributors_are_found(run_dir):
     assert others.max() < 0.15 * marker.loc["digit-7-b", "shapley"], marker.sort_values("rank")
 
 
+# Spearman of pooled vs per-coalition utilities over the check's 16 coalitions x 128 fresh images
+# (tests/configs/small.yaml, the README's size). The run is deterministic (every draw seeded), so
+# these are the measured values less a margin for other torch builds.
+POOLED_AGREEMENT = {
+    "frechet_distance": 0.95,
+    "inception_score_like": 0.9,
+    "marker_rate": 0.9,
+    "diversity": 0.8,
+    "mean_confidence": 0.7,
+}
+
+
 def test_pooled_agrees_with_per_coalition(run_dir):
     summary_path = next((run_dir / "results/cache").glob("proxy_check/*/summary.json"))
     summary = json.loads(summary_path.read_text())
-    for metric in ("frechet_distance", "inception_score_like", "marker_rate"):
-        assert summary[metric]["spearman"] >= 0.8, summary
-    # mean confidence moves by ~0.01 between coalitions, near the per-coalition images' own noise
-    # (docs/demo.md: the default's 16 coalitions gave 0.85; the test's 12 gave 0.74 in one run)
-    assert summary["mean_confidence"]["spearman"] >= 0.6, summary
+    print({m: round(v["spearman"], 3) for m, v in summary.items()})
+    assert set(summary) == set(POOLED_AGREEMENT), summary
+    for metric, threshold in POOLED_AGREEMENT.items():
+        assert summary[metric]["spearman"] >= threshold, (metric, summary)
 
 
 def test_second_run_does_nothing(run_dir):
@@ -136,14 +156,73 @@ def test_bad_dataset_fails_clearly_and_keeps_the_cache(run_dir, tmp_path):
     assert set(before) <= set(after)
 
 
-def test_numbers_do_not_depend_on_shard_count(run_dir):
-    original = pd.read_parquet(run_dir / "results/small/utilities.parquet")
+def copy_run(run_dir, dest):
+    """A copy of a finished run (results, logs, Snakemake's records) to change without touching it."""
+    shutil.copytree(run_dir, dest, symlinks=True, ignore=shutil.ignore_patterns("locks"))
+    return dest
+
+
+def shard_names(workdir, stage):
+    return sorted(p.name for p in (workdir / "results/cache").glob(f"{stage}/*/shards/*.parquet"))
+
+
+def assert_same_tables(a, b, run, metrics):
+    """Every metric's utilities and attribution table, value for value."""
+    for name in ["utilities"] + [f"attributions/{m}" for m in metrics]:
+        x = pd.read_parquet(a / f"results/{run}/{name}.parquet")
+        y = pd.read_parquet(b / f"results/{run}/{name}.parquet")
+        assert list(x.columns) == list(y.columns), name
+        for column in x.columns:
+            if x[column].dtype.kind == "f":
+                np.testing.assert_allclose(y[column], x[column], rtol=1e-9, err_msg=name)
+            else:
+                assert x[column].map(str).tolist() == y[column].map(str).tolist(), (name, column)
+
+
+def test_numbers_do_not_depend_on_shard_count(run_dir, tmp_path):
+    """The pools generated in 3 jobs instead of 2 (in a copy of the run): the shard files say so,
+    and every metric's utilities and attributions are the same."""
+    workdir = copy_run(run_dir, tmp_path / "resharded")
+    assert shard_names(workdir, "pool") == ["1-of-2.parquet", "2-of-2.parquet"]
     snakemake(
-        run_dir, "--configfile", SMALL, "--set-scatter", "pool=3", "--until", "publish_utilities"
+        workdir,
+        "--configfile",
+        SMALL,
+        "--set-scatter",
+        "pool=3",
+        "--until",
+        "publish_utilities",
+        "publish_attribution",
     )
-    resharded = pd.read_parquet(run_dir / "results/small/utilities.parquet")
-    for metric in ("frechet_distance", "marker_rate", "diversity"):
-        np.testing.assert_allclose(resharded[metric], original[metric], rtol=1e-9)
+    for stage in ("pool", "features"):
+        assert shard_names(workdir, stage) == sorted(
+            [
+                "1-of-2.parquet",
+                "2-of-2.parquet",
+                "1-of-3.parquet",
+                "2-of-3.parquet",
+                "3-of-3.parquet",
+            ]
+        ), stage
+    log = "".join(p.read_text() for p in (workdir / "logs/generate_pool").rglob("*-of-3.log"))
+    assert log.count("images/s") >= 3  # the three new jobs generated
+    assert_same_tables(run_dir, workdir, "small", METRICS)
+    frames = [
+        pd.read_parquet(p)
+        for p in sorted((workdir / "results/cache").glob("pool/*/shards/*-of-3.parquet"))
+    ]
+    resharded = pd.concat(frames).sort_values(["group", "sample"]).reset_index(drop=True)
+    original = (
+        pd.concat(
+            [
+                pd.read_parquet(p)
+                for p in sorted((run_dir / "results/cache").glob("pool/*/shards/*.parquet"))
+            ]
+        )
+        .sort_values(["group", "sample"])
+        .reset_index(drop=True)
+    )
+    assert resharded["png"].tolist() == original["png"].tolist()  # the images themselves
 
 
 def test_no_job_needs_more_than_4_gb(run_dir):
@@ -163,8 +242,22 @@ def test_long_steps_log_progress(run_dir):
 
 
 def test_snakemake_report(run_dir):
+    """The zip holds Snakemake's report page and every file flagged with report(): the run's HTML,
+    the utility, contributor and attribution tables, with their captions."""
     snakemake(run_dir, "--configfile", SMALL, "--report", "report.zip")
-    assert (run_dir / "report.zip").stat().st_size > 10_000
+    with zipfile.ZipFile(run_dir / "report.zip") as archive:
+        names = archive.namelist()
+        page = next(n for n in names if n.endswith("report.html"))
+        html_text = archive.read(page).decode("utf-8", "replace")
+    flagged = ["index.html", "utilities.parquet", "contributors.parquet"] + [
+        f"{m}.parquet" for m in METRICS
+    ]
+    for name in flagged:
+        assert any(n.endswith("/" + name) for n in names), (name, names[:40])
+    for caption in ("Utility table: one row per coalition", "Shapley values of metric"):
+        assert caption in html_text, caption
+    for rule in ("train_model", "generate_pool", "attribute"):
+        assert rule in html_text, rule
 
 
 def test_coalition_table_with_unknown_contributor(run_dir):
@@ -185,7 +278,7 @@ def test_user_checkpoint_skips_training(run_dir):
     assert "train_model" not in jobs and jobs.get("generate_pool") == 2, jobs
 
 
-def test_per_coalition_mode_runs_end_to_end(run_dir):
+def test_per_coalition_mode_runs_end_to_end(run_dir, tmp_path):
     extra = _extra(
         run_dir,
         "per_coalition",
@@ -201,6 +294,27 @@ def test_per_coalition_mode_runs_end_to_end(run_dir):
     assert np.isfinite(utilities[["frechet_distance", "marker_rate"]].to_numpy()).all()
     marker = pd.read_parquet(run_dir / "results/per_coalition/attributions/marker_rate.parquet")
     assert sorted(marker["rank"]) == list(range(1, 21))
+    # the same coalitions scored in 3 jobs instead of 2 (in a copy): the same numbers
+    workdir = copy_run(run_dir, tmp_path / "per_coalition_resharded")
+    before = shard_names(workdir, "utilities")
+    assert {"1-of-2.parquet", "2-of-2.parquet"} <= set(before)
+    snakemake(
+        workdir,
+        "--configfile",
+        SMALL,
+        extra,
+        "--set-scatter",
+        "coalition_shard=3",
+        "--until",
+        "publish_utilities",
+        "publish_attribution",
+    )
+    assert set(shard_names(workdir, "utilities")) - set(before) == {
+        "1-of-3.parquet",
+        "2-of-3.parquet",
+        "3-of-3.parquet",
+    }
+    assert_same_tables(run_dir, workdir, "per_coalition", METRICS)
 
 
 def test_coalition_rounds_draw_more_until_the_stopping_rule_holds(run_dir):
@@ -250,3 +364,72 @@ def test_coalition_rounds_draw_more_until_the_stopping_rule_holds(run_dir):
     easy_path = run_dir / "results/rounds_easy/utilities.parquet"
     assert len(pd.read_parquet(easy_path)) == 60
     assert read_table_metadata(easy_path)["rounds"][0]["converged"]
+
+
+def test_resume_after_a_kill_under_the_local_executor(run_dir, tmp_path):
+    """Snakemake's local executor killed (SIGKILL, the whole process group) while one pool shard is
+    written and the other is mid-generation: the killed shard left nothing at its path, the rerun
+    (after --unlock) redoes only that shard, keeps the finished one untouched, and gives the
+    uninterrupted run's pools and utilities."""
+    workdir = copy_run(run_dir, tmp_path / "killed")
+    cache = workdir / "results/cache"
+    for stage in ("pool", "features"):
+        shutil.rmtree(cache / stage)
+    pool_key = next((run_dir / "results/cache/pool").iterdir()).name
+    shards = cache / "pool" / pool_key / "shards"
+    step_logs = workdir / "logs/generate_pool" / shards.parent.name
+    shutil.rmtree(step_logs, ignore_errors=True)
+    command = [SNAKEMAKE, "--cores", "1", "--configfile", SMALL, "--until", "publish_utilities"]
+    process = subprocess.Popen(
+        command,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 900
+
+        def mid_generation():
+            done = sorted(p.name for p in shards.glob("*.parquet")) if shards.exists() else []
+            logs = (
+                {p.stem: p.read_text() for p in step_logs.glob("*.log")}
+                if step_logs.exists()
+                else {}
+            )
+            running = [
+                s
+                for s, text in logs.items()
+                if "generation device" in text and f"{s}.parquet" not in done
+            ]
+            return done, running
+
+        while time.monotonic() < deadline:
+            done, running = mid_generation()
+            if len(done) == 1 and running:
+                break
+            assert process.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.1)
+        else:
+            raise AssertionError("no shard mid-generation while the other was finished")
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    killed = running[0]
+    assert not (shards / f"{killed}.parquet").exists()
+    leftovers = [p.name for p in shards.iterdir() if p.name.startswith(".")]
+    assert all(".partial" in n or n.endswith(".tmp") for n in leftovers), leftovers
+    finished = done[0]
+    stamp = (shards / finished).stat().st_mtime_ns
+    snakemake(workdir, "--unlock", "--configfile", SMALL)
+    jobs = planned_jobs(workdir, "--configfile", SMALL, "--until", "publish_utilities")
+    assert jobs.get("generate_pool") == 1, jobs  # only the killed shard
+    snakemake(workdir, "--configfile", SMALL, "--until", "publish_utilities")
+    assert (shards / finished).stat().st_mtime_ns == stamp, "the finished shard was rewritten"
+    for name in ("1-of-2.parquet", "2-of-2.parquet"):
+        a = pd.read_parquet(shards / name)
+        b = pd.read_parquet(run_dir / "results/cache/pool" / pool_key / "shards" / name)
+        assert a["png"].tolist() == b["png"].tolist(), name
+    assert_same_tables(run_dir, workdir, "small", [])
