@@ -2,6 +2,7 @@
 loop with the same model, batch size, steps, guidance, dtype and device, side by side.
 
     .venv/bin/python benchmarks/generation.py [--model DIR] [--shards 4] [--repeats 3] [--quick]
+        [--device cuda] [--dtype float16]
 
 The workflow side is what the rules run: `steps.generation.generate_pool_shard` (the `generate_pool`
 rule: load the data and model, plan, sample, PNG-encode, write Parquet, log progress) on
@@ -93,6 +94,13 @@ def main() -> None:
         "--samples", type=int, default=None, help="samples per contributor (default: the config's)"
     )
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--device", default=None, help="generation.device (default: the config's)")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "float16", "bfloat16"],
+        help="generation.dtype (default: the config's; halves only on a GPU)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the rules use 1)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
@@ -106,6 +114,8 @@ def main() -> None:
                 ("samples_per_contributor", args.samples),
                 ("shards", args.shards),
                 ("batch_size", args.batch_size),
+                ("device", args.device),
+                ("dtype", args.dtype),
             )
             if v is not None
         }
