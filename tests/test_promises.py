@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from surrogateshap import estimators, game, models, steps, surrogate
+from surrogateshap import estimators, game, models, surrogate
 from surrogateshap.coalitions import sample_coalitions
+from surrogateshap.steps.attribution import attribute
+from surrogateshap.steps.data import draw_coalitions, prepare_data
+from surrogateshap.steps.generation import generate_pool_shard
 
 from .conftest import HOSTILE_NAMES
 
@@ -80,7 +83,7 @@ def _pool_shard(tmp_path, empty_coalition):
         "image_size": 8,
     }
     if not (tmp_path / "prepared").exists():
-        steps.prepare_data(data_cfg, 0, str(tmp_path / "prepared"))
+        prepare_data(data_cfg=data_cfg, seed=0, out_dir=str(tmp_path / "prepared"))
         _tiny_model(tmp_path)
     gen_cfg = {
         "samples_per_contributor": 5,
@@ -92,15 +95,15 @@ def _pool_shard(tmp_path, empty_coalition):
         "seed_policy": "per_image",
     }
     out = tmp_path / f"{empty_coalition}.parquet"
-    steps.generate_pool_shard(
-        str(tmp_path / "prepared"),
-        str(tmp_path / "model"),
-        gen_cfg,
-        empty_coalition,
-        7,
-        "1-of-1",
-        1,
-        str(out),
+    generate_pool_shard(
+        data_dir=str(tmp_path / "prepared"),
+        model=str(tmp_path / "model"),
+        gen_cfg=gen_cfg,
+        empty_coalition=empty_coalition,
+        seed=7,
+        scatteritem="1-of-1",
+        threads=1,
+        out_path=str(out),
     )
     from surrogateshap.features import read_images
 
@@ -204,8 +207,10 @@ def test_csv_coalition_table_members_separated_by_bars(tmp_path):
         tmp_path / "coalitions.csv", index=False
     )
     out = tmp_path / "coalitions.parquet"
-    steps.draw_coalitions(
-        str(tmp_path / "data"), {"table": str(tmp_path / "coalitions.csv")}, str(out)
+    draw_coalitions(
+        data_dir=str(tmp_path / "data"),
+        cfg={"table": str(tmp_path / "coalitions.csv")},
+        out_path=str(out),
     )
     table = pd.read_parquet(out)
     order = {name: i for i, name in enumerate(names)}
@@ -213,8 +218,10 @@ def test_csv_coalition_table_members_separated_by_bars(tmp_path):
     assert table["size"].tolist() == [len(m) for m in members]
     pd.DataFrame({"members": ["alice smith|mallory"]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match=r"bad\.csv: .*'mallory'"):
-        steps.draw_coalitions(
-            str(tmp_path / "data"), {"table": str(tmp_path / "bad.csv")}, str(out)
+        draw_coalitions(
+            data_dir=str(tmp_path / "data"),
+            cfg={"table": str(tmp_path / "bad.csv")},
+            out_path=str(out),
         )
 
 
@@ -255,8 +262,12 @@ def test_report_escapes_every_string_from_data_and_config(tmp_path, default_conf
         grid={"max_depth": [2]},
         cv_folds=2,
     )
-    steps.attribute(
-        str(data), str(tmp_path / "utilities.parquet"), "u", cfg, str(tmp_path / "u.parquet")
+    attribute(
+        data_dir=str(data),
+        utilities_path=str(tmp_path / "utilities.parquet"),
+        metric="u",
+        cfg=cfg,
+        out_path=str(tmp_path / "u.parquet"),
     )
     groups = np.repeat(np.arange(n + 1), 2)
     write_images(

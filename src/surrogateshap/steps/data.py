@@ -76,7 +76,9 @@ def read_coalition_members(path: str) -> pd.Series:
             f"{path}: coalition table has no 'members' column (columns: {list(frame.columns)})"
         )
     members = frame["members"]
-    if not str(path).endswith(".parquet"):  # CSV: an empty cell (read as NaN) is the empty coalition
+    if not str(path).endswith(
+        ".parquet"
+    ):  # CSV: an empty cell (read as NaN) is the empty coalition
         members = members.map(lambda v: "" if isinstance(v, float) and np.isnan(v) else v)
     if members.map(lambda v: isinstance(v, str)).any():  # CSV: members separated by '|'
         members = members.map(
