@@ -77,7 +77,11 @@ fi
 PY="$VENV/bin/python"
 GPU_NAME="$("$PY" -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'none (torch sees no CUDA device)')" 2>/dev/null || echo "unknown (python failed)")"
 TORCH_INFO="$("$PY" -c "import torch; print(torch.__version__, 'CUDA', torch.version.cuda)" 2>/dev/null || echo "?")"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$OUT_DIR/nvidia-smi.txt" 2>&1 || true
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$OUT_DIR/nvidia-smi.txt" 2>&1
+else
+    echo "no nvidia-smi" >"$OUT_DIR/nvidia-smi.txt"
+fi
 
 # ------------------------------------------------------------------ 2. the gpu tests
 t0=$SECONDS
@@ -135,7 +139,7 @@ done < <(grep -E '^ *[0-9]+ +[0-9]+ ' "$OUT_DIR/frechet.log")
 {
     echo "# GPU check $(date -u +%Y-%m-%dT%H:%MZ)$([[ $DRY == 1 ]] && echo ' (dry run)')"
     echo
-    echo "GPU: $GPU_NAME; torch $TORCH_INFO; $(cat "$OUT_DIR/nvidia-smi.txt" 2>/dev/null | head -1)"
+    echo "GPU: $GPU_NAME; torch $TORCH_INFO; nvidia-smi: $(head -1 "$OUT_DIR/nvidia-smi.txt" 2>/dev/null)"
     echo "Commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); command: bash benchmarks/gpu_check.sh$([[ $DRY == 1 ]] && echo ' --dry'); total $((SECONDS - STARTED)) s"
     echo
     echo "| check | setting | result | seconds |"
