@@ -55,6 +55,17 @@ SLOW = pytest.mark.slow
             marks=SLOW,
         ),
         pytest.param("dag.py", ["--quick"], ["log-log fit: seconds ~ shards^"], marks=SLOW),
+        (
+            "frechet_spread.py",
+            ["--sizes", "16", "32", "--coalitions", "4", "--repeats", "1"],
+            ["fd_sd/spread", "marker_rate"],
+        ),
+        pytest.param(
+            "retrain_noise.py",
+            ["--train-steps", "3", "--coalitions", "3", "--steps", "2", "--samples", "8"],
+            ["ceiling_crn_on", "ceiling_crn_off", "frechet_distance"],
+            marks=SLOW,
+        ),
     ],
 )
 def test_benchmark_runs(script, args, expected):

@@ -87,8 +87,29 @@ def test_counterfactual_settings_do_not_retrain_the_heldout_coalitions(default_c
     assert _diff(default_config, ("evaluation", "retrain", "samples"), 64) == {
         "retrain",
         "counterfactual",
+        "fidelity",
         "evaluation",
     }
+
+
+def test_finetune_settings_keep_the_full_retrains_of_the_fidelity_check(default_config):
+    finetune = {"train": {"steps": 10}, "reinit": ["class_embedding"]}
+    assert _diff(default_config, ("evaluation", "retrain", "finetune"), finetune) == {
+        "retrain",
+        "counterfactual",
+        "evaluation",
+    }
+    # the LDS bootstrap reads only the retrained utilities
+    assert _diff(default_config, ("evaluation", "lds"), {"bootstrap": 10, "level": 0.8}) == {
+        "evaluation"
+    }
+
+
+def test_finetune_game_needs_the_workflows_contributor_conditioned_model(default_config):
+    config = _changed(default_config, ("model", "conditioning"), "label")
+    with pytest.raises(ConfigError, match="finetune"):
+        validate_config(config, SCHEMA)
+    validate_config(_changed(config, ("evaluation", "retrain", "game"), "full"), SCHEMA)
 
 
 def test_metric_settings_do_not_change_generation(default_config):

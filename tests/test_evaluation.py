@@ -128,3 +128,75 @@ def test_expected_placements_from_the_planted_config():
         ("x", "frechet_distance"),
         ("y", "marker_rate"),
     ]
+
+
+def test_lds_intervals_and_paired_difference_hand_computed():
+    # 4 coalitions; the reference method ranks them 1 2 4 3 (rho 0.8), the other 4 1 2 3 (rho -0.2)
+    actual = np.array([1.0, 2.0, 3.0, 4.0])
+    predictions = {
+        "surrogate": np.array([1.0, 2.0, 4.0, 3.0]),
+        "other": np.array([4.0, 1.0, 2.0, 3.0]),
+    }
+    indices = np.array(
+        [
+            [0, 1, 2, 3],  # the sample itself: 0.8 and -0.2, difference 1
+            [0, 0, 0, 0],  # constant: no correlation, left out of every interval
+            [
+                2,
+                3,
+                2,
+                3,
+            ],  # actual 3 4 3 4: surrogate 4 3 4 3 -> -1, other 2 3 2 3 -> 1, difference -2
+            [0, 1, 3, 3],  # actual 1 2 4 4: surrogate 1 2 3 3 -> 1, other 4 1 3 3 -> -1/3, diff 4/3
+        ]
+    )
+    # level 0.5: the 25% and 75% quantiles of three draws x0 <= x1 <= x2 are (x0+x1)/2, (x1+x2)/2
+    table = evaluation.lds_intervals(predictions, actual, indices, 0.5, "surrogate")
+    table = table.set_index("method")
+    assert table.loc["surrogate", "lds"] == pytest.approx(0.8)
+    assert table.loc["other", "lds"] == pytest.approx(-0.2)
+    assert (table.loc["surrogate", "lds_low"], table.loc["surrogate", "lds_high"]) == (
+        pytest.approx(-0.1),
+        pytest.approx(0.9),
+    )
+    assert (table.loc["other", "lds_low"], table.loc["other", "lds_high"]) == (
+        pytest.approx((-1 / 3 - 0.2) / 2),
+        pytest.approx(0.4),
+    )
+    assert table.loc["other", "vs_reference"] == pytest.approx(1.0)
+    assert (table.loc["other", "vs_reference_low"], table.loc["other", "vs_reference_high"]) == (
+        pytest.approx(-0.5),
+        pytest.approx(7 / 6),
+    )
+    assert table.loc["surrogate", "vs_reference"] == 0 and (table["coalitions"] == 4).all()
+
+
+def test_bootstrap_indices_are_seeded_rows_of_coalitions():
+    first = evaluation.bootstrap_indices(5, 7, seed=3)
+    assert first.shape == (7, 5) and first.min() >= 0 and first.max() < 5
+    assert (first == evaluation.bootstrap_indices(5, 7, seed=3)).all()
+    assert (first != evaluation.bootstrap_indices(5, 7, seed=4)).any()
+
+
+def test_noise_ceiling_is_spearman_brown_corrected_split_half():
+    # replicates 1 2 3 4 and 1 3 2 4: rho = 1 - 6 * 2 / (4 * 15) = 0.8 -> 2 * 0.8 / 1.8
+    two = np.array([[1.0, 1.0], [2.0, 3.0], [3.0, 2.0], [4.0, 4.0]])
+    assert evaluation.noise_ceiling(two) == pytest.approx(1.6 / 1.8)
+    # four replicates: the mean of replicates 0 and 2 (1 2 3 4) against that of 1 and 3
+    # (1 3 2 5): rho 0.8 again, although replicates 0 and 1 alone are perfectly opposed
+    four = np.array([[1, 4, 1, -2], [2, 3, 2, 3], [3, 2, 3, 2], [4, 1, 4, 9]], dtype=float)
+    assert evaluation.noise_ceiling(four) == pytest.approx(1.6 / 1.8)
+    assert np.isnan(evaluation.noise_ceiling(two[:, :1]))  # one replicate: nothing to split
+    # halves that disagree: no reliable ranking (a Spearman-Brown "correction" of rho = -0.8
+    # would give -8), while the split-half correlation itself is kept
+    opposed = np.column_stack([two[:, 0], two[::-1, 1]])
+    assert evaluation.split_half(opposed) == pytest.approx(-0.8)
+    assert evaluation.noise_ceiling(opposed) == 0.0
+
+
+def test_doc_tables_go_between_the_markers_or_are_refused():
+    text = "a\n<!-- evaluation-tables:begin -->\nold\n<!-- evaluation-tables:end -->\nb"
+    out = evaluation.replace_between_markers(text, "new")
+    assert out == "a\n<!-- evaluation-tables:begin -->\nnew\n<!-- evaluation-tables:end -->\nb"
+    with pytest.raises(ValueError, match="evaluation-tables:begin"):
+        evaluation.replace_between_markers("no markers", "new")

@@ -110,6 +110,15 @@ def _check_semantics(config: dict, source: str) -> None:
             problems.append(
                 "a text-to-image model needs captions: set data.caption_column or data.caption_template"
             )
+    retrain = config["evaluation"]["retrain"]
+    if retrain["game"] == "finetune" and (
+        model.get("type", "class_conditional") != "class_conditional"
+        or model.get("conditioning", "contributor") != "contributor"
+    ):
+        problems.append(
+            "evaluation.retrain.game 'finetune' fine-tunes the workflow's class-conditional model "
+            "conditioned on contributors; use game: full with this model"
+        )
     rounds = config["coalitions"].get("rounds") or {}
     if coalition_rounds(config):
         if config["game"]["mode"] != "pooled":
@@ -170,6 +179,21 @@ RETRAINING_GAME = (
     "seed",
 )
 
+# Full retraining of some held-out coalitions, the truth a cheaper game is measured against.
+FULL_RETRAINING = (
+    "evaluation.retrain.game",
+    "evaluation.retrain.train",
+    "evaluation.retrain.samples",
+    "evaluation.retrain.common_random_numbers",
+    "evaluation.retrain.fidelity",
+    "model.train",
+    "generation",
+    "features",
+    "metrics",
+    "data.image_size",
+    "seed",
+)
+
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "data": (("data", "seed"), ()),
     "classifier": (("classifier", "seed"), ()),
@@ -189,11 +213,13 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("evaluation.methods", "evaluation.counterfactual", "evaluation.seed"),
         ("attribution", "pool", "features", "heldout"),
     ),
-    "retrain": (RETRAINING_GAME, ("heldout", "classifier")),
-    "counterfactual": (RETRAINING_GAME, ("baselines", "classifier")),
+    # the finetune game starts from the trained model
+    "retrain": (RETRAINING_GAME, ("heldout", "classifier", "model")),
+    "counterfactual": (RETRAINING_GAME, ("baselines", "classifier", "model")),
+    "fidelity": (FULL_RETRAINING, ("heldout", "classifier")),
     "evaluation": (
         ("evaluation", "surrogate", "data.digits.planted"),
-        ("retrain", "counterfactual"),
+        ("retrain", "counterfactual", "fidelity"),
     ),
 }
 

@@ -88,18 +88,25 @@ def train_diffusion(
     seed: int,
     progress=None,
     device: torch.device | None = None,
+    init: torch.nn.Module | None = None,
+    on_batch=None,
 ) -> DiffusionModel:
     """Train the UNet with label dropout (to the null class) and an EMA copy, on `device` (CPU by default).
 
     Every random draw (batches, dropout, noise, timesteps) comes from CPU generators, so a
-    run does not depend on the device beyond floating-point rounding."""
+    run does not depend on the device beyond floating-point rounding. `init`: a UNet to start
+    from (fine-tuning; copied, not changed) instead of a fresh one; `on_batch(indices)`: called
+    with each batch's row indices into `images` (what the model was trained on)."""
     from diffusers import DDPMScheduler
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     image_size = images.shape[-1]
     device = device or torch.device("cpu")
-    unet = build_unet(len(class_names), image_size, cfg["block_out_channels"]).to(device)
+    if init is None:
+        unet = build_unet(len(class_names), image_size, cfg["block_out_channels"]).to(device)
+    else:
+        unet = copy.deepcopy(init).train().requires_grad_(True).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     scheduler = DDPMScheduler(
         num_train_timesteps=cfg["train_timesteps"], beta_schedule="squaredcos_cap_v2"
@@ -116,6 +123,8 @@ def train_diffusion(
     started = time.time()
     for step in range(steps):
         idx = torch.from_numpy(rng.integers(0, len(x_all), cfg["batch_size"]))
+        if on_batch is not None:
+            on_batch(idx.numpy())
         x0, y = x_all[idx.to(device)], y_all[idx.to(device)].clone()
         y[(torch.rand(len(y), generator=gen) < cfg["label_dropout"]).to(device)] = null
         noise = torch.randn(x0.shape, generator=gen).to(device)

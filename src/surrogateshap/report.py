@@ -539,31 +539,62 @@ def evaluation_section(tables_dir, planted: set[str]) -> str:
     summary = json.loads((tables / "summary.json").read_text())
     retraining = summary["retraining"]
     metrics = list(fidelity["metric"])
+    ceiling = pd.read_parquet(tables / "ceiling.parquet")
+    game_fidelity = pd.read_parquet(tables / "game_fidelity.parquet")
+    by_source = retraining["by_source"]
     parts = [
         '<h2 id="evaluation">Evaluation: does the attribution predict retraining?</h2>',
-        f"<p>Retraining game: {retraining['coalitions']} models trained from scratch, each on one coalition's "
-        f"data only ({_esc(json.dumps(retraining['train'], sort_keys=True))}; sized to fit this run's budget, "
-        f"so weaker than the main model), {retraining['images']} images generated from them, "
+        f"<p>Retraining game <b>{_esc(retraining['game'])}</b> "
+        f"({_esc(json.dumps(retraining['train'], sort_keys=True))}), "
+        f"{retraining['replicates']} replicate(s) per held-out coalition, common random numbers "
+        f"{'on' if retraining['common_random_numbers'] else 'off'}, {retraining['samples']} images "
+        f"per retrained model. {retraining['retrains']} retrains of {retraining['coalitions']} "
+        f"coalitions (held out {by_source['heldout']['retrains']}, counterfactual "
+        f"{by_source['counterfactual']['retrains']}, full-retraining fidelity check "
+        f"{by_source['fidelity']['retrains']}), {retraining['images']} images generated, "
         f"{format_number(retraining['seconds'])} s in all. Held-out coalitions: {summary['heldout']['coalitions']} per draw, "
         f"each contributor kept with probability {summary['heldout']['alpha']}, draws "
         f"{_esc(summary['heldout']['draws'])}.</p>",
     ]
-    wide = lds.pivot(index="method", columns="metric", values="lds_mean").reindex(columns=metrics)
-    spread = lds.pivot(index="method", columns="metric", values="lds_std").reindex(columns=metrics)
-    cells = wide.copy().astype(object)
-    for m in metrics:
-        cells[m] = [
-            f"{format_number(a)} ± {format_number(b)}" if np.isfinite(a) else "n/a"
-            for a, b in zip(wide[m], spread[m])
-        ]
+    level = summary["lds"]["level"]
+    cells = {}
+    for row in lds.itertuples():
+        text = (
+            f"{format_number(row.lds)} [{format_number(row.lds_low)}, {format_number(row.lds_high)}]"
+            if np.isfinite(row.lds)
+            else "n/a"
+        )
+        if row.method != "surrogate" and np.isfinite(getattr(row, "vs_reference", np.nan)):
+            text += (
+                f"; Δ {format_number(row.vs_reference)} [{format_number(row.vs_reference_low)}, "
+                f"{format_number(row.vs_reference_high)}]"
+            )
+        cells.setdefault(row.method, {})[row.metric] = text
     order = lds.drop_duplicates("method")["method"].tolist()
+    wide = pd.DataFrame.from_dict(cells, orient="index").reindex(index=order, columns=metrics)
     parts.append(
-        "<h3>LDS</h3><p>Spearman correlation between the utility each method predicts for a held-out "
-        "coalition (v(∅) + the members' values; the surrogate's second-order prediction with its pairwise "
-        "interactions is its own row) and the retrained model's utility; mean ± standard deviation over "
-        "draws. n/a: the retrained utility or the prediction is constant.</p>"
-        + _table_html(cells.reindex(order).reset_index(), set(), ("method",))
+        "<h3>Noise ceiling of the retraining game</h3><p>Split-half Spearman correlation of the "
+        "replicates' utilities across the held-out coalitions, Spearman-Brown corrected: the "
+        "reliability of the replicate-mean utility the LDS is measured against.</p>"
+        + _table_html(ceiling, set(), ("metric",))
     )
+    parts.append(
+        f"<h3>LDS</h3><p>Spearman correlation, over all {int(lds['coalitions'].iloc[0])} held-out "
+        "coalitions, between the utility each method predicts (v(∅) + the members' values; the "
+        "surrogate's second-order prediction with its pairwise interactions is its own row) and the "
+        f"retrained utility (mean over replicates), with its {level:.0%} bootstrap interval over "
+        "coalitions; Δ: SurrogateSHAP's LDS minus the method's, with its interval on the same "
+        "bootstrap draws (an interval above 0: SurrogateSHAP is ahead). n/a: the retrained utility "
+        "or the prediction is constant.</p>"
+        + _table_html(wide.reset_index(names="method"), set(), ("method",))
+    )
+    if len(game_fidelity):
+        parts.append(
+            f"<h3>Fidelity of the {_esc(retraining['game'])} game</h3><p>Spearman correlation of its "
+            "utilities with full retraining's on the same held-out coalitions, and its cost per "
+            "retrain relative to full retraining.</p>"
+            + _table_html(game_fidelity, set(), ("game", "metric"))
+        )
     parts.append(
         "<h3>Proxy fidelity</h3><p>Spearman correlation of proxy-game and retraining-game utilities over "
         "the held-out coalitions, and of the Shapley values of the two games (the retraining game's from a "

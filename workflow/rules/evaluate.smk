@@ -54,13 +54,19 @@ rule evaluation_baselines:
         "../scripts/evaluation_baselines.py"
 
 
+# The finetune game starts from the trained model; the full game needs none.
+RETRAIN_BASE = [MODEL_DIR] if config["evaluation"]["retrain"]["game"] == "finetune" else []
+
+
 rule retrain_heldout:
-    """Retraining game: a model trained on each held-out coalition's data alone (one shard per job)."""
+    """Retraining game: a model trained on each held-out coalition's data alone, every replicate
+    (one shard per job)."""
     input:
         data=rules.prepare_data.output.info,
         coalitions=rules.draw_heldout.output[0],
         classifier=CLASSIFIER,
         reference=REFERENCE,
+        base=RETRAIN_BASE,
     output:
         f"{stage_dir('retrain')}/shards/{{scatteritem}}.parquet",
     log:
@@ -77,17 +83,19 @@ rule retrain_heldout:
     params:
         cfg=section("retrain"),
         marker_size=config["data"]["digits"]["marker_size"],
+        purpose="heldout",
     script:
         "../scripts/retrain.py"
 
 
 rule retrain_counterfactual:
-    """Retraining game: the grand coalition without each method's top-k / bottom-k."""
+    """Retraining game: the grand coalition without each method's top-k / bottom-k (one replicate)."""
     input:
         data=rules.prepare_data.output.info,
         coalitions=rules.evaluation_baselines.output.removals,
         classifier=CLASSIFIER,
         reference=REFERENCE,
+        base=RETRAIN_BASE,
     output:
         f"{stage_dir('counterfactual')}/shards/{{scatteritem}}.parquet",
     log:
@@ -104,6 +112,36 @@ rule retrain_counterfactual:
     params:
         cfg=section("counterfactual"),
         marker_size=config["data"]["digits"]["marker_size"],
+        purpose="counterfactual",
+    script:
+        "../scripts/retrain.py"
+
+
+rule retrain_fidelity:
+    """Full retraining of the first evaluation.retrain.fidelity.coalitions held-out coalitions, the
+    truth the cheaper game's fidelity is measured against (no coalitions when the game is full)."""
+    input:
+        data=rules.prepare_data.output.info,
+        coalitions=rules.draw_heldout.output[0],
+        classifier=CLASSIFIER,
+        reference=REFERENCE,
+    output:
+        f"{stage_dir('fidelity')}/shards/{{scatteritem}}.parquet",
+    log:
+        log_path("retrain_fidelity", KEYS["fidelity"], "{scatteritem}"),
+    benchmark:
+        benchmark_path("retrain_fidelity", KEYS["fidelity"], "{scatteritem}")
+    conda:
+        GPU_ENV
+    threads: 1
+    resources:
+        mem_mb=memory(16000),
+        runtime=240,
+        gpu=1,
+    params:
+        cfg=section("fidelity"),
+        marker_size=config["data"]["digits"]["marker_size"],
+        purpose="fidelity",
     script:
         "../scripts/retrain.py"
 
@@ -119,6 +157,7 @@ rule evaluation_tables:
         heldout=gather.retrain(f"{stage_dir('retrain')}/shards/{{scatteritem}}.parquet"),
         removals=rules.evaluation_baselines.output.removals,
         removed=gather.retrain(f"{stage_dir('counterfactual')}/shards/{{scatteritem}}.parquet"),
+        fidelity=gather.retrain(f"{stage_dir('fidelity')}/shards/{{scatteritem}}.parquet"),
     output:
         directory(f"{stage_dir('evaluation')}/tables"),
     log:

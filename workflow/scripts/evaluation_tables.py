@@ -13,6 +13,7 @@ evaluation.evaluation_tables(
     heldout_shards=list(inp.heldout),
     removals_path=inp.removals,
     removal_shards=list(inp.removed),
+    fidelity_shards=list(inp.fidelity),
     metric_names=snakemake.params.metrics,
     cfg=snakemake.params.cfg,
     threads=snakemake.threads,

@@ -15,4 +15,7 @@ evaluation.retrain_shard(
     scatteritem=snakemake.wildcards.scatteritem,
     threads=snakemake.threads,
     out_path=snakemake.output[0],
+    # the finetune game's starting point (the fidelity rule plays the full game: no base)
+    model_dir=inp.base[0] if "base" in inp.keys() and inp.base else None,
+    purpose=snakemake.params.purpose,
 )

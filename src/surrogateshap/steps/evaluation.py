@@ -4,9 +4,7 @@ removal and the planted ground truth."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -17,8 +15,7 @@ from .. import coalitions as coal
 from .. import data as data_mod
 from .. import estimators, evaluation, game, models, surrogate
 from .. import features as feat
-from ..config import merge
-from ..io import read_table_metadata, write_json, write_table
+from ..io import read_table_metadata, write_table
 from .common import (
     coalition_tuples,
     contributor_names,
@@ -238,125 +235,69 @@ def retrain_shard(
     scatteritem: str,
     threads: int,
     out_path: str,
+    model_dir: str | None = None,
+    purpose: str = "heldout",
 ) -> None:
-    """The retraining game on this shard's coalitions: train a model on the coalition's items only,
-    generate from it conditioned on those items, score the images. The empty coalition's model has
-    learned nothing: its output is the sampler's starting noise."""
-    retrain_cfg, gen_cfg, feat_cfg, seed = (
-        cfg["evaluation.retrain"],
-        cfg["generation"],
-        cfg["features"],
-        cfg["seed"],
-    )
-    metric_names, image_size = cfg["metrics"], cfg["data.image_size"]
+    """The retraining game on this shard's coalitions (see surrogateshap.retraining). `purpose`:
+    `heldout` (the configured game, every replicate), `counterfactual` (the configured game, one
+    replicate) or `fidelity` (full retraining of the first evaluation.retrain.fidelity.coalitions
+    held-out coalitions, to measure how faithful the configured cheaper game is)."""
+    from .. import retraining
+
+    if "evaluation.retrain" not in cfg:  # the fidelity stage reads only full retraining's settings
+        prefix = "evaluation.retrain."
+        retrain = {k[len(prefix) :]: v for k, v in cfg.items() if k.startswith(prefix)}
+        cfg = dict(cfg, **{"evaluation.retrain": retrain})
+    retrain_cfg = cfg["evaluation.retrain"]
     models.set_threads(threads)
     shard, shards = shard_of(scatteritem)
     dataset = load_prepared(data_dir)
-    names = dataset.contributors["contributor"].tolist()
     table = pd.read_parquet(coalitions_path)
     if (
         "removed" in table.columns
     ):  # the counterfactual table lists a coalition once per (method, metric, k, side)
         table = table.drop_duplicates("coalition")[["coalition", "members"]]
+    if purpose == "fidelity":
+        game_name, replicates = "full", retrain_cfg["fidelity"]["replicates"]
+        table = fidelity_coalitions(table, retrain_cfg)
+    else:
+        game_name = retrain_cfg["game"]
+        replicates = 1 if purpose == "counterfactual" else retrain_cfg["replicates"]
     table = table.sort_values("coalition").iloc[shard::shards].reset_index(drop=True)
-    train_cfg = merge(cfg["model.train"], retrain_cfg["train"])
-    classifier = models.load_classifier(classifier_path)
-    reference = load_reference(reference_path)
-    device = models.resolve_device(gen_cfg["device"])
-    dtype = models.resolve_dtype(gen_cfg["dtype"], device)
     log.info(
-        "shard %s: %d coalitions; CUDA_VISIBLE_DEVICES=%s; device %s",
+        "shard %s (%s): %d coalitions x %d replicates, %s game; CUDA_VISIBLE_DEVICES=%s",
         scatteritem,
+        purpose,
         len(table),
+        replicates,
+        game_name,
         os.environ.get("CUDA_VISIBLE_DEVICES"),
-        device,
     )
-    class_of = {
-        c: i for i, c in enumerate(names)
-    }  # every contributor keeps its class, trained on or not
-    cond = game.build_conditioning(dataset.items, names, names, "contributor")
-    results = []
-    for done, (coalition, members) in enumerate(
-        zip(table["coalition"], coalition_tuples(table, names)), 1
-    ):
-        started = time.time()
-        mask = evaluation.coalition_items(dataset.items["contributor"], names, members)
-        items = dataset.items[mask]
-        model_seed = int(game._rng(seed, "retrain", coalition).integers(0, 2**31))
-        if members:
-            images = data_mod.load_images(dataset.root, items["file_name"], image_size)
-            classes = items["contributor"].map(class_of).to_numpy()
-            model = models.train_diffusion(
-                images, classes, names, "contributor", train_cfg, model_seed, device=device
-            )
-        train_seconds = time.time() - started
-        classes, noise = game.coalition_plan(cond, members, retrain_cfg["samples"], seed)
-        if members:
-            generated = models.sample(
-                model,
-                classes,
-                noise,
-                gen_cfg["guidance_scale"],
-                gen_cfg["steps"],
-                device,
-                dtype,
-                gen_cfg["batch_size"],
-            )
-        else:
-            generated = models.untrained_output(noise, image_size)
-        samples = feat.extract(
-            generated,
-            np.zeros(len(generated)),
-            classifier,
-            marker_size,
-            feat_cfg["marker_threshold"],
-        )
-        row = {
-            "coalition": int(coalition),
-            "members": [names[i] for i in members],
-            "trained_contributors": sorted(items["contributor"].unique().tolist()),
-            "n_items": int(len(items)),
-            "train_seconds": train_seconds,
-            "seconds": time.time() - started,
-            "images": len(generated),
-            **game.sample_utilities(samples, metric_names, reference),
-        }
-        results.append(row)
-        log.info(
-            "shard %s: coalition %d (%d/%d, %d members, %d items) retrained and scored in %.1fs",
-            scatteritem,
-            coalition,
-            done,
-            len(table),
-            len(members),
-            len(items),
-            row["seconds"],
-        )
-    columns = [
-        "coalition",
-        "members",
-        "trained_contributors",
-        "n_items",
-        "train_seconds",
-        "seconds",
-        "images",
-        *metric_names,
-    ]
+    rows, train_cfg = retraining.retrain_coalitions(
+        dataset,
+        table,
+        cfg,
+        game_name,
+        replicates,
+        models.load_classifier(classifier_path),
+        load_reference(reference_path),
+        marker_size,
+        model_dir,
+        f"shard {scatteritem}",
+    )
+    device = models.resolve_device(cfg["generation"]["device"])
     write_table(
-        out_path,
-        pd.DataFrame(results, columns=columns),
-        metadata={"train": train_cfg, "device": str(device)},
+        out_path, rows, metadata={"train": train_cfg, "device": str(device), "game": game_name}
     )
 
 
-def _interaction_matrix(path: str, names: list[str]) -> np.ndarray:
-    position = {name: i for i, name in enumerate(names)}
-    pairs = pd.read_parquet(path)
-    matrix = np.zeros((len(names), len(names)))
-    i = pairs["contributor_i"].map(position).to_numpy()
-    j = pairs["contributor_j"].map(position).to_numpy()
-    matrix[i, j] = matrix[j, i] = pairs["interaction"].to_numpy()
-    return matrix
+def fidelity_coalitions(heldout: pd.DataFrame, retrain_cfg: dict) -> pd.DataFrame:
+    """The held-out coalitions that full retraining also plays when the game is a cheaper one:
+    the first `fidelity.coalitions` of the scored ones (none when the game is already full)."""
+    if retrain_cfg["game"] == "full":
+        return heldout.iloc[:0]
+    scored = heldout[heldout["draw"] >= 0].sort_values("coalition")
+    return scored.head(retrain_cfg["fidelity"]["coalitions"])[["coalition", "members"]]
 
 
 def evaluation_tables(
@@ -372,148 +313,22 @@ def evaluation_tables(
     cfg: dict,
     threads: int,
     out_dir: str,
+    fidelity_shards: list[str] | None = None,
 ) -> None:
-    """LDS of every method, proxy fidelity, counterfactual removal and planted placements.
-    `planted` in cfg: the digits export's planted contributors (ground truth by construction);
+    """LDS of every method with intervals, noise ceilings, proxy and cheap-game fidelity,
+    counterfactual removal and planted placements (see surrogateshap.evaluation.write_tables);
     `threads`: XGBoost's, in the retraining game's surrogate fit."""
-    eval_cfg, surrogate_cfg, planted = (
-        cfg["evaluation"],
-        cfg["surrogate"],
-        cfg["data.digits.planted"] or [],
+    evaluation.write_tables(
+        data_dir,
+        values_path,
+        interaction_paths,
+        heldout_proxy_path,
+        heldout_shards,
+        removals_path,
+        removal_shards,
+        fidelity_shards or [],
+        metric_names,
+        cfg,
+        out_dir,
+        threads,
     )
-
-    out = Path(out_dir)
-    names = contributor_names(data_dir)
-    values = pd.read_parquet(values_path)
-    retrained = pd.concat(
-        [pd.read_parquet(p) for p in heldout_shards], ignore_index=True
-    ).sort_values("coalition")
-    proxy = pd.read_parquet(heldout_proxy_path).set_index("coalition")
-    heldout = retrained.join(
-        proxy[["draw"] + metric_names], on="coalition", rsuffix="_proxy"
-    ).reset_index(drop=True)
-    draws = heldout["draw"].to_numpy()
-    scored = draws >= 0
-    x = coal.indicator_matrix(heldout["members"], names)
-
-    lds_rows = []
-    interactions = {
-        m: _interaction_matrix(p, names) for m, p in zip(metric_names, interaction_paths)
-    }
-    for (method, metric), frame in values.groupby(["method", "metric"], sort=False):
-        phi = frame.set_index("contributor").loc[names, "value"].to_numpy()
-        actual = heldout[metric].to_numpy()[scored]
-        variants = [(method, None)]
-        if method == "surrogate":
-            variants.append(("surrogate + interactions", interactions[metric]))
-        for label, pairs in variants:
-            predicted = evaluation.predict(x[scored], 0.0, phi, pairs)
-            score = evaluation.lds(predicted, actual, draws[scored])
-            lds_rows.append(
-                {
-                    "method": label,
-                    "metric": metric,
-                    "lds_mean": score["lds_mean"],
-                    "lds_std": score["lds_std"],
-                    "draws": len(score["per_draw"]),
-                    "coalitions": int(scored.sum()),
-                    "per_draw": json.dumps(score["per_draw"]),
-                }
-            )
-    lds_table = pd.DataFrame(lds_rows)
-
-    # Proxy fidelity: utilities over the same coalitions, and Shapley values of each game.
-    removed = (
-        pd.concat([pd.read_parquet(p) for p in removal_shards], ignore_index=True)
-        if removal_shards
-        else None
-    )
-    all_retrained = pd.concat(
-        [retrained.assign(source="heldout")]
-        + (
-            [removed.assign(source="counterfactual")]
-            if removed is not None and len(removed)
-            else []
-        ),
-        ignore_index=True,
-    )
-    for row in (
-        all_retrained.itertuples()
-    ):  # the game's promise: each model saw its coalition's data, no other
-        if sorted(row.trained_contributors) != sorted(row.members):
-            raise RuntimeError(
-                f"retrained coalition {row.coalition} was trained on {list(row.trained_contributors)}, "
-                f"not on its members {list(row.members)}"
-            )
-    x_all = coal.indicator_matrix(all_retrained["members"], names)
-    fit_cfg = dict(surrogate_cfg, bootstrap=0, threads=threads)
-    fidelity_rows = []
-    for metric in metric_names:
-        game_values, diag = surrogate.attribute(
-            x_all, all_retrained[metric].to_numpy(np.float64), names, fit_cfg, surrogate_cfg["seed"]
-        )
-        proxy_values = values[(values["method"] == "surrogate") & (values["metric"] == metric)]
-        shapley_rho = float("nan")
-        if len(proxy_values):
-            a = game_values.set_index("contributor").loc[names, "shapley"]
-            b = proxy_values.set_index("contributor").loc[names, "value"]
-            shapley_rho = evaluation.spearman(a, b)
-        fidelity_rows.append(
-            {
-                "metric": metric,
-                "utility_spearman": evaluation.spearman(
-                    heldout[f"{metric}_proxy"][scored], heldout[metric][scored]
-                ),
-                "shapley_spearman": shapley_rho,
-                "heldout_coalitions": int(scored.sum()),
-                "retrained_coalitions": int(len(all_retrained)),
-                "retraining_game_oof_r2": diag["oof_r2"],
-            }
-        )
-    fidelity = pd.DataFrame(fidelity_rows)
-
-    # Counterfactual removal: the change from the retrained grand coalition.
-    removals = pd.read_parquet(removals_path)
-    grand = heldout[heldout["members"].map(len) == len(names)].iloc[0]
-    if len(removals):
-        by_coalition = removed.set_index("coalition")
-        for metric in metric_names:
-            removals[f"{metric}_retrained"] = removals["coalition"].map(by_coalition[metric])
-        removals["change"] = [
-            by_coalition.loc[c, m] - grand[m]
-            for c, m in zip(removals["coalition"], removals["metric"])
-        ]
-    counterfactual = removals.drop(columns=["members"])
-
-    expected = evaluation.expected_placements(planted, names, metric_names)
-    placement = evaluation.placement_table(values, expected)
-
-    final, out = (
-        out,
-        out.with_name(f".{out.name}.partial"),
-    )  # build beside, then rename: never half a folder
-    shutil.rmtree(out, ignore_errors=True)
-    write_table(out / "lds.parquet", lds_table)
-    write_table(out / "fidelity.parquet", fidelity)
-    write_table(out / "counterfactual.parquet", counterfactual)
-    write_table(out / "placement.parquet", placement)
-    write_table(out / "retrained.parquet", all_retrained)
-    write_table(out / "heldout.parquet", heldout)
-    cost = read_table_metadata(values_path)["cost"]
-    summary = {
-        "retraining": {
-            "coalitions": int(len(all_retrained)),
-            "seconds": float(all_retrained["seconds"].sum()),
-            "train_seconds": float(all_retrained["train_seconds"].sum()),
-            "images": int(all_retrained["images"].sum()),
-            "train": read_table_metadata(heldout_shards[0]).get("train"),
-        },
-        "methods": cost,
-        "heldout": eval_cfg["heldout"],
-        "counterfactual": eval_cfg["counterfactual"],
-    }
-    for row in lds_table.itertuples():
-        log.info("LDS %-26s %-22s %.3f ± %.3f", row.method, row.metric, row.lds_mean, row.lds_std)
-    write_json(out / "summary.json", summary)
-    shutil.rmtree(final, ignore_errors=True)
-    out.rename(final)

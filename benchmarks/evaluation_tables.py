@@ -1,0 +1,37 @@
+"""Write the docs' evaluation tables from a run's tables (nothing typed by hand).
+
+    .venv/bin/python benchmarks/evaluation_tables.py results/<run>/evaluation/tables \
+        [--doc docs/evaluation-power.md]
+
+Replaces what lies between `<!-- evaluation-tables:begin -->` and `<!-- evaluation-tables:end -->`
+in the document with the run's noise ceilings, LDS with intervals, paired differences to
+SurrogateSHAP, the cheaper game's fidelity and the evaluation's cost (`--print`: print instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from surrogateshap import evaluation
+from surrogateshap.io import write_text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("tables", help="a run's results/<run>/evaluation/tables folder")
+    parser.add_argument("--doc", default="docs/evaluation-power.md")
+    parser.add_argument("--print", action="store_true", help="print the tables, write nothing")
+    args = parser.parse_args()
+    body = evaluation.markdown_tables(args.tables)
+    command = f"<!-- written by: benchmarks/evaluation_tables.py {args.tables} -->\n"
+    if args.print:
+        print(body)
+        return
+    doc = Path(args.doc)
+    write_text(doc, evaluation.replace_between_markers(doc.read_text(), command + body))
+    print(f"wrote the evaluation tables of {args.tables} into {doc}")
+
+
+if __name__ == "__main__":
+    main()
