@@ -9,7 +9,6 @@ from .conftest import ROOT
 PENDING = {
     "docs/caching.md",
     "docs/estimators-benchmark.md",
-    "docs/evaluation-power.md",
     "docs/own-data-trained.md",
 }
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
