@@ -1,8 +1,11 @@
 """Config validation and the stage keys that cache every stage on a config hash.
 
 Each stage's outputs live under a folder named by a hash of exactly the config
-sections that the stage reads plus the keys of the stages it consumes. Change a
-section and only the stages downstream of it get new keys, so only they rerun.
+sections that the stage reads, the fingerprints of the files those sections name
+(data, weights, user code; see `fingerprint`), the hash of the code the stage runs,
+and the keys of the stages it consumes. Change any of them and only the stages
+downstream get new keys, so only they rerun, into new folders: a cache entry is
+never rewritten with another result (docs/caching.md).
 """
 
 from __future__ import annotations
@@ -200,6 +203,9 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "model": (("model", "seed"), ("data",)),
     "pool": (("generation", "seed", "game.empty_coalition"), ("model", "data")),
     "features": (("features",), ("pool", "classifier")),
+    # the Fréchet reference of another extractor than digits: the dataset's images in its features
+    # (the digits extractor's reference is the classifier's: it lives in the classifier stage)
+    "reference": (("features",), ("classifier", "data")),
     "coalitions": (("coalitions",), ("data",)),
     "utilities": (("metrics", "game"), ("features", "coalitions")),
     "proxy_check": (
@@ -224,10 +230,35 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+# The rule scripts (workflow/scripts/<name>.py) whose jobs write each stage's outputs: their code,
+# and that of every package module they import, is in the stage's key (tests check it is complete).
+STAGE_SCRIPTS: dict[str, tuple[str, ...]] = {
+    "data": ("prepare_data",),
+    "classifier": ("train_classifier", "reference_features"),
+    "model": ("train_model",),
+    "pool": ("generate_pool",),
+    "features": ("extract_features",),
+    "reference": ("reference_features",),
+    "coalitions": ("draw_coalitions",),
+    "utilities": ("pooled_utilities", "per_coalition_utilities", "gather_utilities"),
+    "proxy_check": ("per_coalition_utilities", "proxy_check"),
+    "attribution": ("attribute",),
+    "heldout": ("draw_heldout",),
+    "baselines": ("evaluation_baselines",),
+    "retrain": ("retrain",),
+    "counterfactual": ("retrain",),
+    "evaluation": ("evaluation_tables",),
+}
+
+
 def stage_section(config: dict, stage: str) -> dict:
     sections, _ = STAGES[stage]
+    return _settings(config, sections)
+
+
+def _settings(config: dict, names) -> dict:
     section = {}
-    for name in sections:
+    for name in names:
         value = config
         for part in name.split("."):
             value = value.get(part) if isinstance(value, dict) else None
@@ -235,8 +266,11 @@ def stage_section(config: dict, stage: str) -> dict:
     return section
 
 
-def stage_keys(config: dict) -> dict[str, str]:
-    """Map each stage to the hash of its own config sections and upstream keys."""
+def stage_keys(config: dict, fingerprints: dict | None = None) -> dict[str, str]:
+    """Map each stage to the hash of its own config sections, the fingerprints of the files they
+    name and of its code (`fingerprints`, from `workflow_fingerprints`), and its upstream keys."""
+    files = (fingerprints or {}).get("files", {})
+    code = (fingerprints or {}).get("code", {})
     keys: dict[str, str] = {}
 
     def key(stage: str) -> str:
@@ -245,18 +279,55 @@ def stage_keys(config: dict) -> dict[str, str]:
             section = stage_section(config, stage)
             if stage == "model" and config["model"].get("path"):
                 # A user's checkpoint does not depend on our data or training settings.
-                section = {
-                    k: config["model"].get(k) for k in ("path", "type", "lora", "lora_scale")
-                }
+                section = _settings(
+                    config, ("model.path", "model.type", "model.lora", "model.lora_scale")
+                )
                 upstream = ()
             if stage == "utilities" and coalition_rounds(config):
                 # adaptive rounds: the stopping rule fits the surrogate, so its settings decide the table
                 section = dict(section, surrogate=config["surrogate"])
-            keys[stage] = f"{stage}-" + digest(
-                {"config": section, "upstream": [key(u) for u in upstream]}
-            )
+            payload = {"config": section, "upstream": [key(u) for u in upstream]}
+            # a file named by a setting the stage reads (the setting itself or one inside it)
+            read = {
+                path: fp
+                for path, fp in files.items()
+                if any(path == name or path.startswith(name + ".") for name in section)
+            }
+            if read:
+                payload["files"] = read
+            if stage in code:
+                payload["code"] = code[stage]
+            keys[stage] = f"{stage}-" + digest(payload)
         return keys[stage]
 
     for stage in STAGES:
         key(stage)
     return keys
+
+
+def workflow_fingerprints(config: dict, schema_path, scripts_dir) -> dict:
+    """What goes into the stage keys besides config values: {"files": dotted config path ->
+    fingerprint of the data, weights or code file it names, "code": stage -> hash of the rule
+    scripts in `scripts_dir` and package modules it runs}. With `cache.code_fingerprints` (an
+    earlier run's fingerprints.json), that run's code hashes are used instead: its caches are
+    kept, on purpose, after the code changed."""
+    from .fingerprint import code_fingerprint, external_fingerprints
+
+    scripts_dir = Path(scripts_dir)
+    code = {
+        stage: code_fingerprint([scripts_dir / f"{name}.py" for name in names])
+        for stage, names in STAGE_SCRIPTS.items()
+    }
+    pinned = (config.get("cache") or {}).get("code_fingerprints")
+    if pinned:
+        try:
+            recorded = json.loads(Path(pinned).read_text(encoding="utf-8"))["code"]
+        except FileNotFoundError:
+            raise ConfigError(f"cache.code_fingerprints: file not found: {pinned}") from None
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"cache.code_fingerprints: {pinned} is not a fingerprints.json of a run "
+                "(a JSON object with a 'code' mapping)"
+            ) from None
+        code = code | {stage: recorded[stage] for stage in code if stage in recorded}
+    return {"files": external_fingerprints(config, load_yaml(schema_path)), "code": code}

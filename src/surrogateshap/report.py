@@ -324,6 +324,22 @@ def _coalition_rounds_html(rounds: list | None) -> list[str]:
     ]
 
 
+def fingerprint_html(fingerprints: dict | None) -> str:
+    """Every fingerprint that went into the stage keys: the files the config names, each stage's code."""
+    if not fingerprints:
+        return ""
+    rows = [
+        {"input": f"file: {path}", "fingerprint": json.dumps(fp, sort_keys=True)}
+        for path, fp in sorted(fingerprints.get("files", {}).items())
+    ] + [
+        {"input": f"code: {stage}", "fingerprint": value}
+        for stage, value in fingerprints.get("code", {}).items()
+    ]
+    return "<p>Fingerprints in the stage keys (docs/caching.md):</p>" + _table_html(
+        pd.DataFrame(rows, columns=["input", "fingerprint"]), set(), ("input", "fingerprint")
+    )
+
+
 def write_report(
     out_path,
     config: dict,
@@ -335,6 +351,7 @@ def write_report(
     classifier_metrics_path: str | None,
     check_summary_path: str | None,
     evaluation_dir: str | None = None,
+    fingerprints: dict | None = None,
 ) -> None:
     contributors = pd.read_parquet(contributors_path)
     names = contributors["contributor"].tolist()
@@ -472,6 +489,7 @@ def write_report(
         + _table_html(
             pd.DataFrame({"stage": list(keys), "key": list(keys.values())}), set(), ("stage", "key")
         )
+        + fingerprint_html(fingerprints)
         + f"<pre>{_esc(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))}</pre>"
     )
     body = parts[0] + f"<nav><ul>{''.join(toc)}</ul></nav>" + "".join(parts[1:])

@@ -16,6 +16,7 @@ try:
         stage_keys,
         stage_section,
         validate_config,
+        workflow_fingerprints,
     )
 except ModuleNotFoundError as error:
     raise WorkflowError(
@@ -25,8 +26,13 @@ except ModuleNotFoundError as error:
         "<clone>/workflow/Snakefile), or pip install the package; see docs/deploy.md"
     ) from None
 
+SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 try:
-    validate_config(config, workflow.source_path("../schemas/config.schema.yaml"), source="config")
+    validate_config(config, SCHEMA, source="config")
+    # the files the config names (data, weights, user code) and the code each stage runs
+    FINGERPRINTS = workflow_fingerprints(
+        config, SCHEMA, PACKAGE_SRC.parent / "workflow" / "scripts"
+    )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -34,7 +40,7 @@ except ConfigError as error:
 report: "../report/workflow.rst"
 
 
-KEYS = stage_keys(config)
+KEYS = stage_keys(config, FINGERPRINTS)
 CACHE = "results/cache"
 # Conda environments of the rules (with --sdm conda): the GPU rules' and every other rule's.
 GPU_ENV = "../../envs/generate.yaml"
@@ -94,19 +100,27 @@ MODEL_SPEC = canonical(
     {key: config["model"][key] for key in ("type", "lora", "lora_scale")} | {"path": MODEL_DIR}
 )
 CLASSIFIER = f"{stage_dir('classifier')}/classifier.safetensors"
-# The Fréchet distance's reference set: the clean digits in the digits classifier's features, or
-# (another features.extractor) the dataset's own images in that extractor's features.
-REFERENCE = (
-    f"{stage_dir('classifier')}/reference.parquet"
-    if config["features"]["extractor"] == "digits"
-    else f"{stage_dir('features')}/reference.parquet"
-)
+# The Fréchet distance's reference set: the clean digits in the digits classifier's features (it
+# reads the classifier only), or (another features.extractor) the dataset's own images in that
+# extractor's features (it reads the features settings and the dataset too).
+DIGITS_REFERENCE = config["features"]["extractor"] == "digits"
+REFERENCE_STAGE = "classifier" if DIGITS_REFERENCE else "reference"
+REFERENCE = f"{stage_dir(REFERENCE_STAGE)}/reference.parquet"
 COALITIONS = f"{stage_dir('coalitions')}/coalitions.parquet"
 UTILITIES = f"{stage_dir('utilities')}/utilities.parquet"
 CHECK_ENABLED = config["game"]["mode"] == "pooled" and config["game"]["check"]["coalitions"] > 0
 CHECK_SUMMARY = f"{stage_dir('proxy_check')}/summary.json"
 REPORT_HTML = f"{RUN}/report/index.html"
 METRICS = config["metrics"]
+
+
+def dataset_input():
+    """A folder dataset's metadata table, as an input of prepare_data. ancient(): its content is in
+    the data key already (a change gives new paths); a `touch` alone must not rewrite the cache."""
+    data = config["data"]
+    if data["source"] != "folder":
+        return []
+    return ancient(data["metadata"] or str(Path(data["root"]) / "metadata.csv"))
 
 
 def model_input():

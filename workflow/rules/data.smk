@@ -1,4 +1,6 @@
 rule prepare_data:
+    input:
+        metadata=dataset_input(),
     output:
         items_table=f"{DATA_DIR}/items.parquet",
         contributors=f"{DATA_DIR}/contributors.parquet",

@@ -204,6 +204,7 @@ rule evaluation_report:
     params:
         config=config,
         stage_keys=KEYS,
+        fingerprints=FINGERPRINTS,
     script:
         "../scripts/report.py"
 

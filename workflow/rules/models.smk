@@ -20,21 +20,21 @@ rule train_classifier:
 
 rule reference_features:
     input:
-        CLASSIFIER,
-        data=rules.prepare_data.output.info,
+        classifier=CLASSIFIER,
+        data=[] if DIGITS_REFERENCE else rules.prepare_data.output.info,
     output:
         REFERENCE,
     log:
-        log_path("reference_features", KEYS["classifier"]),
+        log_path("reference_features", KEYS[REFERENCE_STAGE]),
     benchmark:
-        benchmark_path("reference_features", KEYS["classifier"])
+        benchmark_path("reference_features", KEYS[REFERENCE_STAGE])
     conda:
         CPU_ENV
     resources:
         mem_mb=memory(2000),
         runtime=30,
     params:
-        features=canonical(config["features"]),
+        features=None if DIGITS_REFERENCE else section("reference")["features"],
     script:
         "../scripts/reference_features.py"
 

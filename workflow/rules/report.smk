@@ -1,3 +1,18 @@
+rule record_fingerprints:
+    """What went into this run's stage keys (a later run's cache.code_fingerprints can name it)."""
+    output:
+        f"{RUN}/fingerprints.json",
+    log:
+        log_path("record_fingerprints", config["run"]),
+    conda:
+        CPU_ENV
+    params:
+        fingerprints=FINGERPRINTS,
+        stage_keys=KEYS,
+    script:
+        "../scripts/record_fingerprints.py"
+
+
 rule html_report:
     """The self-contained HTML report of the run."""
     input:
@@ -7,6 +22,7 @@ rule html_report:
         pools=gather.pool(f"{stage_dir('pool')}/shards/{{scatteritem}}.parquet"),
         classifier=rules.train_classifier.output.metrics,
         check=CHECK_SUMMARY if CHECK_ENABLED else [],
+        fingerprints=rules.record_fingerprints.output[0],
     output:
         report(REPORT_HTML, category="Report", caption="../report/index.rst"),
     log:
@@ -21,5 +37,6 @@ rule html_report:
     params:
         config=config,
         stage_keys=KEYS,
+        fingerprints=FINGERPRINTS,
     script:
         "../scripts/report.py"

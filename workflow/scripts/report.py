@@ -20,4 +20,5 @@ report.write_report(
     check_summary_path=check[0] if check else None,
     evaluation_dir=evaluation,
     evaluation_copy=out.tables if evaluation else None,
+    fingerprints=snakemake.params.fingerprints,
 )

@@ -1,0 +1,8 @@
+from surrogateshap import steps
+from surrogateshap.io import write_json
+
+steps.setup_logging(snakemake.log[0])
+write_json(
+    snakemake.output[0],
+    dict(snakemake.params.fingerprints, stage_keys=snakemake.params.stage_keys),
+)
