@@ -37,6 +37,7 @@ SLOW = pytest.mark.slow
             ["rel L2", "additive n=6", "paired"],
         ),
         ("scaling.py", ["--ns", "5", "8", "--rows", "12", "24"], ["log-log fit: seconds ~ n^"]),
+        ("fingerprint.py", ["--quick"], ["us/image", "read+hash s"]),
         (
             "utility_throughput.py",
             ["--quick"],

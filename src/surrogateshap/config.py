@@ -11,6 +11,7 @@ never rewritten with another result (docs/caching.md).
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -32,6 +33,17 @@ def load_yaml(path) -> dict:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return data or {}
+
+
+def load_schema(path) -> dict:
+    """The config schema, parsed once per process (a workflow reads it more than once)."""
+    stat = Path(path).stat()
+    return copy.deepcopy(_parsed_schema(str(path), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_schema(path: str, size: int, mtime_ns: int) -> dict:
+    return load_yaml(path)
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -81,7 +93,7 @@ def validate_config(config: dict, schema_path, source: str = "config") -> dict:
     ]
     if removed:
         raise ConfigError(f"{source}:\n" + "\n".join(removed))
-    schema = load_yaml(schema_path)
+    schema = load_schema(schema_path)
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
@@ -330,4 +342,4 @@ def workflow_fingerprints(config: dict, schema_path, scripts_dir) -> dict:
                 "(a JSON object with a 'code' mapping)"
             ) from None
         code = code | {stage: recorded[stage] for stage in code if stage in recorded}
-    return {"files": external_fingerprints(config, load_yaml(schema_path)), "code": code}
+    return {"files": external_fingerprints(config, load_schema(schema_path)), "code": code}

@@ -16,6 +16,7 @@ file changed in place gets its dependants new cache paths, never a silent reuse.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -25,7 +26,19 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 SCHEMA_KEYWORD = "x-fingerprint"
 
 
+def _stat_key(path: Path) -> tuple:
+    stat = path.stat()
+    return (str(path), stat.st_size, stat.st_mtime_ns)
+
+
 def _sha256(path: Path) -> str:
+    return _sha256_of(_stat_key(Path(path)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256_of(key: tuple) -> str:
+    """By (path, size, mtime): each file read once per process, however many stages run it."""
+    path = Path(key[0])
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -147,8 +160,14 @@ def external_fingerprints(config: dict, schema: dict) -> dict[str, dict]:
 
 
 # --------------------------------------------------------------------------- code
-def _imported_modules(source: Path, module: str | None) -> set[str]:
+def _imported_modules(source: Path, module: str | None) -> frozenset[str]:
     """Names of this package's modules that `source` imports (module: its own dotted name)."""
+    return _imports_of(_stat_key(source), module)
+
+
+@functools.lru_cache(maxsize=4096)
+def _imports_of(key: tuple, module: str | None) -> frozenset[str]:
+    source = Path(key[0])
     package = PACKAGE_DIR.name
     names: set[str] = set()
     for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"), str(source))):
@@ -166,7 +185,7 @@ def _imported_modules(source: Path, module: str | None) -> set[str]:
                 stem = node.module or ""
             names.add(stem)
             names.update(f"{stem}.{alias.name}" for alias in node.names)
-    return {n for n in names if n == package or n.startswith(package + ".")}
+    return frozenset(n for n in names if n == package or n.startswith(package + "."))
 
 
 def _module_file(name: str) -> Path | None:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import atomic_path, write_json
+from .io import atomic_dir, atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -152,26 +152,19 @@ def train_diffusion(
 
 def save_diffusion(model: DiffusionModel, out_dir) -> None:
     """Write the model folder atomically: build it beside the target, then rename."""
-    import shutil
-
     from diffusers import DDPMScheduler
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
-    DDPMScheduler.from_config(model.scheduler_config).save_pretrained(tmp / "scheduler")
-    write_json(
-        tmp / "conditioning.json",
-        {
-            "class_names": model.class_names,
-            "conditioning": model.conditioning,
-            "image_size": model.image_size,
-        },
-    )
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        DDPMScheduler.from_config(model.scheduler_config).save_pretrained(tmp / "scheduler")
+        write_json(
+            tmp / "conditioning.json",
+            {
+                "class_names": model.class_names,
+                "conditioning": model.conditioning,
+                "image_size": model.image_size,
+            },
+        )
 
 
 def load_diffusion(path: str) -> DiffusionModel:
