@@ -96,3 +96,17 @@ def test_file_fingerprints_reach_the_stages_that_read_them(tmp_path):
     changed = {stage for stage in before if before[stage] != after[stage]}
     assert {"features", "retrain", "proxy_check"} <= changed
     assert not {"data", "model", "pool", "classifier", "coalitions", "heldout"} & changed
+
+
+def test_report_lists_every_fingerprint():
+    from surrogateshap.report import fingerprint_html
+
+    html = fingerprint_html(
+        {
+            "files": {"model.path": {"path": "/m", "size": 3, "mtime_ns": 5}},
+            "code": {"data": "0123abcd", "attribution": "4567ef01"},
+        }
+    )
+    for text in ("file: model.path", "&quot;size&quot;: 3", "code: data", "0123abcd", "4567ef01"):
+        assert text in html, html
+    assert fingerprint_html(None) == ""
