@@ -65,7 +65,8 @@ def measure(root: Path, n: int, repeats: int) -> tuple:
         ),
         repeats,
     )
-    stats = timed(lambda: [os.stat(root / name) for name in names], repeats)
+    base = str(root)
+    stats = timed(lambda: [os.stat(os.path.join(base, name)) for name in names], repeats)
     return n, metadata.stat().st_size / 1e6, read, stats, total, total / n * 1e6
 
 

@@ -51,7 +51,7 @@ def _job(dag, job) -> dict:
         "directories": sorted(str(f) for f in job.output if is_flagged(f, "directory")),
         "input": sorted(map(str, job.input)),
         "params": json.loads(json.dumps(dict(job.params.items()), sort_keys=True, default=str)),
-        "log": sorted(map(str, job.log)),
+        "log": sorted(map(str, job.log)) + ([str(job.benchmark)] if job.benchmark else []),
         "script": Path(job.rule.script).stem if job.rule.script else None,
         "needrun": dag.needrun(job),
         "reason": str(dag.reason(job)) if dag.needrun(job) else "",

@@ -315,8 +315,13 @@ def layout_problems(dag: dict, run: str) -> list[str]:
 def collisions(base: dict, changed: dict, run: str) -> list[str]:
     """Cache jobs of `changed` that write a path of `base` but are not the same job."""
     by_output = {out: job for job in base["jobs"] for out in job["output"]}
+    by_log = {log: job for job in base["jobs"] for log in job["log"]}
     problems = []
     for job in changed["jobs"]:
+        for log in job["log"]:
+            other = by_log.get(log)
+            if other is not None and other["output"] != job["output"] and job["output"]:
+                problems.append(f"{job['rule']} logs to {log} as {other['rule']} of other outputs")
         for out in job["output"]:
             if out.startswith(f"results/{run}/") or out not in by_output:
                 continue

@@ -114,14 +114,15 @@ def dataset_fingerprint(data_cfg: dict) -> dict | None:
         names = read_metadata(metadata)["file_name"].astype(str).tolist()
     except Exception:  # noqa: BLE001 - any unreadable table: prepare_data names the problem
         return found
-    digest = hashlib.sha256()
-    for name in names:
+    base, lines = str(root), []
+    for name in names:  # plain strings, not pathlib: this loop is the cost at 100,000 images
         try:
-            stat = os.stat(root / name)
-            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            stat = os.stat(os.path.join(base, name))
+            lines.append(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n")
         except (OSError, ValueError):
-            digest.update(f"{name}\0missing\n".encode())
-    return found | {"images": len(names), "images_stat": digest.hexdigest()[:16]}
+            lines.append(f"{name}\0missing\n")
+    images_stat = hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
+    return found | {"images": len(names), "images_stat": images_stat}
 
 
 def fingerprinted_settings(schema: dict, config: dict, prefix: str = "") -> dict[str, str]:
