@@ -398,7 +398,12 @@ def test_schema_walk_reaches_every_setting(fx):
         else:
             yield prefix.rstrip(".")
 
-    missing = [p for p in paths(config) if p not in leaves]
+    # an unset object setting (features.lpips: null) is covered by the leaves inside it
+    missing = [
+        p
+        for p in paths(config)
+        if p not in leaves and not any(x.startswith(p + ".") for x in leaves)
+    ]
     assert not missing, missing
 
 
