@@ -114,15 +114,6 @@ REPORT_HTML = f"{RUN}/report/index.html"
 METRICS = config["metrics"]
 
 
-def dataset_input():
-    """A folder dataset's metadata table, as an input of prepare_data. ancient(): its content is in
-    the data key already (a change gives new paths); a `touch` alone must not rewrite the cache."""
-    data = config["data"]
-    if data["source"] != "folder":
-        return []
-    return ancient(data["metadata"] or str(Path(data["root"]) / "metadata.csv"))
-
-
 def model_input():
     """The trained model folder: our training rule's output, or the user's checkpoint (no rule)."""
     return [] if config["model"]["path"] else [MODEL_DIR]

@@ -1,6 +1,6 @@
+# No inputs: a folder dataset's metadata table and images are the user's files, named by paths
+# Snakemake must not parse (wildcards, path variables); their fingerprints are in the data key.
 rule prepare_data:
-    input:
-        metadata=dataset_input(),
     output:
         items_table=f"{DATA_DIR}/items.parquet",
         contributors=f"{DATA_DIR}/contributors.parquet",
