@@ -165,6 +165,8 @@ def test_edited_workflow_code_reruns_what_runs_it(setup, tmp_path):
     module.write_text(module.read_text() + "\n# a fix\n")
     jobs = planned(build_dags(workdir, [plan(config)], src=src)[0])
     assert "attribute" in jobs, jobs
+    # the data, model and pool stages do not import the surrogate module
+    assert not {"prepare_data", "train_model", "generate_pool"} & set(jobs), jobs
     assert_new_paths(workdir, jobs, config["run"])
 
 

@@ -452,12 +452,11 @@ def write_tables(
     """The evaluation's tables: LDS (interval, paired difference, ceiling), noise ceilings, proxy
     fidelity, the cheaper game's fidelity, counterfactual removal, planted placements, cost.
     `planted` in cfg: the digits export's planted contributors (ground truth by construction)."""
-    import shutil
     from pathlib import Path
 
     from . import coalitions as coal
     from . import surrogate
-    from .io import read_table_metadata, write_json, write_table
+    from .io import atomic_dir, read_table_metadata, write_json, write_table
 
     eval_cfg, surrogate_cfg, planted = (
         cfg["evaluation"],
@@ -550,16 +549,6 @@ def write_tables(
     expected = expected_placements(planted, names, metric_names)
     placement = placement_table(values, expected)
 
-    final, out = out, out.with_name(f".{out.name}.partial")  # build beside, then rename
-    shutil.rmtree(out, ignore_errors=True)
-    write_table(out / "lds.parquet", lds_rows)
-    write_table(out / "ceiling.parquet", ceilings)
-    write_table(out / "fidelity.parquet", fidelity)
-    write_table(out / "game_fidelity.parquet", cheap_fidelity)
-    write_table(out / "counterfactual.parquet", counterfactual)
-    write_table(out / "placement.parquet", placement)
-    write_table(out / "retrained.parquet", all_retrained)
-    write_table(out / "heldout.parquet", heldout)
     cost = read_table_metadata(values_path)["cost"]
 
     def spent(rows):
@@ -590,9 +579,16 @@ def write_tables(
         "lds": eval_cfg["lds"],
         "counterfactual": eval_cfg["counterfactual"],
     }
-    write_json(out / "summary.json", summary)
-    shutil.rmtree(final, ignore_errors=True)
-    out.rename(final)
+    with atomic_dir(out) as tables:  # built beside, then renamed: never half a folder
+        write_table(tables / "lds.parquet", lds_rows)
+        write_table(tables / "ceiling.parquet", ceilings)
+        write_table(tables / "fidelity.parquet", fidelity)
+        write_table(tables / "game_fidelity.parquet", cheap_fidelity)
+        write_table(tables / "counterfactual.parquet", counterfactual)
+        write_table(tables / "placement.parquet", placement)
+        write_table(tables / "retrained.parquet", all_retrained)
+        write_table(tables / "heldout.parquet", heldout)
+        write_json(tables / "summary.json", summary)
 
 
 # --------------------------------------------------------------------------- docs

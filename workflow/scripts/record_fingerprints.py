@@ -1,7 +1,7 @@
-from surrogateshap import steps
 from surrogateshap.io import write_json
+from surrogateshap.steps.common import setup_logging
 
-steps.setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0])
 write_json(
     snakemake.output[0],
     dict(snakemake.params.fingerprints, stage_keys=snakemake.params.stage_keys),
