@@ -110,3 +110,14 @@ def test_report_lists_every_fingerprint():
     for text in ("file: model.path", "&quot;size&quot;: 3", "code: data", "0123abcd", "4567ef01"):
         assert text in html, html
     assert fingerprint_html(None) == ""
+
+
+def test_code_fingerprint_does_not_depend_on_where_the_workflow_is(tmp_path):
+    """The same scripts elsewhere (a copied or deployed workflow) give the same code hash."""
+    import shutil
+
+    copy = tmp_path / "scripts"
+    shutil.copytree(ROOT / "workflow/scripts", copy)
+    for name in ("prepare_data", "attribute"):
+        here = fp.code_fingerprint([ROOT / "workflow/scripts" / f"{name}.py"])
+        assert fp.code_fingerprint([copy / f"{name}.py"]) == here

@@ -221,13 +221,19 @@ def code_files(scripts) -> list[Path]:
 
 
 def code_fingerprint(scripts) -> str:
-    """SHA-256 (16 hex digits) of the scripts and the package modules they run (see code_files)."""
-    digest = hashlib.sha256()
-    for file in code_files(scripts):
-        name = (
+    """SHA-256 (16 hex digits) of the scripts and the package modules they run (see code_files),
+    by name (package-relative, or the script's file name) and content: the same code gives the
+    same hash wherever the package and the workflow are installed."""
+    named = sorted(
+        (
             file.relative_to(PACKAGE_DIR.parent).as_posix()
             if file.is_relative_to(PACKAGE_DIR.parent)
-            else file.name
+            else f"scripts/{file.name}",
+            file,
         )
+        for file in code_files(scripts)
+    )
+    digest = hashlib.sha256()
+    for name, file in named:
         digest.update(f"{name}\0{_sha256(file)}\n".encode())
     return digest.hexdigest()[:16]
