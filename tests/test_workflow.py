@@ -97,7 +97,14 @@ def test_second_run_does_nothing(run_dir):
 def test_surrogate_change_reruns_only_fit_and_report(run_dir):
     extra = _extra(run_dir, "surrogate", {"surrogate": {"bootstrap": 5}})
     jobs = planned_jobs(run_dir, "--configfile", SMALL, extra)
-    assert set(jobs) == {"attribute", "publish_attribution", "html_report", "all"}, jobs
+    # record_fingerprints: results/<run>/fingerprints.json lists the (new) attribution key
+    assert set(jobs) == {
+        "attribute",
+        "publish_attribution",
+        "html_report",
+        "record_fingerprints",
+        "all",
+    }, jobs
 
 
 def test_metric_settings_do_not_regenerate(run_dir):
@@ -121,6 +128,7 @@ def test_two_runs_share_stages(run_dir):
         "publish_utilities",
         "publish_contributors",
         "html_report",
+        "record_fingerprints",
         "all",
     }, jobs
 
