@@ -1,3 +1,5 @@
+import _workflow_package  # noqa: F401  (this workflow's own src/ first on sys.path)
+
 from surrogateshap.io import write_json
 from surrogateshap.steps.common import setup_logging
 
