@@ -104,6 +104,8 @@ def base_configs(fx: Fixtures) -> dict[str, dict]:
             "run": "lora",
             "model": {"type": "stable_diffusion", "path": str(fx.folder), "lora": str(fx.lora)},
             "data": {"caption_template": "a picture by {contributor}"},
+            # the finetune game needs the workflow's own class-conditional model
+            "evaluation": {"retrain": {"game": "full"}},
         },
     )
     bases = {"small": small, "folder": folder, "checkpoint": checkpoint, "lora": lora}
@@ -204,7 +206,9 @@ def companions(fx: Fixtures) -> dict[str, dict]:
             "model.type": "flux",
             "model.path": str(fx.folder),
             "data.caption_template": "a picture by {contributor}",
+            "evaluation.retrain.game": "full",
         },
+        "model.conditioning": {"model.conditioning": "label", "evaluation.retrain.game": "full"},
         "data.metadata": {"data.metadata": str(fx.metadata_copy)},
         "features.attributes": clip | {"features.attributes": {"color": ["red", "blue"]}},
         "features.extractor": clip,

@@ -259,6 +259,7 @@ STAGE_SCRIPTS: dict[str, tuple[str, ...]] = {
     "baselines": ("evaluation_baselines",),
     "retrain": ("retrain",),
     "counterfactual": ("retrain",),
+    "fidelity": ("retrain",),
     "evaluation": ("evaluation_tables",),
 }
 
