@@ -1,157 +1,241 @@
-"""Estimators against exact Shapley values on synthetic games, side by side in one run.
+"""Our estimators against shapiq's approximators, on games with exact Shapley values, side by side.
 
-    .venv/bin/python benchmarks/estimators.py [--ns 10 20 50 100] [--multipliers 1 2 5 10 20 50] [--seeds 3]
-        [--games polynomial additive] [--sampler shapley_kernel] [--unpaired]
+shapiq 1.8 needs Python >= 3.12 and is never a dependency of the package, so this script runs in
+its own environment, with the package on PYTHONPATH (it imports no torch):
 
-For each game (polynomial: pairwise and triple interactions; additive: none) and size n
-and budget (coalitions = multiplier x n; for n = 10 also the paper's 128 and 512), every
-estimator sees the same number of utility evaluations: surrogate and kernel the same
-sample (the workflow's default: KernelSHAP's size distribution, each coalition paired with its
-complement; `--unpaired` for plain KernelSHAP sampling, `--sampler uniform_size` for uniform
-sizes), permutation as many rows of
-antithetic chains (hybrid the same chains), banzhaf Bernoulli(0.5) coalitions (scored against the Banzhaf
-index, its own target), loo its n + 1 fixed coalitions; `surrogate-kb` is the surrogate with
-KernelSHAP's solution as its additive base (`base: kernel`). Prints the mean relative L2
-error, Spearman correlation, top-5 recall and seconds over seeds.
+    /root/.pyenv/versions/3.12.1/bin/python -m venv /tmp/shapiq-venv
+    /tmp/shapiq-venv/bin/pip install "shapiq==1.8.*" lightgbm shap xgboost-cpu scikit-learn pandas pyyaml
+    PYTHONPATH=src nice -n 10 /tmp/shapiq-venv/bin/python benchmarks/estimators.py \\
+        [--games poly:40 poly:200 tanh:14 fd:12 vote:20 vote:100] [--multipliers 2 5 10 20 50]
+        [--seeds 5] [--ours default kernel] [--shapiq KernelSHAP LeverageSHAP ...]
+
+Every method gets the same budget of utility evaluations (coalitions = multiplier x n) on the same
+game; a row is one game family, size and budget, its errors the mean relative L2 error over
+`--seeds` games of that family (game seed s, sampling seed s). Ours: `default` is the workflow's
+default, the `surrogate` estimator with config/config.yaml's surrogate settings (bootstrap off) on
+the default sampler's coalitions; `kernel` our KernelSHAP on the same coalitions; `today` the
+default before issue 15 (the surrogate with its old grid on paired Shapley-kernel coalitions).
+shapiq's (its defaults unless said): KernelSHAP (paired, border trick), LeverageSHAP,
+RegressionMSR with an XGBoost proxy and with a linear proxy (RegressionMSR-lin), OddSHAP (LightGBM
+screening), SVARM, PermutationSamplingSV. After each row: ours / best-of-shapiq ratio and the
+verdict, `win`, `tie` (the mean paired difference to the best shapiq method is within two standard
+errors of the per-seed differences) or `LOSS`. A second table gives each method's mean seconds
+(measured on a loaded, shared machine: compare them within a run, not across runs).
+
+Games (exact values): poly (surrogateshap.games.polynomial_game: n linear terms, n pairs and n/3
+triples), tanh (tanh of a polynomial game scaled to unit spread: saturating; enumerated, n <= 16),
+fd (games.gaussian_fd_game, the pooled Fréchet-distance formula on a Gaussian mixture; n <= 14),
+vote (games.voting_game, weighted majority; exact by dynamic programming).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
+import yaml
 
 from surrogateshap import estimators, games
-from surrogateshap.coalitions import indicators, sample_coalitions
+from surrogateshap.coalitions import DEFAULT_SAMPLER, indicators, sample_coalitions
+from surrogateshap.estimators import DEFAULT_ESTIMATOR
 
-SURROGATE = {
-    "params": {"n_estimators": 300, "min_child_weight": 1},
-    "grid": {"max_depth": [2, 3], "learning_rate": [0.1], "base": ["none", "linear"]},
-    "cv_folds": 3,
-    "bootstrap": 0,
-    "ci_level": 0.9,
-    "top_k": 5,
-    "threads": 1,
-    "anchor_endpoints": True,
+ROOT = Path(__file__).resolve().parents[1]
+# The surrogate's settings before issue 15, for the `today` column.
+TODAY = {
+    "params": {"n_estimators": 300, "subsample": 1.0, "min_child_weight": 1},
+    "grid": {"max_depth": [2, 3, 4], "learning_rate": [0.05, 0.1], "base": ["none", "linear"]},
+    "cv_folds": 5,
 }
-# Variants of the surrogate, by the name the table prints: its grid's base learner fixed.
-VARIANTS = {"surrogate-kb": ("surrogate", {"base": ["kernel"]})}
 
 
-def table_for(
-    estimator: str,
-    n: int,
-    budget: int,
-    seed: int,
-    sampler: str = "shapley_kernel",
-    paired: bool = True,
-):
-    if estimator in ("permutation", "hybrid"):  # whole chains only, never more rows than the budget
-        if budget < n + 1:
-            raise estimators.EstimatorError(f"one permutation chain takes {n + 1} coalitions")
-        return indicators(estimators.permutation_coalitions(n, budget // (n + 1), seed), n)
-    if estimator == "banzhaf":
-        return indicators(sample_coalitions(n, budget, "bernoulli", seed), n)
-    if estimator == "loo":
-        grand = tuple(range(n))
-        return indicators([(), grand] + [tuple(j for j in grand if j != i) for i in grand], n)
-    return indicators(sample_coalitions(n, budget, sampler, seed, paired=paired), n)
+# Variants of ours, by the name the table prints: (estimator, sampler, settings over the defaults).
+VARIANTS = {
+    "sk-kernel": ("kernel", "shapley_kernel", {}),
+    "lev-kb": ("surrogate", "leverage", {"grid": {"base": ["kernel"], "max_depth": [2, 3]}}),
+    "lev-kb-odd": (
+        "surrogate",
+        "leverage",
+        {"grid": {"base": ["kernel"], "max_depth": [2, 3]}, "odd_targets": True},
+    ),
+    "lev-kb-odd0": (
+        "surrogate",
+        "leverage",
+        {
+            "grid": {"base": ["kernel"], "max_depth": [2, 3], "n_estimators": [0, 300]},
+            "odd_targets": True,
+        },
+    ),
+    "lev-today": ("surrogate", "leverage", dict(TODAY, odd_targets=False)),
+}
 
 
-def make_game(kind: str, n: int, seed: int):
-    if kind == "additive":
-        return games.polynomial_game(n, seed=seed, pairs=0, triples=0)
-    return games.polynomial_game(n, seed=seed)
+def default_settings() -> dict:
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())["surrogate"]
+    return dict(cfg, bootstrap=0)
 
 
-def score(estimate, truth):
-    top = set(np.argsort(-truth)[:5])
-    return (
-        np.linalg.norm(estimate - truth) / np.linalg.norm(truth),
-        spearmanr(estimate, truth).statistic,
-        len(top & set(np.argsort(-estimate)[:5])) / 5,
+def tanh_game(n: int, seed: int) -> games.Game:
+    if n > 16:
+        raise ValueError(f"tanh enumerates 2^n coalitions; n = {n} is over 16")
+    inner = games.polynomial_game(n, seed)
+    everything = np.array([[m >> i & 1 for i in range(n)] for m in range(2**n)], dtype=float)
+    spread = float(np.std(inner.evaluate(everything)))
+
+    def evaluate(x):
+        return np.tanh(inner.evaluate(np.asarray(x, dtype=float)) / spread)
+
+    return games.Game(
+        f"tanh(n={n})", n, evaluate, estimators.exact(everything, evaluate(everything))
     )
+
+
+GAMES = {
+    "poly": games.polynomial_game,
+    "tanh": tanh_game,
+    "fd": games.gaussian_fd_game,
+    "vote": games.voting_game,
+}
+
+
+def ours(method: str, game: games.Game, budget: int, seed: int) -> np.ndarray:
+    n = game.n
+    names = [f"p{i}" for i in range(n)]
+    if method in VARIANTS:
+        estimator, sampler, overrides = VARIANTS[method]
+        cfg = dict(default_settings(), **overrides)
+        x = indicators(sample_coalitions(n, budget, sampler, seed, paired=True), n)
+    elif method == "today":
+        cfg = dict(default_settings(), **TODAY, odd_targets=False)
+        x = indicators(sample_coalitions(n, budget, "shapley_kernel", seed, paired=True), n)
+        estimator = "surrogate"
+    else:
+        cfg = default_settings()
+        x = indicators(sample_coalitions(n, budget, DEFAULT_SAMPLER, seed), n)
+        estimator = DEFAULT_ESTIMATOR if method == "default" else method
+    y = game.evaluate(x.astype(float))
+    table, _ = estimators.attribute(estimator, x, y, names, cfg, seed)
+    return table.set_index("contributor").loc[names, "shapley"].to_numpy()
+
+
+def shapiq_method(method: str, game: games.Game, budget: int, seed: int) -> np.ndarray:
+    import shapiq
+
+    n = game.n
+    make = {
+        "KernelSHAP": lambda: shapiq.KernelSHAP(n, random_state=seed),
+        "LeverageSHAP": lambda: shapiq.LeverageSHAP(n, random_state=seed),
+        "RegressionMSR": lambda: shapiq.RegressionMSR(n, "SV", random_state=seed),
+        "RegressionMSR-lin": lambda: shapiq.RegressionMSR(
+            n, "SV", proxy_model="linear", random_state=seed
+        ),
+        "OddSHAP": lambda: shapiq.OddSHAP(n, random_state=seed),
+        "SVARM": lambda: shapiq.SVARM(n, random_state=seed),
+        "PermutationSamplingSV": lambda: shapiq.PermutationSamplingSV(n, random_state=seed),
+    }[method]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = make().approximate(
+            budget, lambda z: game.evaluate(np.atleast_2d(np.asarray(z, dtype=float)))
+        )
+    return np.array([result[(i,)] for i in range(n)])
+
+
+SHAPIQ = (
+    "KernelSHAP",
+    "LeverageSHAP",
+    "RegressionMSR",
+    "RegressionMSR-lin",
+    "OddSHAP",
+    "SVARM",
+    "PermutationSamplingSV",
+)
+SHORT = {
+    "KernelSHAP": "Kernel",
+    "LeverageSHAP": "Leverage",
+    "RegressionMSR": "MSR-xgb",
+    "RegressionMSR-lin": "MSR-lin",
+    "OddSHAP": "OddSHAP",
+    "SVARM": "SVARM",
+    "PermutationSamplingSV": "Perm",
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--ns", type=int, nargs="+", default=[10, 20, 50, 100])
-    parser.add_argument("--multipliers", type=int, nargs="+", default=[1, 2, 5, 10, 20, 50])
-    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
-        "--estimators",
+        "--games",
         nargs="+",
-        default=["surrogate", "hybrid", "kernel", "permutation", "banzhaf", "loo"],
+        default=["poly:40", "poly:200", "tanh:14", "fd:12", "vote:20", "vote:100"],
     )
-    parser.add_argument(
-        "--games", nargs="+", choices=["polynomial", "additive"], default=["polynomial"]
-    )
-    parser.add_argument(
-        "--sampler",
-        choices=["shapley_kernel", "uniform_size"],
-        default="shapley_kernel",
-        help="coalitions of surrogate and kernel",
-    )
-    parser.add_argument(
-        "--unpaired", action="store_true", help="do not pair each coalition with its complement"
-    )
+    parser.add_argument("--multipliers", type=int, nargs="+", default=[2, 5, 10, 20, 50])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--ours", nargs="+", default=["default", "kernel"])
+    parser.add_argument("--shapiq", nargs="+", default=list(SHAPIQ), choices=SHAPIQ)
     args = parser.parse_args()
+    methods = args.ours + args.shapiq
+    width = 9
     print(
-        f"surrogate/kernel coalitions: {args.sampler}, {'unpaired' if args.unpaired else 'paired'}"
+        f"default: estimator {DEFAULT_ESTIMATOR!r} on sampler {DEFAULT_SAMPLER!r}; {args.seeds} seeds"
     )
-    for kind in args.games:
-        run_game(kind, args)
-
-
-def run_game(kind: str, args) -> None:
-    print(
-        f"{'game':<18} {'budget':>6} {'estimator':<12} {'rel L2':>8} {'spearman':>9} {'top5':>5} {'seconds':>8}"
+    header = f"{'game':<9} {'budget':>6} " + " ".join(
+        f"{SHORT.get(m, m)[:width]:>{width}}" for m in methods
     )
-    for n in args.ns:
-        budgets = sorted({m * n for m in args.multipliers} | ({128, 512} if n == 10 else set()))
-        for budget in budgets:
-            for estimator in args.estimators:
-                if estimator == "loo" and budget < n + 2:
-                    continue
-                rows, refused = [], None
-                for seed in range(args.seeds):
-                    game = make_game(kind, n, 100 + seed)
-                    try:
-                        x = table_for(estimator, n, budget, seed, args.sampler, not args.unpaired)
-                    except estimators.EstimatorError as error:
-                        refused = str(error)
-                        break
-                    y = game.evaluate(x)
-                    names = [f"p{i}" for i in range(n)]
+    print(header + f" {'best shapiq':>16} {'ratio':>6} verdict", flush=True)
+    seconds_rows = []
+    verdicts = []
+    for spec in args.games:
+        kind, n = spec.split(":")
+        n = int(n)
+        for multiplier in args.multipliers:
+            budget = multiplier * n
+            errors = {m: [] for m in methods}
+            seconds = {m: [] for m in methods}
+            for seed in range(args.seeds):
+                game = GAMES[kind](n, seed=100 + seed)
+                truth = game.shapley
+                for m in methods:
                     started = time.perf_counter()
                     try:
-                        name, grid = VARIANTS.get(estimator, (estimator, {}))
-                        cfg = dict(SURROGATE, grid=dict(SURROGATE["grid"], **grid))
-                        table, _ = estimators.attribute(name, x, y, names, cfg, seed)
-                    except (
-                        estimators.EstimatorError
-                    ) as error:  # too few coalitions for this estimator
-                        refused = str(error)
-                        break
-                    seconds = time.perf_counter() - started
-                    values = table.set_index("contributor").loc[names, "shapley"].to_numpy()
-                    truth = game.banzhaf if estimator == "banzhaf" else game.shapley
-                    rows.append(score(values, truth) + (seconds,))
-                if refused:
-                    print(
-                        f"{kind + ' n=' + str(n):<18} {budget:>6} {estimator:<12} refused: {refused}",
-                        flush=True,
-                    )
-                    continue
-                err, rho, top5, seconds = np.mean(rows, axis=0)
-                print(
-                    f"{kind + ' n=' + str(n):<18} {budget:>6} {estimator:<12} {err:>8.3f} {rho:>9.3f} {top5:>5.2f} {seconds:>8.2f}",
-                    flush=True,
+                        values = (ours if m in args.ours else shapiq_method)(m, game, budget, seed)
+                    except Exception as error:  # a method that refuses this budget: say so
+                        values = np.full(n, np.nan)
+                        print(f"# {m} on {spec} at {budget}: {type(error).__name__}: {error}")
+                    seconds[m].append(time.perf_counter() - started)
+                    errors[m].append(np.linalg.norm(values - truth) / np.linalg.norm(truth))
+            mean = {m: float(np.mean(errors[m])) for m in methods}
+            shapiq_means = {m: mean[m] for m in args.shapiq if np.isfinite(mean[m])}
+            cells = " ".join(f"{mean[m]:>{width}.4f}" for m in methods)
+            line = f"{spec:<9} {budget:>6} {cells}"
+            if shapiq_means and args.ours:
+                best = min(shapiq_means, key=shapiq_means.get)
+                ours_name = args.ours[0]
+                diff = np.array(errors[ours_name]) - np.array(errors[best])
+                se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+                ratio = mean[ours_name] / mean[best]
+                verdict = (
+                    "win" if diff.mean() <= 0 else ("tie" if diff.mean() <= 2 * se else "LOSS")
                 )
+                verdicts.append(verdict)
+                line += f" {SHORT[best] + f' {mean[best]:.4f}':>16} {ratio:>6.2f} {verdict}"
+            print(line, flush=True)
+            seconds_rows.append((spec, budget, {m: float(np.mean(seconds[m])) for m in methods}))
+    if verdicts:
+        print(
+            f"\n{args.ours[0]} against the best shapiq method per row: "
+            + ", ".join(f"{verdicts.count(v)} {v}" for v in ("win", "tie", "LOSS"))
+        )
+    print("\nmean seconds per estimate (sampling, utilities and estimation; loaded machine)")
+    print(
+        f"{'game':<9} {'budget':>6} "
+        + " ".join(f"{SHORT.get(m, m)[:width]:>{width}}" for m in methods)
+    )
+    for spec, budget, secs in seconds_rows:
+        print(f"{spec:<9} {budget:>6} " + " ".join(f"{secs[m]:>{width}.2f}" for m in methods))
 
 
 if __name__ == "__main__":

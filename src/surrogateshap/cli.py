@@ -1,4 +1,6 @@
-"""The `surrogateshap` command line: `surrogateshap attribute ...` (also what the workflow computes)."""
+"""The `surrogateshap` command line: `surrogateshap coalitions ...` draws the default design,
+`surrogateshap attribute ...` turns a filled-in utility table into values (what the workflow
+computes), without the workflow."""
 
 from __future__ import annotations
 
@@ -14,15 +16,18 @@ from . import coalitions as coal
 from . import estimators
 from .io import write_table
 
+# config/config.yaml's surrogate section (without its seed); tests/test_samplers.py keeps them equal.
 DEFAULT_SURROGATE = {
-    "params": {"n_estimators": 300, "subsample": 1.0, "min_child_weight": 1},
-    "grid": {"max_depth": [2, 3, 4], "learning_rate": [0.05, 0.1], "base": ["none", "linear"]},
+    "params": {"n_estimators": 300, "learning_rate": 0.3, "subsample": 1.0, "min_child_weight": 1},
+    "grid": {"max_depth": [2, 3], "base": ["kernel"]},
     "cv_folds": 5,
     "bootstrap": 30,
     "ci_level": 0.9,
     "top_k": 3,
     "threads": 1,
     "anchor_endpoints": True,
+    "odd_targets": True,
+    "residual_correction": "in_sample",
 }
 
 
@@ -69,6 +74,26 @@ def read_contributors(path: str) -> list[str]:
 def read_utilities(path: str, metric: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Indicators and utilities in table order (repeats kept); see `coalitions.read_utility_table`."""
     return coal.read_utility_table(path, metric, names)
+
+
+def cmd_coalitions(args) -> int:
+    """The coalition table to fill in: `coalition`, `members` (a list of names), `size`."""
+    names = read_contributors(args.contributors)
+    if args.count < 2:
+        raise ValueError(f"--count {args.count}: at least 2 (the empty and the grand coalition)")
+    chosen = coal.sample_coalitions(
+        len(names), args.count, args.sampler, args.seed, args.p, paired=not args.unpaired
+    )
+    write_table(
+        args.out,
+        coal.coalition_table(chosen, names),
+        metadata={"sampler": args.sampler, "count": args.count, "seed": args.seed},
+    )
+    print(
+        f"wrote {len(chosen)} coalitions of {len(names)} contributors ({args.sampler}) to "
+        f"{args.out}; add one column of utilities per metric, then run `surrogateshap attribute`"
+    )
+    return 0
 
 
 def cmd_attribute(args) -> int:
@@ -164,6 +189,30 @@ def cmd_launch(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="surrogateshap", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    draw = sub.add_parser(
+        "coalitions", help="the coalitions to score: the workflow's default design, or another"
+    )
+    draw.add_argument(
+        "--contributors", required=True, help="CSV or Parquet with a 'contributor' column"
+    )
+    draw.add_argument(
+        "--count", type=int, required=True, help="coalitions, the empty and grand ones included"
+    )
+    draw.add_argument("--seed", type=int, required=True)
+    draw.add_argument("--out", required=True, help="Parquet output")
+    draw.add_argument(
+        "--sampler",
+        default=coal.DEFAULT_SAMPLER,
+        choices=coal.SAMPLERS,
+        help="default: %(default)s, what the default estimator wants",
+    )
+    draw.add_argument("--p", type=float, default=0.5, help="bernoulli only")
+    draw.add_argument(
+        "--unpaired",
+        action="store_true",
+        help="do not follow each coalition by its complement (leverage is always paired)",
+    )
+    draw.set_defaults(func=cmd_coalitions)
     attr = sub.add_parser("attribute", help="Shapley values from a utility table")
     attr.add_argument(
         "--contributors", required=True, help="CSV or Parquet with a 'contributor' column"
@@ -172,7 +221,12 @@ def main(argv=None) -> int:
         "--utilities", required=True, help="Parquet: 'members' and one column per metric"
     )
     attr.add_argument("--metric", required=True)
-    attr.add_argument("--estimator", default="surrogate", choices=estimators.ESTIMATORS)
+    attr.add_argument(
+        "--estimator",
+        default=estimators.DEFAULT_ESTIMATOR,
+        choices=estimators.ESTIMATORS,
+        help="default: %(default)s",
+    )
     attr.add_argument("--out", required=True, help="Parquet output")
     attr.add_argument("--seed", type=int, default=0)
     attr.add_argument("--config", help="JSON file overriding surrogate settings")
@@ -188,7 +242,10 @@ def main(argv=None) -> int:
         ("--utilities", {"required": True}),
         ("--metric", {"required": True}),
         ("--out", {"required": True}),
-        ("--estimator", {"default": "surrogate", "choices": estimators.ESTIMATORS}),
+        (
+            "--estimator",
+            {"default": estimators.DEFAULT_ESTIMATOR, "choices": estimators.ESTIMATORS},
+        ),
         ("--seed", {"type": int, "default": 0}),
         ("--config", {}),
         ("--budgets", {"type": int, "nargs": "+"}),

@@ -234,6 +234,8 @@ def banzhaf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (y @ inside) / counts_in - (y @ ~inside) / counts_out
 
 
+# What `surrogateshap attribute` and the workflow use unless told otherwise.
+DEFAULT_ESTIMATOR = "surrogate"
 ESTIMATORS = ("surrogate", "hybrid", "kernel", "permutation", "banzhaf", "loo", "exact")
 
 

@@ -55,7 +55,8 @@ class SurrogateModel:
                 f"surrogate base {self.base!r}: expected one of {', '.join(self.BASES)}"
             )
         self.ridge = params.pop("ridge_alpha", "auto")
-        self.trees = _regressor(params, seed, threads)
+        # n_estimators 0: the additive part alone (a candidate the cross-validation may pick)
+        self.trees = _regressor(params, seed, threads) if params.get("n_estimators") != 0 else None
         self.coef = None
         self.intercept = 0.0
 
@@ -73,7 +74,8 @@ class SurrogateModel:
             ).fit(x, y)
             self.coef, self.intercept = linear.coef_.astype(np.float64), float(linear.intercept_)
             residual = y - self._additive(x)
-        self.trees.fit(x, residual)
+        if self.trees is not None:
+            self.trees.fit(x, residual)
         return self
 
     def _fit_kernel_base(self, x: np.ndarray, y: np.ndarray) -> bool:
@@ -96,10 +98,14 @@ class SurrogateModel:
         return self.intercept + x @ self.coef if self.coef is not None else np.zeros(len(x))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.trees is None:
+            return self._additive(x)
         return self.trees.predict(x).astype(np.float64) + self._additive(x)
 
     def shapley(self, n: int) -> tuple[np.ndarray, float, float]:
-        values, f_empty, f_grand = tree_shapley(self.trees, n)
+        values, f_empty, f_grand = (
+            tree_shapley(self.trees, n) if self.trees is not None else (np.zeros(n), 0.0, 0.0)
+        )
         if self.coef is not None:
             values = values + self.coef
             f_empty += self.intercept
@@ -124,37 +130,119 @@ def _endpoint_rows(x: np.ndarray) -> np.ndarray:
     return np.flatnonzero((size == 0) | (size == x.shape[1]))
 
 
-def cross_validate(
-    x: np.ndarray, y: np.ndarray, candidates: list[dict], folds: int, seed: int, threads: int
-):
-    """Choose parameters by K-fold squared error over the coalitions between the endpoints; return
-    them and their out-of-fold R^2. The measured endpoints stay in every training fold: they anchor
-    the values (and the kernel base) whatever the fold, so they are not what the choice rests on."""
-    from sklearn.model_selection import KFold
-
+def pair_folds(x: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K (train, test) splits of the coalitions between the endpoints: a coalition and its
+    complement, where both are in the table, are held out together (with odd targets one predicts
+    the other exactly: a leak), and each size stratum (min(s, n - s)) is dealt round robin over
+    the folds, from a random fold, so every fold sees every size it can. The endpoints are in
+    every training fold. Fewer than 2 units: no splits."""
+    n = x.shape[1]
     ends = _endpoint_rows(x)
-    inner = np.setdiff1d(np.arange(len(y)), ends)
-    folds = min(folds, len(inner))
+    inner = np.setdiff1d(np.arange(len(x)), ends)
+    keys = [row.tobytes() for row in x.astype(bool)]
+    row_of = {k: i for i, k in enumerate(keys)}
+    unit = np.arange(len(x))
+    for i in inner:
+        j = row_of.get((~x[i].astype(bool)).tobytes())
+        if j is not None:
+            unit[i] = min(i, j)
+    units = np.unique(unit[inner])
+    folds = min(folds, len(units))
     if folds < 2:
-        return candidates[0], float("nan")
-    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    splits = [
-        (np.concatenate([ends, inner[train]]), inner[test]) for train, test in splitter.split(inner)
+        return []
+    size = x.sum(1).astype(int)
+    stratum = np.minimum(size, n - size)
+    rng = np.random.default_rng(seed)
+    fold_of_unit = {}
+    for s in np.unique(stratum[units]):
+        members = rng.permutation(units[stratum[units] == s])
+        start = int(rng.integers(folds))
+        for position, u in enumerate(members):
+            fold_of_unit[int(u)] = (start + position) % folds
+    fold = np.array([fold_of_unit[int(u)] for u in unit[inner]])
+    return [
+        (np.concatenate([ends, inner[fold != k]]), inner[fold == k])
+        for k in range(folds)
+        if (fold == k).any()
     ]
+
+
+def cross_validate(
+    x: np.ndarray,
+    y: np.ndarray,
+    candidates: list[dict],
+    folds: int,
+    seed: int,
+    threads: int,
+    keep_models: bool = False,
+):
+    """Choose parameters by K-fold squared error over the coalitions between the endpoints (folds
+    from `pair_folds`); return them and their out-of-fold R^2, and with `keep_models` also the
+    chosen candidate's fold models and out-of-fold predictions (NaN at the endpoints). The measured
+    endpoints stay in every training fold: they anchor the values (and the kernel base) whatever
+    the fold, so they are not what the choice rests on."""
+    splits = pair_folds(x, folds, seed)
+    if not splits:
+        return (candidates[0], float("nan"), None) if keep_models else (candidates[0], float("nan"))
+    inner = np.concatenate([test for _, test in splits])
     target = y[inner]
-    best, best_err, best_pred = None, np.inf, None
+    best, best_err, best_pred, best_models = None, np.inf, None, None
     for params in candidates:
-        pred = np.empty(len(y))
+        pred = np.full(len(y), np.nan)
+        models = []
         for train, test in splits:
-            pred[test] = (
-                SurrogateModel(params, seed, threads).fit(x[train], y[train]).predict(x[test])
-            )
+            model = SurrogateModel(params, seed, threads).fit(x[train], y[train])
+            pred[test] = model.predict(x[test])
+            models.append(model)
         err = float(np.mean((pred[inner] - target) ** 2))
         if err < best_err:
-            best, best_err, best_pred = params, err, pred[inner]
+            best, best_err, best_pred, best_models = params, err, pred, models
     total = float(np.sum((target - target.mean()) ** 2))
-    r2 = 1.0 - float(np.sum((best_pred - target) ** 2)) / total if total > 0 else float("nan")
+    r2 = (
+        1.0 - float(np.sum((best_pred[inner] - target) ** 2)) / total if total > 0 else float("nan")
+    )
+    if keep_models:
+        return best, r2, (best_models, best_pred)
     return best, r2
+
+
+def stratified_msr(x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Shapley values of a game from its values on the sampled coalitions, by maximum sample reuse
+    within each size: phi_i = (r(N) - r(empty)) / n + sum over sizes s of the mean over the
+    table's coalitions S of size s of r(S) (1[i in S] / s - 1[i not in S] / (n - s)), unbiased
+    where each size's coalitions are a uniform sample of that size (every sampler here draws so).
+    A size without coalitions adds nothing. With complement pairs at equal counts per size (the
+    leverage design) a constant r adds exactly 0. The values sum to r(N) - r(empty)."""
+    n = x.shape[1]
+    size = x.sum(1).astype(int)
+    values = np.zeros(n)
+    for s in np.unique(size):
+        rows = size == s
+        if s == 0:
+            values -= r[rows].mean() / n
+        elif s == n:
+            values += r[rows].mean() / n
+        else:
+            z = x[rows].astype(np.float64)
+            values += (r[rows] @ (z / s - (1 - z) / (n - s))) / rows.sum()
+    return values
+
+
+def corrected_values(
+    x: np.ndarray, y: np.ndarray, models: list, oof_pred: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-fitted regression adjustment (after Witter et al. 2025's regression-adjusted Monte
+    Carlo): phi = mean over folds of phi(f_k) + the stratified MSR estimate of phi(v - f), each
+    coalition's residual taken from the fold model that did not see it (at the endpoints, which
+    every fold saw, the folds' mean), so the correction is an honest estimate of what the trees
+    miss, not the residual they were fitted to. Returns the values and the per-row residuals;
+    the values sum to v(grand) - v(empty) exactly."""
+    n = x.shape[1]
+    ends = _endpoint_rows(x)
+    residual = y - oof_pred
+    residual[ends] = np.mean([y[ends] - m.predict(x[ends]) for m in models], axis=0)
+    model_values = np.mean([m.shapley(n)[0] for m in models], axis=0)
+    return model_values + stratified_msr(x, residual), residual
 
 
 def tree_shapley(model, n: int) -> tuple[np.ndarray, float, float]:
@@ -189,6 +277,37 @@ def anchor_endpoints(
     if np.isfinite(v_grand):
         shift += v_grand - f_grand
     return values + shift / len(values)
+
+
+def odd_targets(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The utilities with the even part of the game taken out, where a coalition's complement is
+    in the table: y(S) - (y(S) + y(N minus S)) / 2 + (v(empty) + v(grand)) / 2.
+
+    The even game e(S) = (v(S) + v(N minus S)) / 2 has Shapley values 0 (a game and its dual
+    S -> v(N minus S) have opposite values), so this leaves every Shapley value, v(empty) and
+    v(grand) as they are, while the surrogate no longer spends its trees on a part that carries no
+    value: the odd part of a game with pairwise terms is additive (the reason paired KernelSHAP
+    is exact there), and a triple term leaves one product of three. Rows without their
+    complement keep their utility. Pairwise interactions do live in the even part: they come from
+    a surrogate fitted to `y` itself."""
+    n = x.shape[1]
+    masks = (x.astype(np.int64) << np.arange(n, dtype=np.int64)).sum(1) if n < 63 else None
+    if masks is None:
+        keys = [row.tobytes() for row in x.astype(bool)]
+        flipped = [row.tobytes() for row in ~x.astype(bool)]
+    else:
+        keys, flipped = masks.tolist(), ((1 << n) - 1 - masks).tolist()
+    row_of = {k: i for i, k in enumerate(keys)}
+    v_empty, v_grand = measured_endpoints(x, y)
+    if not (np.isfinite(v_empty) and np.isfinite(v_grand)):
+        return y
+    level = (v_empty + v_grand) / 2
+    out = np.array(y, dtype=np.float64)
+    for i, k in enumerate(flipped):
+        j = row_of.get(k)
+        if j is not None and 0 < x[i].sum() < n:
+            out[i] = (y[i] - y[j]) / 2 + level
+    return out
 
 
 def measured_endpoints(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -257,13 +376,31 @@ def attribute(
     n = x.shape[1]
     threads = cfg["threads"]
     started = time.time()
-    params, oof_r2 = cross_validate(x, y, grid_candidates(cfg), cfg["cv_folds"], seed, threads)
+    measured = y
+    if cfg.get("odd_targets", False):
+        y = odd_targets(x, y)
+    correct = cfg.get("residual_correction", "none")
+    if correct not in ("none", "in_sample", "cross_fit"):
+        raise ValueError(
+            f"surrogate.residual_correction {correct!r}: expected none, in_sample or cross_fit"
+        )
+    params, oof_r2, fold_fit = cross_validate(
+        x, y, grid_candidates(cfg), cfg["cv_folds"], seed, threads, keep_models=True
+    )
     model = SurrogateModel(params, seed, threads).fit(x, y)
     values, f_empty, f_grand = model.shapley(n)
     v_empty, v_grand = measured_endpoints(x, y)
     raw_gap = float(values.sum() - (v_grand - v_empty))
     anchor = cfg["anchor_endpoints"]
-    if anchor:
+    correction = None
+    if correct == "in_sample":
+        residual = y - model.predict(x)
+        correction = stratified_msr(x, residual)
+        values = values + correction
+    elif correct == "cross_fit" and fold_fit is not None:
+        values, residual = corrected_values(x, y, *fold_fit)
+        correction = values - model.shapley(n)[0]
+    elif anchor:
         values = anchor_endpoints(values, f_empty, f_grand, v_empty, v_grand)
 
     rng = np.random.default_rng(seed)
@@ -279,9 +416,14 @@ def attribute(
         b_values, b_empty, b_grand = (
             SurrogateModel(params, seed + b + 1, threads).fit(x[rows], y[rows]).shapley(n)
         )
-        boot[b] = (
-            anchor_endpoints(b_values, b_empty, b_grand, v_empty, v_grand) if anchor else b_values
-        )
+        if correction is not None:  # the replicate's trees plus the correction on its rows
+            boot[b] = b_values + stratified_msr(x[rows], residual[rows])
+        else:
+            boot[b] = (
+                anchor_endpoints(b_values, b_empty, b_grand, v_empty, v_grand)
+                if anchor
+                else b_values
+            )
         if progress is not None and (b + 1) % max(1, cfg["bootstrap"] // 5) == 0:
             progress(f"bootstrap {b + 1}/{cfg['bootstrap']}")
     table = ranked_table(names, values, *bootstrap_intervals(boot, cfg["ci_level"], cfg["top_k"]))
@@ -298,13 +440,16 @@ def attribute(
         "sum_values": float(values.sum()),
         # How far the trees' values sum from the measured v(grand) - v(empty), before anchoring.
         "efficiency_gap": raw_gap,
-        "anchored_endpoints": bool(anchor),
+        "anchored_endpoints": bool(anchor) and correction is None,
+        "residual_correction": correction is not None,
         "ci_level": cfg["ci_level"],
         "bootstrap": cfg["bootstrap"],
         "top_k": cfg["top_k"],
         "seconds": time.time() - started,
     }
     if pairs != 0:
+        if y is not measured:  # the pairwise interactions live in the even part: fit y itself
+            model = SurrogateModel(params, seed, threads).fit(x, measured)
         strongest = interaction_table(model, names, values)
         diagnostics["top_interactions"] = (
             strongest if pairs is None else strongest.head(pairs)
@@ -350,7 +495,11 @@ def interaction_table(
     columns = (
         list(range(n)) if n <= max_columns else np.argsort(-np.abs(values))[:max_columns].tolist()
     )
-    matrix = tree_interactions(model.trees, n, columns)  # the additive part has no interactions
+    matrix = (  # the additive part has no interactions
+        tree_interactions(model.trees, n, columns)
+        if model.trees is not None
+        else np.zeros((n, len(columns)))
+    )
     seen, rows = set(), []
     for col, j in enumerate(columns):
         for i in range(n):

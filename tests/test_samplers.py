@@ -1,0 +1,195 @@
+"""The default design (the `leverage` sampler) and the default estimator built for it."""
+
+import itertools
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import chisquare
+
+from surrogateshap import estimators, games, surrogate
+from surrogateshap.cli import main
+from surrogateshap.coalitions import (
+    DEFAULT_SAMPLER,
+    indicators,
+    leverage_pair_counts,
+    sample_coalitions,
+)
+
+FULL = {"params": {"n_estimators": 300, "min_child_weight": 1}}
+
+
+def _settings(**overrides):
+    cfg = {
+        "params": {"n_estimators": 100, "subsample": 1.0, "min_child_weight": 1},
+        "grid": {"max_depth": [2, 3], "base": ["kernel"]},
+        "cv_folds": 3,
+        "bootstrap": 0,
+        "ci_level": 0.9,
+        "top_k": 3,
+        "threads": 1,
+        "anchor_endpoints": True,
+        "odd_targets": True,
+        "residual_correction": "in_sample",
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def _complement(c, n):
+    return tuple(i for i in range(n) if i not in c)
+
+
+def test_the_default_sampler_is_leverage():
+    assert DEFAULT_SAMPLER == "leverage"
+
+
+@pytest.mark.parametrize("n, count", [(10, 40), (11, 101), (40, 200), (150, 600)])
+def test_leverage_design_is_paired_distinct_and_stratified(n, count):
+    drawn = sample_coalitions(n, count, "leverage", seed=3)
+    assert drawn[:2] == [(), tuple(range(n))]
+    assert len(drawn) == len(set(drawn)) == count - (count % 2 == 1)
+    present = set(drawn)
+    assert all(_complement(c, n) in present for c in drawn)
+    # pairs per half-size: what leverage_pair_counts says, equal up to one where not capped
+    half = Counter(min(len(c), n - len(c)) for c in drawn[2:])
+    pairs = {s: k // 2 for s, k in half.items()}
+    expected = leverage_pair_counts(n, (count - 2) // 2)
+    assert pairs == {s: k for s, k in expected.items() if k}
+    middle_free = [k for s, k in expected.items() if 2 * s != n]
+    assert max(middle_free) - min(middle_free) <= 1
+
+
+def test_leverage_enumerates_the_border_sizes_when_they_fit():
+    n = 10
+    drawn = sample_coalitions(n, 400, "leverage", seed=0)
+    sizes = Counter(len(c) for c in drawn)
+    assert sizes[1] == sizes[n - 1] == n  # all n coalitions of size 1 and of size n - 1
+    assert sizes[2] == sizes[8] == 45  # and all of size 2: 45 <= the per-size share
+    assert len(sample_coalitions(6, 1000, "leverage", seed=0)) == 2**6  # everything
+
+
+def test_leverage_is_uniform_within_each_size():
+    """Chi-square at fixed seeds: every coalition of size 3 of 8 players is equally likely (a
+    sampler that favoured low player indices, or drew sizes by the Shapley kernel, fails)."""
+    n, size = 8, 3
+    counts = Counter()
+    for seed in range(300):
+        counts.update(c for c in sample_coalitions(n, 30, "leverage", seed=seed) if len(c) == size)
+    observed = np.array([counts[c] for c in itertools.combinations(range(n), size)])
+    assert observed.sum() == 300 * leverage_pair_counts(n, 14)[size]  # pairs of size 3 and 5
+    assert chisquare(observed).pvalue > 1e-3
+    # the middle size of an even n: each coalition of 4 of 8 equally likely as well
+    middle = Counter()
+    for seed in range(300):
+        middle.update(c for c in sample_coalitions(n, 30, "leverage", seed=seed) if len(c) == 4)
+    observed = np.array([middle[c] for c in itertools.combinations(range(n), 4)])
+    assert chisquare(observed).pvalue > 1e-3
+
+
+def test_leverage_sizes_are_uniform_not_kernel_weighted():
+    drawn = sample_coalitions(30, 30 * 20, "leverage", seed=1)
+    half = Counter(min(len(c), 30 - len(c)) for c in drawn[2:])
+    observed = np.array([half[s] / (1 if 2 * s == 30 else 2) for s in range(1, 16)])
+    expected = np.array([2 if 2 * s != 30 else 1 for s in range(1, 16)], float)
+    expected *= observed.sum() / expected.sum()
+    assert chisquare(observed, expected).pvalue > 0.5  # deterministic counts: a near-exact fit
+
+
+def test_leverage_is_deterministic_and_further_rounds_are_new():
+    a = sample_coalitions(20, 100, "leverage", seed=5)
+    assert a == sample_coalitions(20, 100, "leverage", seed=5)
+    assert a != sample_coalitions(20, 100, "leverage", seed=6)
+    more = sample_coalitions(20, 80, "leverage", seed=[5, 1], taken=a)
+    assert len(more) == 80 and not set(more) & set(a)
+    assert all(_complement(c, 20) in set(more) for c in more)
+    rest = sample_coalitions(
+        5, 100, "leverage", seed=0, taken=sample_coalitions(5, 12, "leverage", 0)
+    )
+    assert len(rest) == 32 - 12
+
+
+def test_paired_kernel_is_exact_on_pairwise_games_with_the_leverage_design():
+    """The odd part of a game with terms of order <= 2 is additive, so KernelSHAP on complement
+    pairs is exact there (an unpaired design is not)."""
+    n = 20
+    game = games.polynomial_game(n, seed=4, pairs=30, triples=0)
+    x = indicators(sample_coalitions(n, 3 * n, "leverage", seed=0), n)
+    assert np.allclose(estimators.kernel(x, game.evaluate(x)), game.shapley, atol=1e-8)
+    unpaired = indicators(sample_coalitions(n, 3 * n, "shapley_kernel", seed=0), n)
+    assert not np.allclose(
+        estimators.kernel(unpaired, game.evaluate(unpaired)), game.shapley, atol=1e-3
+    )
+
+
+def test_default_estimator_is_exact_on_additive_games_and_efficient():
+    n = 15
+    names = [f"p{i}" for i in range(n)]
+    x = indicators(sample_coalitions(n, 4 * n, "leverage", seed=2), n)
+    additive = games.polynomial_game(n, seed=1, pairs=0, triples=0)
+    table, diag = estimators.attribute("surrogate", x, additive.evaluate(x), names, _settings(), 0)
+    values = table.set_index("contributor").loc[names, "shapley"].to_numpy()
+    assert np.allclose(values, additive.shapley, atol=1e-4)
+    game = games.polynomial_game(n, seed=1)
+    y = game.evaluate(x)
+    table, diag = estimators.attribute("surrogate", x, y, names, _settings(), 0)
+    ends = x.sum(1)
+    assert diag["residual_correction"]
+    assert abs(table["shapley"].sum() - (y[ends == n][0] - y[ends == 0][0])) < 1e-8
+    again, _ = estimators.attribute("surrogate", x, y, names, _settings(), 0)
+    pd.testing.assert_frame_equal(table, again)
+
+
+def test_stratified_msr_and_odd_targets_keep_the_shapley_values():
+    n = 7
+    everything = indicators(sample_coalitions(n, 2**n, "leverage", seed=0), n)
+    game = games.polynomial_game(n, seed=3)
+    y = np.tanh(game.evaluate(everything))
+    truth = estimators.exact(everything, y)
+    assert np.allclose(surrogate.stratified_msr(everything, y), truth, atol=1e-10)
+    odd = surrogate.odd_targets(everything, y)
+    assert not np.allclose(odd, y)
+    assert np.allclose(estimators.exact(everything, odd), truth, atol=1e-10)
+
+
+def test_pair_folds_hold_out_a_coalition_with_its_complement():
+    n = 12
+    x = indicators(sample_coalitions(n, 120, "leverage", seed=0), n)
+    keys = {row.tobytes(): i for i, row in enumerate(x.astype(bool))}
+    splits = surrogate.pair_folds(x, 5, seed=1)
+    assert len(splits) == 5
+    held = np.concatenate([test for _, test in splits])
+    assert sorted(held) == sorted(set(range(len(x))) - {0, 1})  # every inner row once
+    for train, test in splits:
+        assert {0, 1} <= set(train.tolist())
+        for i in test:
+            assert keys[(~x[i].astype(bool)).tobytes()] in set(test.tolist())
+
+
+def test_cli_writes_the_default_design_and_attributes_with_the_default_estimator(tmp_path):
+    names = [f"c{i}" for i in range(8)]
+    pd.DataFrame({"contributor": names}).to_csv(tmp_path / "c.csv", index=False)
+    out = tmp_path / "u.parquet"
+    args = ["coalitions", "--contributors", str(tmp_path / "c.csv"), "--count", "40"]
+    assert main(args + ["--seed", "3", "--out", str(out)]) == 0
+    table = pd.read_parquet(out)
+    expected = sample_coalitions(8, 40, DEFAULT_SAMPLER, 3)
+    assert [tuple(names.index(m) for m in c) for c in table["members"]] == expected
+    other = tmp_path / "v.parquet"
+    assert main(args + ["--seed", "3", "--out", str(other), "--sampler", "uniform_size"]) == 0
+    assert (
+        pd.read_parquet(other)["members"].map(tuple).tolist()
+        != table["members"].map(tuple).tolist()
+    )
+    weights = np.arange(1.0, 9.0)
+    table["u"] = [float(sum(weights[names.index(m)] for m in c)) for c in table["members"]]
+    table.to_parquet(out)
+    values = tmp_path / "a.parquet"
+    attribute = ["attribute", "--contributors", str(tmp_path / "c.csv"), "--utilities", str(out)]
+    assert main(attribute + ["--metric", "u", "--out", str(values)]) == 0
+    result = pd.read_parquet(values).set_index("contributor").loc[names, "shapley"]
+    assert np.allclose(result, weights, atol=1e-3)
+    from surrogateshap.io import read_table_metadata
+
+    assert read_table_metadata(values)["estimator"] == estimators.DEFAULT_ESTIMATOR
