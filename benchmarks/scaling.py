@@ -2,9 +2,12 @@
 contributors and coalitions grows, with the exponent of a log-log fit.
 
     .venv/bin/python benchmarks/scaling.py [--ns 20 100 1000] [--rows 200 2000 20000] [--cv-folds 0]
+        [--defaults]
 
 Utilities come from a polynomial game (pairs and triples). With --cv-folds 0 the
 hyperparameters are fixed (the default grid's middle); otherwise the grid is searched.
+--defaults: what the workflow's attribute stage does, config/config.yaml's surrogate settings
+(grid search, bootstrap, the strongest interactions) on the default sampler's coalitions.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import _common
 import numpy as np
 
 from surrogateshap import estimators, games
-from surrogateshap.coalitions import indicators, sample_coalitions
+from surrogateshap.coalitions import DEFAULT_SAMPLER, indicators, sample_coalitions
 
 
 def main() -> None:
@@ -27,19 +30,26 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[200, 2000, 20000])
     parser.add_argument("--cv-folds", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--defaults", action="store_true")
     args = parser.parse_args()
     cfg = _common.surrogate_settings(args.threads, args.cv_folds)
+    sampler = "shapley_kernel"
+    if args.defaults:
+        cfg = dict(_common.default_config()["surrogate"], threads=args.threads)
+        sampler = DEFAULT_SAMPLER
     results = []
     print(f"{'n':>6} {'coalitions':>10} {'seconds':>9} {'rel L2':>8}")
     for n in args.ns:
         game = games.polynomial_game(n, seed=0)
         for rows in args.rows:
-            coalitions = sample_coalitions(n, rows, "shapley_kernel", seed=0)
+            coalitions = sample_coalitions(n, rows, sampler, seed=0)
             x = indicators(coalitions, n)
             y = game.evaluate(x)
             names = [f"p{i}" for i in range(n)]
             started = time.perf_counter()
-            table, _ = estimators.attribute("surrogate", x, y, names, cfg, seed=0)
+            table, _ = estimators.attribute(
+                "surrogate", x, y, names, cfg, seed=0, pairs=cfg.get("top_pairs", 0)
+            )
             seconds = time.perf_counter() - started
             values = table.set_index("contributor").loc[names, "shapley"].to_numpy()
             err = np.linalg.norm(values - game.shapley) / np.linalg.norm(game.shapley)

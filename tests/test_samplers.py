@@ -167,6 +167,15 @@ def test_pair_folds_hold_out_a_coalition_with_its_complement():
             assert keys[(~x[i].astype(bool)).tobytes()] in set(test.tolist())
 
 
+def test_pair_folds_never_hold_out_a_size_the_table_holds_whole():
+    n = 10
+    x = indicators(sample_coalitions(n, 300, "leverage", seed=0), n)
+    size = x.sum(1)
+    for train, test in surrogate.pair_folds(x, 5, seed=0):
+        assert not np.isin(size[test], [1, n - 1]).any()
+        assert (np.isin(size[train], [1, n - 1])).sum() == 2 * n
+
+
 def test_cli_writes_the_default_design_and_attributes_with_the_default_estimator(tmp_path):
     names = [f"c{i}" for i in range(8)]
     pd.DataFrame({"contributor": names}).to_csv(tmp_path / "c.csv", index=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 
 import numpy as np
@@ -55,6 +56,7 @@ class SurrogateModel:
                 f"surrogate base {self.base!r}: expected one of {', '.join(self.BASES)}"
             )
         self.ridge = params.pop("ridge_alpha", "auto")
+        self.shrink = params.pop("kernel_shrink", "auto")
         # n_estimators 0: the additive part alone (a candidate the cross-validation may pick)
         self.trees = _regressor(params, seed, threads) if params.get("n_estimators") != 0 else None
         self.coef = None
@@ -82,13 +84,14 @@ class SurrogateModel:
         """KernelSHAP's constrained least squares as the additive part: intercept v(empty), coefficients
         summing to v(grand) - v(empty). False (ridge instead) where the rows cannot determine it: an
         endpoint missing (e.g. from a cross-validation fold) or fewer coalitions than players."""
-        from .estimators import EstimatorError, kernel
+        from .estimators import EstimatorError, kernel, kernel_shrinkage
 
         size = x.sum(1)
         if not ((size == 0).any() and (size == x.shape[1]).any()):
             return False
         try:
-            coef = kernel(x, y)
+            shrink = kernel_shrinkage(x, y) if self.shrink == "auto" else float(self.shrink)
+            coef = kernel(x, y, shrink)
         except EstimatorError:
             return False
         self.coef, self.intercept = coef.astype(np.float64), float(y[size == 0].mean())
@@ -124,6 +127,29 @@ def grid_candidates(cfg: dict) -> list[dict]:
     ]
 
 
+def resolve_shrinkage(
+    candidates: list[dict], x: np.ndarray, y: np.ndarray, seed: int
+) -> list[dict]:
+    """The kernel base's pull towards the equal split (`estimators.kernel_shrinkage`), chosen once
+    on the whole table instead of again inside every fold and bootstrap replicate."""
+    if not any(
+        c.get("base") == "kernel" and c.get("kernel_shrink", "auto") == "auto" for c in candidates
+    ):
+        return candidates
+    from .estimators import EstimatorError, kernel_shrinkage
+
+    try:
+        shrink = kernel_shrinkage(x, y, seed=seed)
+    except EstimatorError:  # no endpoints: the base falls back to ridge anyway
+        return candidates
+    return [
+        dict(c, kernel_shrink=shrink)
+        if c.get("base") == "kernel" and c.get("kernel_shrink", "auto") == "auto"
+        else c
+        for c in candidates
+    ]
+
+
 def _endpoint_rows(x: np.ndarray) -> np.ndarray:
     """Rows of the empty and the grand coalition."""
     size = x.sum(1)
@@ -134,8 +160,8 @@ def pair_folds(x: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, n
     """K (train, test) splits of the coalitions between the endpoints: a coalition and its
     complement, where both are in the table, are held out together (with odd targets one predicts
     the other exactly: a leak), and each size stratum (min(s, n - s)) is dealt round robin over
-    the folds, from a random fold, so every fold sees every size it can. The endpoints are in
-    every training fold. Fewer than 2 units: no splits."""
+    the folds, from a random fold, so every fold sees every size it can. The endpoints, and every
+    size the table holds whole, are in every training fold. Fewer than 2 units: no splits."""
     n = x.shape[1]
     ends = _endpoint_rows(x)
     inner = np.setdiff1d(np.arange(len(x)), ends)
@@ -146,11 +172,17 @@ def pair_folds(x: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, n
         j = row_of.get((~x[i].astype(bool)).tobytes())
         if j is not None:
             unit[i] = min(i, j)
+    size = x.sum(1).astype(int)
+    # A size whose coalitions are all in the table is never held out: nothing of it is unseen, and
+    # holding out a border coalition {i} hides most of what the table says about player i.
+    counts = np.bincount(np.unique(x.astype(bool), axis=0).sum(1), minlength=n + 1)
+    whole = np.array([counts[s] >= math.comb(n, s) for s in range(n + 1)])
+    ends = np.concatenate([ends, inner[whole[size[inner]]]])
+    inner = inner[~whole[size[inner]]]
     units = np.unique(unit[inner])
     folds = min(folds, len(units))
     if folds < 2:
         return []
-    size = x.sum(1).astype(int)
     stratum = np.minimum(size, n - size)
     rng = np.random.default_rng(seed)
     fold_of_unit = {}
@@ -161,7 +193,7 @@ def pair_folds(x: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, n
             fold_of_unit[int(u)] = (start + position) % folds
     fold = np.array([fold_of_unit[int(u)] for u in unit[inner]])
     return [
-        (np.concatenate([ends, inner[fold != k]]), inner[fold == k])
+        (np.sort(np.concatenate([ends, inner[fold != k]])), inner[fold == k])
         for k in range(folds)
         if (fold == k).any()
     ]
@@ -233,14 +265,14 @@ def corrected_values(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cross-fitted regression adjustment (after Witter et al. 2025's regression-adjusted Monte
     Carlo): phi = mean over folds of phi(f_k) + the stratified MSR estimate of phi(v - f), each
-    coalition's residual taken from the fold model that did not see it (at the endpoints, which
-    every fold saw, the folds' mean), so the correction is an honest estimate of what the trees
+    coalition's residual taken from the fold model that did not see it (at the endpoints and the
+    sizes the table holds whole, which every fold saw, the folds' mean), so the correction is an honest estimate of what the trees
     miss, not the residual they were fitted to. Returns the values and the per-row residuals;
     the values sum to v(grand) - v(empty) exactly."""
     n = x.shape[1]
-    ends = _endpoint_rows(x)
+    seen = np.flatnonzero(np.isnan(oof_pred))  # the endpoints and whole sizes: in every fold
     residual = y - oof_pred
-    residual[ends] = np.mean([y[ends] - m.predict(x[ends]) for m in models], axis=0)
+    residual[seen] = np.mean([y[seen] - m.predict(x[seen]) for m in models], axis=0)
     model_values = np.mean([m.shapley(n)[0] for m in models], axis=0)
     return model_values + stratified_msr(x, residual), residual
 
@@ -379,13 +411,14 @@ def attribute(
     measured = y
     if cfg.get("odd_targets", False):
         y = odd_targets(x, y)
+    candidates = resolve_shrinkage(grid_candidates(cfg), x, y, seed)
     correct = cfg.get("residual_correction", "none")
     if correct not in ("none", "in_sample", "cross_fit"):
         raise ValueError(
             f"surrogate.residual_correction {correct!r}: expected none, in_sample or cross_fit"
         )
     params, oof_r2, fold_fit = cross_validate(
-        x, y, grid_candidates(cfg), cfg["cv_folds"], seed, threads, keep_models=True
+        x, y, candidates, cfg["cv_folds"], seed, threads, keep_models=True
     )
     model = SurrogateModel(params, seed, threads).fit(x, y)
     values, f_empty, f_grand = model.shapley(n)
@@ -393,7 +426,7 @@ def attribute(
     raw_gap = float(values.sum() - (v_grand - v_empty))
     anchor = cfg["anchor_endpoints"]
     correction = None
-    if correct == "in_sample":
+    if correct == "in_sample" and model.trees is not None:  # (no trees: nothing to correct)
         residual = y - model.predict(x)
         correction = stratified_msr(x, residual)
         values = values + correction
@@ -448,8 +481,15 @@ def attribute(
         "seconds": time.time() - started,
     }
     if pairs != 0:
-        if y is not measured:  # the pairwise interactions live in the even part: fit y itself
-            model = SurrogateModel(params, seed, threads).fit(x, measured)
+        if y is not measured or model.base == "kernel":
+            # Pairwise interactions live in the even part, so they come from trees fitted to the
+            # utilities themselves; and without a kernel base, whose exact main effects leave
+            # a pure interaction no marginal signal for the trees' first split (x_a x_b less its
+            # Shapley share is uncorrelated with x_a and with x_b).
+            trees = dict(params, base="none")
+            if trees.get("n_estimators") == 0:  # the kernel base alone won: trees of the fixed size
+                trees["n_estimators"] = cfg["params"].get("n_estimators") or 300
+            model = SurrogateModel(trees, seed, threads).fit(x, measured)
         strongest = interaction_table(model, names, values)
         diagnostics["top_interactions"] = (
             strongest if pairs is None else strongest.head(pairs)
