@@ -197,12 +197,11 @@ def kernel_shrinkage(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0
     the held-out error picks 0, plain KernelSHAP. 0 where the folds cannot support a fit."""
     from .surrogate import pair_folds
 
-    n = x.shape[1]
     w = size_weights(x)
     v_empty, _ = _endpoints(x, y, "kernel")
     errors = np.zeros(len(KERNEL_SHRINKS))
-    splits = pair_folds(x, folds, seed)
-    if not splits:
+    splits = pair_folds(x, folds, seed, strict=True)
+    if not splits:  # e.g. every coalition in the table: the kernel is exact, nothing to shrink
         return 0.0
     for train, test in splits:
         try:

@@ -156,12 +156,16 @@ def _endpoint_rows(x: np.ndarray) -> np.ndarray:
     return np.flatnonzero((size == 0) | (size == x.shape[1]))
 
 
-def pair_folds(x: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def pair_folds(
+    x: np.ndarray, folds: int, seed: int, strict: bool = False
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """K (train, test) splits of the coalitions between the endpoints: a coalition and its
     complement, where both are in the table, are held out together (with odd targets one predicts
     the other exactly: a leak), and each size stratum (min(s, n - s)) is dealt round robin over
     the folds, from a random fold, so every fold sees every size it can. The endpoints, and every
-    size the table holds whole, are in every training fold. Fewer than 2 units: no splits."""
+    size the table holds whole, are in every training fold; but where the other sizes leave fewer
+    than two units per fold (an enumerated game), the whole sizes are split too unless `strict`.
+    Fewer than 2 units: no splits."""
     n = x.shape[1]
     ends = _endpoint_rows(x)
     inner = np.setdiff1d(np.arange(len(x)), ends)
@@ -177,8 +181,9 @@ def pair_folds(x: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, n
     # holding out a border coalition {i} hides most of what the table says about player i.
     counts = np.bincount(np.unique(x.astype(bool), axis=0).sum(1), minlength=n + 1)
     whole = np.array([counts[s] >= math.comb(n, s) for s in range(n + 1)])
-    ends = np.concatenate([ends, inner[whole[size[inner]]]])
-    inner = inner[~whole[size[inner]]]
+    if strict or len(np.unique(unit[inner[~whole[size[inner]]]])) >= 2 * folds:
+        ends = np.concatenate([ends, inner[whole[size[inner]]]])
+        inner = inner[~whole[size[inner]]]
     units = np.unique(unit[inner])
     folds = min(folds, len(units))
     if folds < 2:
