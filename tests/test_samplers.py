@@ -151,6 +151,9 @@ def test_stratified_msr_and_odd_targets_keep_the_shapley_values():
     odd = surrogate.odd_targets(everything, y)
     assert not np.allclose(odd, y)
     assert np.allclose(estimators.exact(everything, odd), truth, atol=1e-10)
+    # the level is kept: a coalition's and its complement's odd targets sum to v(empty) + v(grand)
+    # (the design lists the endpoints first, then each coalition followed by its complement)
+    assert np.allclose(odd[2::2] + odd[3::2], y[0] + y[1]) and np.allclose(odd[:2], y[:2])
 
 
 def test_pair_folds_hold_out_a_coalition_with_its_complement():
