@@ -204,6 +204,22 @@ def pair_folds(
     ]
 
 
+def _plain_folds(x: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled K-fold over the coalitions between the endpoints (which stay in every training
+    fold): the folds for utilities fitted as they are, where a held-out complement is no leak."""
+    from sklearn.model_selection import KFold
+
+    ends = _endpoint_rows(x)
+    inner = np.setdiff1d(np.arange(len(x)), ends)
+    folds = min(folds, len(inner))
+    if folds < 2:
+        return []
+    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [
+        (np.concatenate([ends, inner[train]]), inner[test]) for train, test in splitter.split(inner)
+    ]
+
+
 def cross_validate(
     x: np.ndarray,
     y: np.ndarray,
@@ -212,13 +228,14 @@ def cross_validate(
     seed: int,
     threads: int,
     keep_models: bool = False,
+    pairs: bool = False,
 ):
     """Choose parameters by K-fold squared error over the coalitions between the endpoints (folds
-    from `pair_folds`); return them and their out-of-fold R^2, and with `keep_models` also the
+    from `pair_folds` with `pairs`, else plain shuffled folds); return them and their out-of-fold R^2, and with `keep_models` also the
     chosen candidate's fold models and out-of-fold predictions (NaN at the endpoints). The measured
     endpoints stay in every training fold: they anchor the values (and the kernel base) whatever
     the fold, so they are not what the choice rests on."""
-    splits = pair_folds(x, folds, seed)
+    splits = pair_folds(x, folds, seed) if pairs else _plain_folds(x, folds, seed)
     if not splits:
         return (candidates[0], float("nan"), None) if keep_models else (candidates[0], float("nan"))
     inner = np.concatenate([test for _, test in splits])
@@ -414,7 +431,8 @@ def attribute(
     threads = cfg["threads"]
     started = time.time()
     measured = y
-    if cfg.get("odd_targets", False):
+    odd = bool(cfg.get("odd_targets", False))  # then complement pairs must be held out together
+    if odd:
         y = odd_targets(x, y)
     candidates = resolve_shrinkage(grid_candidates(cfg), x, y, seed)
     correct = cfg.get("residual_correction", "none")
@@ -423,7 +441,7 @@ def attribute(
             f"surrogate.residual_correction {correct!r}: expected none, in_sample or cross_fit"
         )
     params, oof_r2, fold_fit = cross_validate(
-        x, y, candidates, cfg["cv_folds"], seed, threads, keep_models=True
+        x, y, candidates, cfg["cv_folds"], seed, threads, keep_models=True, pairs=odd
     )
     model = SurrogateModel(params, seed, threads).fit(x, y)
     values, f_empty, f_grand = model.shapley(n)
