@@ -101,6 +101,7 @@ def _check_semantics(config: dict, source: str) -> None:
 
     problems = config_problems(metrics, config["features"])
     model = config["model"]
+    problems.extend(_planted_problems(config))
     if model.get("type", "class_conditional") != "class_conditional":
         if not model.get("path"):
             problems.append(
@@ -126,6 +127,22 @@ def _check_semantics(config: dict, source: str) -> None:
             problems.append(f"coalitions.rounds.metrics names metric(s) not in metrics: {unknown}")
     if problems:
         raise ConfigError(f"{source}:\n  " + "\n  ".join(problems))
+
+
+def generated_size(config: dict) -> int | None:
+    """The side of the generated images: data.image_size for our UNet, else the pipeline's
+    (generation.resolution; None when left to the pipeline)."""
+    if config["model"].get("type", "class_conditional") == "class_conditional":
+        return int(config["data"]["image_size"])
+    return (config.get("generation") or {}).get("resolution")
+
+
+def _planted_problems(config: dict) -> list[str]:
+    """What is wrong with the planted entries before any job runs (the contributors and the
+    stored images are checked when the data is prepared)."""
+    from . import planted
+
+    return planted.problems(planted.entries(config["data"]), image_size=generated_size(config))
 
 
 def coalition_rounds(config: dict) -> bool:
@@ -192,7 +209,7 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "retrain": (RETRAINING_GAME, ("heldout", "classifier")),
     "counterfactual": (RETRAINING_GAME, ("baselines", "classifier")),
     "evaluation": (
-        ("evaluation", "surrogate", "data.digits.planted"),
+        ("evaluation", "surrogate", "data.source", "data.digits.planted", "data.planted"),
         ("retrain", "counterfactual"),
     ),
 }

@@ -24,14 +24,6 @@ import pandas as pd
 
 from .game import _rng
 
-# What each planted effect of the digits export does, by construction: the metric it
-# moves and the end of the ranking (rank 1 = raises the metric most) it belongs to.
-PLANTED_EXPECTATIONS = {
-    "noise": ("frechet_distance", "top"),
-    "blur": ("frechet_distance", "top"),
-    "marker": ("marker_rate", "top"),
-}
-
 
 # --------------------------------------------------------------------------- coalitions
 def heldout_coalitions(n: int, per_seed: int, alpha: float, seeds: list[int]) -> pd.DataFrame:
@@ -161,20 +153,12 @@ def similarity_values(
 
 
 def expected_placements(planted: list[dict], names: list[str], metrics: list[str]) -> list[dict]:
-    """Ground truth by construction: each planted contributor, the metric it moves, where it belongs."""
-    out = []
-    for entry in planted:
-        metric, side = PLANTED_EXPECTATIONS[entry["effect"]]
-        if metric in metrics and entry["contributor"] in names:
-            out.append(
-                {
-                    "contributor": entry["contributor"],
-                    "effect": entry["effect"],
-                    "metric": metric,
-                    "side": side,
-                }
-            )
-    return out
+    """Ground truth by construction: each planted contributor, the metric it moves, where it
+    belongs and within how many places (each entry's `expect`, else its effect's default: see
+    `surrogateshap.planted`)."""
+    from .planted import expectations
+
+    return [e for e in expectations(planted, metrics) if e["contributor"] in names]
 
 
 def placement_table(values: pd.DataFrame, expected: list[dict]) -> pd.DataFrame:
@@ -189,7 +173,7 @@ def placement_table(values: pd.DataFrame, expected: list[dict]) -> pd.DataFrame:
         rank = dict(zip(table["contributor"], table["rank"]))
         for e in (e for e in expected if e["metric"] == metric):
             r = int(rank[e["contributor"]])
-            k = groups[(metric, e["side"])]
+            k = e.get("within") or groups[(metric, e["side"])]
             where = r if e["side"] == "top" else n + 1 - r
             rows.append(
                 {

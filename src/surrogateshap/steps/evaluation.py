@@ -15,7 +15,7 @@ import pandas as pd
 
 from .. import coalitions as coal
 from .. import data as data_mod
-from .. import estimators, evaluation, game, models, surrogate
+from .. import estimators, evaluation, game, models, planted, surrogate
 from .. import features as feat
 from ..config import merge
 from ..io import read_table_metadata, write_json, write_table
@@ -374,12 +374,15 @@ def evaluation_tables(
     out_dir: str,
 ) -> None:
     """LDS of every method, proxy fidelity, counterfactual removal and planted placements.
-    `planted` in cfg: the digits export's planted contributors (ground truth by construction);
+    Planted contributors (ground truth by construction): the data section's (`planted.entries`);
     `threads`: XGBoost's, in the retraining game's surrogate fit."""
-    eval_cfg, surrogate_cfg, planted = (
-        cfg["evaluation"],
-        cfg["surrogate"],
-        cfg["data.digits.planted"] or [],
+    eval_cfg, surrogate_cfg = cfg["evaluation"], cfg["surrogate"]
+    planted_entries = planted.entries(
+        {
+            "source": cfg.get("data.source"),
+            "digits": {"planted": cfg.get("data.digits.planted")},
+            "planted": cfg.get("data.planted"),
+        }
     )
 
     out = Path(out_dir)
@@ -485,7 +488,7 @@ def evaluation_tables(
         ]
     counterfactual = removals.drop(columns=["members"])
 
-    expected = evaluation.expected_placements(planted, names, metric_names)
+    expected = evaluation.expected_placements(planted_entries, names, metric_names)
     placement = evaluation.placement_table(values, expected)
 
     final, out = (
