@@ -137,6 +137,17 @@ def cmd_make_tiny_pipeline(args) -> int:
     return 0
 
 
+def cmd_make_shapes(args) -> int:
+    from .shapes import make_shapes
+
+    table = make_shapes(args.out, args.contributors, args.per_contributor, args.size, args.seed)
+    print(
+        f"wrote {len(table)} {args.size}x{args.size} shape images from "
+        f"{table['contributor'].nunique()} contributors to {args.out} (metadata.csv)"
+    )
+    return 0
+
+
 def cmd_launch(args) -> int:
     from .launch import launch
 
@@ -209,6 +220,16 @@ def main(argv=None) -> int:
     )
     tiny.add_argument("--lora-rank", type=int, default=4)
     tiny.set_defaults(func=cmd_make_tiny_pipeline)
+    shapes = sub.add_parser(
+        "make-shapes",
+        help="write the shapes dataset (16x16 circles, squares, ...; labels, captions) as an image folder",
+    )
+    shapes.add_argument("--out", required=True, help="folder to write (images/ and metadata.csv)")
+    shapes.add_argument("--contributors", type=int, default=12)
+    shapes.add_argument("--per-contributor", type=int, default=60)
+    shapes.add_argument("--size", type=int, default=16)
+    shapes.add_argument("--seed", type=int, default=0)
+    shapes.set_defaults(func=cmd_make_shapes)
     from . import launch as controller
 
     run = sub.add_parser(

@@ -4,6 +4,9 @@
 distance, Inception-Score-like, diversity, Vendi, attribute bias):
 - `digits` (default): the digits classifier trained by the workflow (images are turned to
   grayscale and resized to its input size);
+- `trained`: a classifier of the same kind trained by the workflow on the dataset itself (its
+  labels, else its contributors: `models.dataset_targets`); the Fréchet reference is then the
+  dataset's own images;
 - `clip`: a local CLIP model folder (`features.clip`, transformers' CLIPModel format):
   features are its projected image embeddings; class probabilities are zero-shot
   probabilities over `features.attributes` prompts (the joint over all attributes);
@@ -74,10 +77,12 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- extractors
 class DigitsExtractor:
-    """The workflow's digits classifier, fed grayscale images at its input size."""
+    """A classifier of the workflow (the digits one, or the one trained on the dataset by
+    features.extractor: trained), fed grayscale images at its input size."""
 
     def __init__(self, classifier):
         self.classifier = classifier
+        self.size = classifier.config["image_size"]
 
     def embed(self, images: np.ndarray, prompts=None) -> tuple[np.ndarray, np.ndarray]:
         size = self.classifier.config["image_size"]

@@ -76,7 +76,7 @@ rule retrain_heldout:
         gpu=1,
     params:
         cfg=section("retrain"),
-        marker_size=config["data"]["digits"]["marker_size"],
+        marker_size=MARKER,
     script:
         "../scripts/retrain.py"
 
@@ -103,7 +103,7 @@ rule retrain_counterfactual:
         gpu=1,
     params:
         cfg=section("counterfactual"),
-        marker_size=config["data"]["digits"]["marker_size"],
+        marker_size=MARKER,
     script:
         "../scripts/retrain.py"
 
@@ -146,7 +146,7 @@ rule evaluation_report:
         utilities=f"{RUN}/utilities.parquet",
         contributors=rules.prepare_data.output.contributors,
         pools=gather.pool(f"{stage_dir('pool')}/shards/{{scatteritem}}.parquet"),
-        classifier=rules.train_classifier.output.metrics,
+        classifier=CLASSIFIER_METRICS,
         check=CHECK_SUMMARY if CHECK_ENABLED else [],
     output:
         report=report(
