@@ -19,6 +19,7 @@ from surrogateshap.config import (
     validate_config,
 )
 from surrogateshap.data import load_dataset, load_images
+from surrogateshap.shapes import SHAPES, draw
 from surrogateshap.steps import data as data_steps
 from surrogateshap.steps import models as model_steps
 
@@ -68,12 +69,26 @@ def test_make_shapes_writes_a_valid_labelled_captioned_folder(tmp_path):
     assert dataset.items["caption"].str.match(r"a (small|large) (bright|dim) [a-z]+$").all()
     images = load_images(root, dataset.items["file_name"], 16)
     assert images.shape == (48, 16, 16) and images.max() > 0.5 and images[:, 0, 0].max() < 0.05
-    means = [
-        images[dataset.items["label"].to_numpy() == k].mean(0)
-        for k in range(6)
-        if (dataset.items["label"] == k).any()
-    ]
-    assert min(np.abs(a - b).mean() for i, a in enumerate(means) for b in means[i + 1 :]) > 0.02
+    # each label is its own shape: the same centre and radius give clearly different images
+    same = {k: draw(SHAPES[k], 16, 8, 8, 5, 1.0) for k in range(6)}
+    assert min(np.abs(same[a] - same[b]).mean() for a in same for b in same if a < b) > 0.05
+
+    # and every stored image is its label's shape: the nearest template over sizes and shifts
+    templates = {
+        k: [draw(SHAPES[k], 16, 8, 8, r, 1.0) for r in np.arange(3.5, 6.6, 0.5)] for k in same
+    }
+
+    def distance(image, k):
+        image = image / image.max()
+        return min(
+            np.abs(np.roll(image, (dy, dx), axis=(0, 1)) - template).mean()
+            for template in templates[k]
+            for dy in range(-3, 4)
+            for dx in range(-3, 4)
+        )
+
+    nearest = [min(same, key=lambda k: distance(image, k)) for image in images]
+    assert np.mean(np.array(nearest) == dataset.items["label"].to_numpy()) > 0.9
 
 
 def test_the_shapes_config_validates_and_its_detector_looks_at_the_planted_marker():
