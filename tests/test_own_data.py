@@ -230,3 +230,47 @@ def test_trained_extractor_stage_keys_follow_the_data(default_config):
         stage_keys(merge(copy.deepcopy(default_config), {"data": {"image_size": 16}})),
     )
     assert d0["classifier"] == d1["classifier"]
+
+
+def test_check_data_lists_every_problem_and_what_it_found(tmp_path, capsys):
+    root = _shapes(tmp_path, contributors=3, per=4)
+    metadata = pd.read_csv(root / "metadata.csv")
+    metadata.loc[1, "caption"] = ""  # an empty caption, no template
+    metadata.loc[2, "file_name"] = "images/gone.png"  # a missing file
+    metadata.to_csv(root / "metadata.csv", index=False)
+    bad = {
+        "data": {
+            "source": "folder",
+            "root": str(root),
+            "caption_column": "caption",
+            "image_size": 16,
+            "planted": [{"contributor": "studio-09", "effect": "noise"}],
+        },
+        "metrics": ["frechet_distance", "marker_rate"],
+    }
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    assert cli.main(["check-data", "--configfile", str(tmp_path / "bad.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "3 problem(s)" in out or "4 problem(s)" in out
+    for expected in (
+        "features.allow_digits_on_folder: true",  # the digits extractor on a folder
+        "images/gone.png",
+        "empty 'caption' caption",
+        "unknown contributor 'studio-09'",
+    ):
+        assert expected in out, expected
+    good = merge(bad, {"features": {"extractor": "trained"}})
+    good["data"]["planted"] = [
+        {"contributor": "studio-02", "effect": "marker", "position": "center"}
+    ]
+    good["data"]["caption_template"] = "a {shape}"
+    metadata.loc[2, "file_name"] = "images/studio-01-0002.png"
+    metadata.to_csv(root / "metadata.csv", index=False)
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(good))
+    assert cli.main(["check-data", "--configfile", str(tmp_path / "good.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "12 items from 3 contributors" in out and "studio-01: 4" in out
+    assert "captions: " in out and "1 filled from data.caption_template" in out
+    assert "marker_rate: the marker detector: a 2x2 box at 'center'" in out
+    assert "frechet_distance: a classifier trained on this dataset" in out
+    assert "no problems found" in out

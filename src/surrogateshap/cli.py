@@ -148,6 +148,12 @@ def cmd_make_shapes(args) -> int:
     return 0
 
 
+def cmd_check_data(args) -> int:
+    from .checkdata import main as check_data
+
+    return check_data(args.configfile, args.base)
+
+
 def cmd_launch(args) -> int:
     from .launch import launch
 
@@ -225,11 +231,22 @@ def main(argv=None) -> int:
         help="write the shapes dataset (16x16 circles, squares, ...; labels, captions) as an image folder",
     )
     shapes.add_argument("--out", required=True, help="folder to write (images/ and metadata.csv)")
-    shapes.add_argument("--contributors", type=int, default=12)
-    shapes.add_argument("--per-contributor", type=int, default=60)
+    shapes.add_argument("--contributors", type=int, default=8)
+    shapes.add_argument("--per-contributor", type=int, default=40)
     shapes.add_argument("--size", type=int, default=16)
     shapes.add_argument("--seed", type=int, default=0)
     shapes.set_defaults(func=cmd_make_shapes)
+    checker = sub.add_parser(
+        "check-data",
+        help="validate a dataset config and folder without running the workflow (every problem listed)",
+    )
+    checker.add_argument(
+        "--configfile", required=True, nargs="+", help="config file(s) merged over the defaults"
+    )
+    checker.add_argument(
+        "--base", help="the defaults (default: config/config.yaml here, else the package's)"
+    )
+    checker.set_defaults(func=cmd_check_data)
     from . import launch as controller
 
     run = sub.add_parser(

@@ -54,8 +54,8 @@ def draw(
 
 def make_shapes(
     out_dir,
-    contributors: int = 12,
-    per_contributor: int = 60,
+    contributors: int = 8,
+    per_contributor: int = 40,
     size: int = 16,
     seed: int = 0,
     specialty: float = 0.7,
