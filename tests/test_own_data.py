@@ -274,3 +274,52 @@ def test_check_data_lists_every_problem_and_what_it_found(tmp_path, capsys):
     assert "marker_rate: the marker detector: a 2x2 box at 'center'" in out
     assert "frechet_distance: a classifier trained on this dataset" in out
     assert "no problems found" in out
+
+
+@pytest.mark.slow
+def test_shapes_example_finds_the_planted_contributors(tmp_path):
+    """Acceptance: a folder dataset that is not digits, planted noise, a marker at a chosen place
+    and near-duplicates, the trained extractor, no external weights: every planted contributor
+    ranks where its entry says (config/datasets/shapes.yaml, smaller)."""
+    from surrogateshap.evaluation import expected_placements, placement_table
+
+    root = tmp_path / "shapes"
+    assert (
+        cli.main(
+            ["make-shapes", "--out", str(root), "--contributors", "6", "--per-contributor", "24"]
+        )
+        == 0
+    )
+    workdir = copy_workflow(tmp_path / "wf")
+    example = load_yaml(ROOT / "config/datasets/shapes.yaml")
+    small = merge(
+        example,
+        {
+            "run": "shapes-small",
+            "data": {"root": str(root), "metadata": str(root / "metadata.csv")},
+            "model": {"train": {"steps": 200}},
+            "generation": {"samples_per_contributor": 48},
+            "coalitions": {"count": 64},  # every coalition of 6 contributors
+            "surrogate": {"cv_folds": 3, "bootstrap": 5},
+            "report": {"grid_samples": 4},
+        },
+    )
+    small["data"]["planted"] = [
+        {"contributor": "studio-02", "effect": "noise", "strength": 0.5},
+        {"contributor": "studio-04", "effect": "marker", "position": "bottom-right", "size": 3},
+        {"contributor": "studio-06", "effect": "near_duplicates", "copies": 2},
+    ]
+    (workdir / "small.yaml").write_text(yaml.safe_dump(small))
+    snakemake(workdir, "--configfile", "small.yaml", "--set-threads", "train_model=1")
+    run = workdir / "results/shapes-small"
+    names = pd.read_parquet(run / "contributors.parquet")["contributor"].tolist()
+    values = pd.concat(
+        pd.read_parquet(p).assign(method="surrogate", metric=p.stem)
+        for p in (run / "attributions").glob("*.parquet")
+    )
+    expected = expected_placements(small["data"]["planted"], names, list(values["metric"].unique()))
+    placement = placement_table(values, expected)
+    assert len(placement) == 3, placement
+    assert placement["found"].all(), placement.to_string()
+    report = (run / "report/index.html").read_text()
+    assert "Planted contributors: 3 of 3 found" in report

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXTRACTOR_TEXT = {
     "digits": "the digits classifier (trained on scikit-learn's digits; Fréchet reference: the clean digits)",
     "trained": "a classifier trained on this dataset (rule train_extractor; Fréchet reference: the dataset's own images)",
+    "backbone": "the vision backbone in features.backbone (Fréchet reference: the dataset's own images)",
     "clip": "the CLIP model in features.clip (Fréchet reference: the dataset's own images)",
     "inception": "the FID Inception-v3 in features.inception (Fréchet reference: the dataset's own images)",
 }

@@ -112,6 +112,7 @@ class Metric:
     needs: tuple[str, ...] = ()  # `features` settings it needs (checked when the config is read)
     decomposition: str = "exact"  # how pooled mixtures are scored: exact from per-group summaries
     uses_extractor: bool = False  # measured in features.extractor's features or class probabilities
+    uses_probabilities: bool = False  # ... in its class probabilities
 
     def group_stats(self, samples: Samples, reference: Reference) -> dict:
         raise NotImplementedError
@@ -222,6 +223,7 @@ def frechet_from_moments(mean, second, reference: Reference, xp=np):
 class InceptionScoreLike(Metric):
     name = "inception_score_like"
     uses_extractor = True
+    uses_probabilities = True
     title = "Inception-Score-like"
     direction = "higher"
     description = (
@@ -244,6 +246,7 @@ class InceptionScoreLike(Metric):
 class MeanConfidence(Metric):
     name = "mean_confidence"
     uses_extractor = True
+    uses_probabilities = True
     title = "Mean classifier confidence"
     direction = "higher"
     description = "Mean over samples of the digits classifier's top class probability."
@@ -377,6 +380,7 @@ PROMPT_GROUP = "prompt_group"  # the per-sample score holding each image's promp
 class AttributeBias(Metric):
     name = "attribute_bias"
     uses_extractor = True
+    uses_probabilities = True
     title = "Attribute bias (distance of the predicted attribute distribution from uniform)"
     direction = "lower"
     description = (
@@ -535,6 +539,19 @@ def config_problems(metric_names: list[str], feat_cfg: dict) -> list[str]:
             problems.append(
                 f"metrics.{position}: {name!r} needs " + ", ".join(f"features.{m}" for m in missing)
             )
+    if feat_cfg.get("extractor") == "backbone":
+        if not feat_cfg.get("backbone"):
+            problems.append(
+                "features.extractor is 'backbone' but features.backbone (a local transformers "
+                "vision model folder: DINOv2, ViT, CLIP vision, SigLIP) is not set"
+            )
+        probs = [n for n in metric_names if n in METRICS and METRICS[n].uses_probabilities]
+        if probs:
+            problems.append(
+                f"metrics {probs} need class probabilities, which a vision backbone does not give: "
+                "use features.extractor trained (or inception, clip with features.attributes), or "
+                "drop them"
+            )
     if feat_cfg.get("extractor") == "clip" and not feat_cfg.get("clip"):
         problems.append(
             "features.extractor is 'clip' but features.clip (a local CLIP model folder) is not set"
@@ -577,7 +594,7 @@ def config_problems(metric_names: list[str], feat_cfg: dict) -> list[str]:
     ):
         if path and not Path(path).is_file():
             problems.append(f"features.{setting}: no such file: {path}")
-    for setting in ("clip", "reward"):
+    for setting in ("clip", "reward", "backbone"):
         folder = feat_cfg.get(setting)
         if folder and not Path(folder).is_dir():
             problems.append(

@@ -98,7 +98,12 @@ TRAINED_EXTRACTOR = config["features"]["extractor"] == "trained"
 # The network whose features and class probabilities the metrics use (with features.extractor
 # digits or trained): the digits classifier, or one trained on the dataset itself.
 FEATURE_STAGE = "extractor" if TRAINED_EXTRACTOR else "classifier"
-CLASSIFIER = f"{stage_dir(FEATURE_STAGE)}/classifier.safetensors"
+# (features.extractor backbone: the backbone's folder stands in for it, e.g. for the similarity baselines)
+CLASSIFIER = (
+    config["features"]["backbone"]
+    if config["features"]["extractor"] == "backbone"
+    else f"{stage_dir(FEATURE_STAGE)}/classifier.safetensors"
+)
 CLASSIFIER_METRICS = f"{stage_dir(FEATURE_STAGE)}/metrics.json"
 # The marker detector's box: features.marker, else the planted marker's, else the digits' corner.
 MARKER = detector_box(config)
