@@ -10,7 +10,6 @@ PENDING = {
     "docs/caching.md",
     "docs/estimators-benchmark.md",
     "docs/evaluation-power.md",
-    "docs/own-data-trained.md",
 }
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
