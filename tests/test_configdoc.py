@@ -24,6 +24,7 @@ def test_a_leaf_without_description_is_caught():
         "properties"
     ]["function"]["description"]
     assert configdoc.leaves_without_description(schema) == [
+        "data.planted[].effect",  # one entry definition, shared by data.planted and the digits'
         "data.digits.planted[].effect",
         "features.custom_metrics.<name>.function",
     ]

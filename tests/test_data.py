@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from surrogateshap.data import DataError, apply_effect, export_digits, load_dataset
+from surrogateshap.data import DataError, export_digits, load_dataset
+from surrogateshap.planted import apply_effect, entries
 
 
 def _folder(tmp_path, rows, images=True):
@@ -63,28 +64,32 @@ def test_missing_metadata_file(tmp_path):
         load_dataset(tmp_path, tmp_path / "nope.csv")
 
 
+def _effect(effect, **settings):
+    return entries({"planted": [{"contributor": "x", "effect": effect, **settings}]})[0]
+
+
 def test_planted_effects():
     rng = np.random.default_rng(0)
     image = np.zeros((8, 8))
     image[2:6, 3:5] = 1.0
-    marked = apply_effect(image, "marker", 0, rng, 2)
+    marked = apply_effect(image, _effect("marker"), rng)
     assert marked[:2, :2].min() == 1.0 and marked[2:].tolist() == image[2:].tolist()
-    blurred = apply_effect(image, "blur", 1.0, rng, 2)
+    corner = apply_effect(image, _effect("marker", position="bottom-right", size=3), rng)
+    assert corner[5:, 5:].min() == 1.0 and corner[:5].tolist() == image[:5].tolist()
+    blurred = apply_effect(image, _effect("blur", strength=1.0), rng)
     assert blurred.max() < 1.0 and blurred.sum() > 0
-    noisy = apply_effect(image, "noise", 0.3, rng, 2)
+    noisy = apply_effect(image, _effect("noise", strength=0.3), rng)
     assert np.abs(noisy - image).mean() > 0.1
+    inverted = apply_effect(image, _effect("style"), rng)
+    assert np.allclose(inverted, 1.0 - image)
+    tinted = apply_effect(image, _effect("style", style="tint", color=[1, 0, 0]), rng)
+    assert tinted.shape == (8, 8, 3) and tinted[..., 1:].max() == 0.0
 
 
-def test_digits_export_has_20_contributors_and_planted_names(tmp_path):
-    planted = [{"contributor": "digit-7-b", "effect": "marker"}]
-    table = export_digits(tmp_path, 2, planted, seed=0, marker_size=2)
+def test_digits_export_has_20_contributors(tmp_path):
+    table = export_digits(tmp_path, 2, seed=0)
     assert table["contributor"].nunique() == 20
     assert set(table.columns) == {"file_name", "contributor", "label"}
-    marked = table[table["contributor"] == "digit-7-b"].iloc[0]
-    pixels = np.asarray(Image.open(tmp_path / marked["file_name"]))
-    assert pixels[:2, :2].min() == 255
-    with pytest.raises(DataError, match="digit-99-z"):
-        export_digits(tmp_path / "x", 2, [{"contributor": "digit-99-z", "effect": "blur"}], 0, 2)
 
 
 def test_marker_detector_needs_the_whole_box():

@@ -105,13 +105,17 @@ def test_summary_without_planted_contributors_or_raisers():
     assert "a</bdi> -0.500" in page  # lowers it most
 
 
-def test_planted_contributors_come_from_the_digits_export_only():
+def test_planted_contributors_come_from_the_data_section():
     planted = [{"contributor": "digit-7-b", "effect": "marker"}]
     digits = {"data": {"source": "digits", "digits": {"planted": planted}}}
-    assert planted_contributors(digits) == planted
-    assert (
-        planted_contributors({"data": {"source": "folder", "digits": {"planted": planted}}}) == []
-    )
+    assert [(p["contributor"], p["effect"]) for p in planted_contributors(digits)] == [
+        ("digit-7-b", "marker")
+    ]
+    # the digits export's entries plant nothing on a folder; data.planted plants on any dataset
+    folder = {"data": {"source": "folder", "digits": {"planted": planted}}}
+    assert planted_contributors(folder) == []
+    folder["data"]["planted"] = [{"contributor": "ann", "effect": "noise"}]
+    assert [p["contributor"] for p in planted_contributors(folder)] == ["ann"]
 
 
 def test_interaction_heatmap_is_a_png_for_any_names():

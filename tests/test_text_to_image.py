@@ -167,7 +167,10 @@ def test_planted_contributor_ranks_first_end_to_end(tmp_path, finetuned):
             "resolution": SIZE,
             "scheduler": "ddim",
         },
-        "features": {"spurious_detector": f"{finetuned / 'detector.py'}:white_corner"},
+        "features": {
+            "spurious_detector": f"{finetuned / 'detector.py'}:white_corner",
+            "allow_digits_on_folder": True,  # the FD's feature space does not matter here
+        },
         "coalitions": {"count": 16},
         "game": {"check": {"coalitions": 0}},
         "metrics": ["spurious_rate", "marker_rate", "vendi_score", "frechet_distance"],
@@ -280,7 +283,8 @@ def test_pipeline_runs_the_whole_workflow_and_reports_truncated_captions(tmp_pat
         "coalitions": {"count": 4},
         "game": {"check": {"coalitions": 0}},
         "features": {
-            "lpips": {"backbone": str(write_random_backbone(tmp_path / "alexnet.pth")), "size": 32}
+            "lpips": {"backbone": str(write_random_backbone(tmp_path / "alexnet.pth")), "size": 32},
+            "allow_digits_on_folder": True,  # the FD's feature space does not matter here
         },
         "metrics": ["marker_rate", "frechet_distance", "lpips_diversity"],
         "surrogate": {"grid": {"max_depth": [2]}, "cv_folds": 0, "bootstrap": 0},

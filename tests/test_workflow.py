@@ -154,7 +154,8 @@ def test_bad_dataset_fails_clearly_and_keeps_the_cache(run_dir, tmp_path):
                 "source": "folder",
                 "root": str(tmp_path),
                 "metadata": str(tmp_path / "meta.csv"),
-            }
+            },
+            "features": {"extractor": "trained"},
         },
     )
     result = snakemake(run_dir, "--configfile", SMALL, extra, check=False)

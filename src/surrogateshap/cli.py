@@ -162,6 +162,23 @@ def cmd_make_tiny_pipeline(args) -> int:
     return 0
 
 
+def cmd_make_shapes(args) -> int:
+    from .shapes import make_shapes
+
+    table = make_shapes(args.out, args.contributors, args.per_contributor, args.size, args.seed)
+    print(
+        f"wrote {len(table)} {args.size}x{args.size} shape images from "
+        f"{table['contributor'].nunique()} contributors to {args.out} (metadata.csv)"
+    )
+    return 0
+
+
+def cmd_check_data(args) -> int:
+    from .checkdata import main as check_data
+
+    return check_data(args.configfile, args.base)
+
+
 def cmd_launch(args) -> int:
     from .launch import launch
 
@@ -266,6 +283,27 @@ def main(argv=None) -> int:
     )
     tiny.add_argument("--lora-rank", type=int, default=4)
     tiny.set_defaults(func=cmd_make_tiny_pipeline)
+    shapes = sub.add_parser(
+        "make-shapes",
+        help="write the shapes dataset (16x16 circles, squares, ...; labels, captions) as an image folder",
+    )
+    shapes.add_argument("--out", required=True, help="folder to write (images/ and metadata.csv)")
+    shapes.add_argument("--contributors", type=int, default=8)
+    shapes.add_argument("--per-contributor", type=int, default=40)
+    shapes.add_argument("--size", type=int, default=16)
+    shapes.add_argument("--seed", type=int, default=0)
+    shapes.set_defaults(func=cmd_make_shapes)
+    checker = sub.add_parser(
+        "check-data",
+        help="validate a dataset config and folder without running the workflow (every problem listed)",
+    )
+    checker.add_argument(
+        "--configfile", required=True, nargs="+", help="config file(s) merged over the defaults"
+    )
+    checker.add_argument(
+        "--base", help="the defaults (default: config/config.yaml here, else the package's)"
+    )
+    checker.set_defaults(func=cmd_check_data)
     from . import launch as controller
 
     run = sub.add_parser(

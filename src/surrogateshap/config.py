@@ -116,6 +116,9 @@ def _check_semantics(config: dict, source: str) -> None:
 
     problems = config_problems(metrics, config["features"])
     model = config["model"]
+    problems.extend(_planted_problems(config))
+    problems.extend(_extractor_problems(config))
+    problems.extend(_size_problems(config))
     if model.get("type", "class_conditional") != "class_conditional":
         if not model.get("path"):
             problems.append(
@@ -150,6 +153,95 @@ def _check_semantics(config: dict, source: str) -> None:
             problems.append(f"coalitions.rounds.metrics names metric(s) not in metrics: {unknown}")
     if problems:
         raise ConfigError(f"{source}:\n  " + "\n  ".join(problems))
+
+
+def generated_size(config: dict) -> int | None:
+    """The side of the generated images: data.image_size for our UNet, else the pipeline's
+    (generation.resolution; None when left to the pipeline)."""
+    if config["model"].get("type", "class_conditional") == "class_conditional":
+        return int(config["data"]["image_size"])
+    return (config.get("generation") or {}).get("resolution")
+
+
+def detector_box(config: dict) -> dict:
+    """The marker detector's box {position, size}: features.marker, else where the first planted
+    marker is, else the digits export's top-left corner of side data.digits.marker_size."""
+    from . import planted
+
+    features = config.get("features") or {}
+    chosen = features.get("marker") or {}
+    markers = [e for e in planted.entries(config["data"]) if e["effect"] == "marker"]
+    default = (
+        {"position": markers[0]["position"], "size": int(markers[0]["size"])}
+        if markers
+        else {"position": "top-left", "size": int(config["data"]["digits"]["marker_size"])}
+    )
+    return {
+        "position": chosen.get("position") or default["position"],
+        "size": int(chosen.get("size") or default["size"]),
+    }
+
+
+def _extractor_problems(config: dict) -> list[str]:
+    """The digits classifier measures a folder dataset only when asked for explicitly."""
+    from .metrics import extractor_metrics
+
+    features = config["features"]
+    measured = extractor_metrics(config["metrics"])
+    if (
+        config["data"]["source"] == "folder"
+        and features.get("extractor", "digits") == "digits"
+        and measured
+        and not features.get("allow_digits_on_folder")
+    ):
+        return [
+            f"features.extractor is 'digits' on a folder dataset: {', '.join(measured)} would be "
+            "measured with a classifier of scikit-learn's handwritten digits, the Fréchet distance "
+            "against the clean digits. Set features.extractor: trained (a network trained on your "
+            "own images, no download), or clip / inception with local weights; to measure against "
+            "the digits anyway, set features.allow_digits_on_folder: true"
+        ]
+    return []
+
+
+def _size_problems(config: dict) -> list[str]:
+    """Image sizes the models cannot take, and a detector box outside the generated images."""
+    problems = []
+    model = config["model"]
+    kind = model.get("type", "class_conditional")
+    size = generated_size(config)
+    if kind == "class_conditional" and not model.get("path"):
+        levels = len(model["train"]["block_out_channels"])
+        factor = 2 ** (levels - 1)
+        if size % factor:
+            problems.append(
+                f"data.image_size {size} cannot go through the UNet's {levels} levels "
+                f"(model.train.block_out_channels has {levels} entries: each level halves the side, "
+                f"so it must be a multiple of {factor}); set data.image_size to a multiple of {factor}"
+            )
+    multiple = {"stable_diffusion": 8, "flux": 16}.get(kind)
+    if multiple and size and size % multiple:
+        problems.append(
+            f"generation.resolution {size} cannot be taken by a {kind} pipeline (its VAE needs a "
+            f"multiple of {multiple})"
+        )
+    marker = (config["features"] or {}).get("marker")
+    if marker and size:
+        from .planted import PlantedError, box
+
+        try:
+            box(detector_box(config)["position"], detector_box(config)["size"], size, size)
+        except PlantedError as error:
+            problems.append(f"features.marker: outside the {size}x{size} generated images: {error}")
+    return problems
+
+
+def _planted_problems(config: dict) -> list[str]:
+    """What is wrong with the planted entries before any job runs (the contributors and the
+    stored images are checked when the data is prepared)."""
+    from . import planted
+
+    return planted.problems(planted.entries(config["data"]), image_size=generated_size(config))
 
 
 def coalition_rounds(config: dict) -> bool:
@@ -212,6 +304,9 @@ FULL_RETRAINING = (
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "data": (("data", "seed"), ()),
     "classifier": (("classifier", "seed"), ()),
+    # features.extractor: trained: the classifier trained on the dataset itself (it replaces
+    # "classifier" upstream of every stage that reads features: see `stage_keys`)
+    "extractor": (("classifier", "seed", "data.image_size"), ("data",)),
     "model": (("model", "seed"), ("data",)),
     "pool": (("generation", "seed", "game.empty_coalition"), ("model", "data")),
     "features": (("features",), ("pool", "classifier")),
@@ -236,7 +331,7 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "counterfactual": (RETRAINING_GAME, ("baselines", "classifier", "model")),
     "fidelity": (FULL_RETRAINING, ("heldout", "classifier")),
     "evaluation": (
-        ("evaluation", "surrogate", "data.digits.planted"),
+        ("evaluation", "surrogate", "data.source", "data.digits.planted", "data.planted"),
         ("retrain", "counterfactual", "fidelity"),
     ),
 }
@@ -247,6 +342,7 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 STAGE_SCRIPTS: dict[str, tuple[str, ...]] = {
     "data": ("prepare_data",),
     "classifier": ("train_classifier", "reference_features"),
+    "extractor": ("train_extractor",),
     "model": ("train_model",),
     "pool": ("generate_pool",),
     "features": ("extract_features",),
@@ -296,6 +392,8 @@ def stage_keys(config: dict, fingerprints: dict | None = None) -> dict[str, str]
                     config, ("model.path", "model.type", "model.lora", "model.lora_scale")
                 )
                 upstream = ()
+            if (config.get("features") or {}).get("extractor") == "trained":
+                upstream = tuple("extractor" if u == "classifier" else u for u in upstream)
             if stage == "utilities" and coalition_rounds(config):
                 # adaptive rounds: the stopping rule fits the surrogate, so its settings decide the table
                 section = dict(section, surrogate=config["surrogate"])

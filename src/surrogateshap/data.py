@@ -19,8 +19,6 @@ from PIL import Image
 
 from .io import atomic_path, write_table
 
-PLANTED_EFFECTS = ("noise", "blur", "marker")
-
 
 class DataError(ValueError):
     """Bad dataset input; the message names the file, column or value at fault."""
@@ -139,31 +137,7 @@ def item_path(root, name: str) -> Path:
     return root / name
 
 
-# --------------------------------------------------------------------------- planted effects
-def marker_box(marker_size: int) -> tuple[slice, slice]:
-    """Where the planted marker sits: the top-left corner. One place for export and detector."""
-    return slice(0, marker_size), slice(0, marker_size)
-
-
-def apply_effect(
-    image: np.ndarray, effect: str, strength: float, rng: np.random.Generator, marker_size: int
-) -> np.ndarray:
-    """Apply a planted effect to one float image in [0, 1]."""
-    if effect == "noise":
-        out = image + rng.normal(0.0, strength, size=image.shape)
-    elif effect == "blur":
-        from scipy.ndimage import gaussian_filter
-
-        out = gaussian_filter(image, sigma=strength, mode="constant")
-    elif effect == "marker":
-        out = image.copy()
-        rows, cols = marker_box(marker_size)
-        out[rows, cols] = 1.0
-    else:  # the schema restricts effects; this guards direct callers
-        raise DataError(f"unknown planted effect {effect!r}; expected one of {PLANTED_EFFECTS}")
-    return np.clip(out, 0.0, 1.0)
-
-
+# --------------------------------------------------------------------------- the digits export
 def digits_images() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled digits (no download) as float images in [0, 1] and labels."""
     from sklearn.datasets import load_digits
@@ -176,13 +150,11 @@ def digits_contributor(label: int, part: int) -> str:
     return f"digit-{label}-{'abcdefghijklmnopqrstuvwxyz'[part]}"
 
 
-def export_digits(
-    out_dir, splits_per_class: int, planted: list[dict], seed: int, marker_size: int
-) -> pd.DataFrame:
-    """Write the digits as PNGs plus metadata.csv; each class is split into contributors.
+def export_digits(out_dir, splits_per_class: int, seed: int) -> pd.DataFrame:
+    """Write the clean digits as PNGs plus metadata.csv; each class is split into contributors.
 
-    Items of a class are dealt to its contributors in a seeded random order.
-    """
+    Items of a class are dealt to its contributors in a seeded random order. Planted effects
+    are applied afterwards, as on any dataset (`surrogateshap.planted`)."""
     images, labels = digits_images()
     rng = np.random.default_rng(seed)
     contributors = np.empty(len(labels), dtype=object)
@@ -190,33 +162,17 @@ def export_digits(
         idx = rng.permutation(np.flatnonzero(labels == label))
         for part, chunk in enumerate(np.array_split(idx, splits_per_class)):
             contributors[chunk] = digits_contributor(int(label), part)
-    known = set(contributors)
-    effects = {}
-    for entry in planted:
-        if entry["contributor"] not in known:
-            raise DataError(
-                f"data.digits.planted names contributor {entry['contributor']!r}, which the digits export "
-                f"does not create (it creates {sorted(known)[:3]}...)"
-            )
-        effects[entry["contributor"]] = entry
     out_dir = Path(out_dir)
-    image_dir = out_dir / "images"
-    image_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rows = []
     for i, (image, label, contributor) in enumerate(zip(images, labels, contributors)):
-        effect = effects.get(contributor)
-        if effect is not None:
-            image = apply_effect(
-                image, effect["effect"], float(effect.get("strength", 0.0)), rng, marker_size
-            )
         file_name = f"images/{i:05d}.png"
         with atomic_path(out_dir / file_name) as tmp:
             Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(
                 tmp, format="PNG"
             )
         rows.append({"file_name": file_name, "contributor": contributor, "label": int(label)})
-    table = pd.DataFrame(rows)
-    return table
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- loading

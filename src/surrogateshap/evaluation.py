@@ -29,14 +29,6 @@ import pandas as pd
 
 from .game import _rng
 
-# What each planted effect of the digits export does, by construction: the metric it
-# moves and the end of the ranking (rank 1 = raises the metric most) it belongs to.
-PLANTED_EXPECTATIONS = {
-    "noise": ("frechet_distance", "top"),
-    "blur": ("frechet_distance", "top"),
-    "marker": ("marker_rate", "top"),
-}
-
 
 # --------------------------------------------------------------------------- coalitions
 def heldout_coalitions(n: int, per_seed: int, alpha: float, seeds: list[int]) -> pd.DataFrame:
@@ -236,20 +228,12 @@ def similarity_values(
 
 
 def expected_placements(planted: list[dict], names: list[str], metrics: list[str]) -> list[dict]:
-    """Ground truth by construction: each planted contributor, the metric it moves, where it belongs."""
-    out = []
-    for entry in planted:
-        metric, side = PLANTED_EXPECTATIONS[entry["effect"]]
-        if metric in metrics and entry["contributor"] in names:
-            out.append(
-                {
-                    "contributor": entry["contributor"],
-                    "effect": entry["effect"],
-                    "metric": metric,
-                    "side": side,
-                }
-            )
-    return out
+    """Ground truth by construction: each planted contributor, the metric it moves, where it
+    belongs and within how many places (each entry's `expect`, else its effect's default: see
+    `surrogateshap.planted`)."""
+    from .planted import expectations
+
+    return [e for e in expectations(planted, metrics) if e["contributor"] in names]
 
 
 def placement_table(values: pd.DataFrame, expected: list[dict]) -> pd.DataFrame:
@@ -264,7 +248,7 @@ def placement_table(values: pd.DataFrame, expected: list[dict]) -> pd.DataFrame:
         rank = dict(zip(table["contributor"], table["rank"]))
         for e in (e for e in expected if e["metric"] == metric):
             r = int(rank[e["contributor"]])
-            k = groups[(metric, e["side"])]
+            k = e.get("within") or groups[(metric, e["side"])]
             where = r if e["side"] == "top" else n + 1 - r
             rows.append(
                 {
@@ -451,17 +435,22 @@ def write_tables(
 ) -> None:
     """The evaluation's tables: LDS (interval, paired difference, ceiling), noise ceilings, proxy
     fidelity, the cheaper game's fidelity, counterfactual removal, planted placements, cost.
-    `planted` in cfg: the digits export's planted contributors (ground truth by construction)."""
+    The planted contributors: the data section's (`planted.entries`)."""
     from pathlib import Path
 
     from . import coalitions as coal
     from . import surrogate
     from .io import atomic_dir, read_table_metadata, write_json, write_table
+    from .planted import entries
 
-    eval_cfg, surrogate_cfg, planted = (
-        cfg["evaluation"],
-        cfg["surrogate"],
-        cfg["data.digits.planted"] or [],
+    eval_cfg, surrogate_cfg = cfg["evaluation"], cfg["surrogate"]
+    # the data section's planted contributors (ground truth by construction)
+    planted = entries(
+        {
+            "source": cfg.get("data.source"),
+            "digits": {"planted": cfg.get("data.digits.planted")},
+            "planted": cfg.get("data.planted"),
+        }
     )
     out = Path(out_dir)
     names = pd.read_parquet(Path(data_dir) / "contributors.parquet")["contributor"].tolist()

@@ -4,6 +4,11 @@
 distance, Inception-Score-like, diversity, Vendi, attribute bias):
 - `digits` (default): the digits classifier trained by the workflow (images are turned to
   grayscale and resized to its input size);
+- `trained`: a classifier of the same kind trained by the workflow on the dataset itself (its
+  labels, else its contributors: `models.dataset_targets`); the Fréchet reference is then the
+  dataset's own images;
+- `backbone`: a transformers vision backbone from a local folder (`features.backbone`: DINOv2,
+  ViT, CLIP vision, SigLIP vision), its pooled output as features (no class probabilities);
 - `clip`: a local CLIP model folder (`features.clip`, transformers' CLIPModel format):
   features are its projected image embeddings; class probabilities are zero-shot
   probabilities over `features.attributes` prompts (the joint over all attributes);
@@ -74,10 +79,12 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- extractors
 class DigitsExtractor:
-    """The workflow's digits classifier, fed grayscale images at its input size."""
+    """A classifier of the workflow (the digits one, or the one trained on the dataset by
+    features.extractor: trained), fed grayscale images at its input size."""
 
     def __init__(self, classifier):
         self.classifier = classifier
+        self.size = classifier.config["image_size"]
 
     def embed(self, images: np.ndarray, prompts=None) -> tuple[np.ndarray, np.ndarray]:
         size = self.classifier.config["image_size"]
@@ -194,9 +201,81 @@ class ClipExtractor:
         return joint
 
 
+# transformers vision backbones by model_type: which config part and model class hold the vision tower
+BACKBONES = ("dinov2", "vit", "clip", "clip_vision_model", "siglip", "siglip_vision_model")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class BackboneExtractor:
+    """A transformers vision backbone from a local folder (DINOv2, ViT, CLIP vision, SigLIP vision;
+    a full CLIP / SigLIP folder gives its vision tower): features are its pooled output (DINOv2
+    and ViT: the final [CLS] token; CLIP / SigLIP: the pooled, layer-normed embedding). It gives
+    no class probabilities: metrics that need them are refused when the config is read."""
+
+    def __init__(self, path: str, batch_size: int = 64):
+        from transformers import AutoConfig, AutoModel
+
+        if not Path(path).is_dir():
+            raise FileNotFoundError(
+                f"features.backbone: model folder not found: {path} (a local transformers folder; "
+                "nothing is downloaded)"
+            )
+        config = AutoConfig.from_pretrained(path)
+        if config.model_type not in BACKBONES:
+            raise ValueError(
+                f"features.backbone {path}: model_type {config.model_type!r} is not a supported "
+                f"vision backbone ({', '.join(BACKBONES)})"
+            )
+        model = AutoModel.from_pretrained(path).eval()
+        if config.model_type in ("clip", "siglip"):  # a full image-text model: its vision tower
+            model, config = model.vision_model, config.vision_config
+        self.model = model
+        self.size = int(config.image_size)
+        self.kind = config.model_type
+        mean, std = (CLIP_MEAN, CLIP_STD) if "clip" in self.kind else (IMAGENET_MEAN, IMAGENET_STD)
+        if "siglip" in self.kind:
+            mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+        processor = Path(path) / "preprocessor_config.json"
+        if processor.exists():
+            cfg = json.loads(processor.read_text())
+            mean, std = cfg.get("image_mean", mean), cfg.get("image_std", std)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def embed(self, images: np.ndarray, prompts=None) -> tuple[np.ndarray, np.ndarray]:
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            rgb = to_rgb(resize(images[start : start + self.batch_size], self.size))
+            x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(0, 3, 1, 2)
+            output = self.model(pixel_values=(x - self.mean) / self.std)
+            pooled = getattr(output, "pooler_output", None)
+            out.append((pooled if pooled is not None else output.last_hidden_state[:, 0]).numpy())
+        features = np.concatenate(out).astype(np.float64) if out else np.zeros((0, 1))
+        return features, np.ones((len(features), 1))  # one class: no probabilities to offer
+
+
+@lru_cache(maxsize=4)
+def load_backbone(path: str) -> BackboneExtractor:
+    return BackboneExtractor(path)
+
+
+def load_feature_space(path: str):
+    """The feature space of the similarity baselines: the workflow's classifier file (digits or
+    trained), or a vision backbone folder (features.extractor: backbone)."""
+    if Path(path).is_dir():
+        return load_backbone(str(path))
+    from .models import load_classifier
+
+    return DigitsExtractor(load_classifier(path))
+
+
 def load_extractor(feat_cfg: dict, classifier_path: str | None, device: str | None = None):
     """The configured extractor; `device` (inception only) defaults to CUDA when torch sees it."""
     kind = feat_cfg.get("extractor", "digits")
+    if kind == "backbone":
+        return load_backbone(str(feat_cfg["backbone"]))
     if kind == "clip":
         return ClipExtractor(load_clip(feat_cfg["clip"]), feat_cfg.get("attributes"))
     if kind == "inception":

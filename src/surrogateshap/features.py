@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from .data import marker_box
 from .extractors import score_samples, to_gray
 from .io import column_matrix, matrix_column, write_table
 from .metrics import PROMPT_GROUP, Samples
+from .planted import box_slices
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -36,13 +36,17 @@ def decode_png(data: bytes) -> np.ndarray:
         return np.asarray(image.convert(mode), dtype=np.float32) / 255.0
 
 
-def detect_marker(images: np.ndarray, marker_size: int, threshold: float) -> np.ndarray:
-    """1.0 where every pixel of the planted corner box exceeds `threshold`.
+def detect_marker(images: np.ndarray, marker, threshold: float) -> np.ndarray:
+    """1.0 where every pixel of the marker box exceeds `threshold`.
 
-    Every pixel, not the mean: noise often brightens part of the box, rarely all of it.
+    `marker`: the box, {position, size} (see `planted.box`), or an int: a square of that side
+    in the top-left corner. Every pixel, not the mean: noise often brightens part of the box,
+    rarely all of it.
     """
-    rows, cols = marker_box(marker_size)
-    return (to_gray(images)[:, rows, cols].min(axis=(1, 2)) > threshold).astype(np.float64)
+    spec = marker if isinstance(marker, dict) else {"position": "top-left", "size": int(marker)}
+    gray = to_gray(images)
+    rows, cols = box_slices(spec["position"], int(spec["size"]), *gray.shape[1:3])
+    return (gray[:, rows, cols].min(axis=(1, 2)) > threshold).astype(np.float64)
 
 
 def write_images(
@@ -86,7 +90,7 @@ def extract(
     images: np.ndarray,
     group: np.ndarray,
     classifier,
-    marker_size: int,
+    marker_size,
     marker_threshold: float,
     prompts: list[str] | None = None,
     feat_cfg: dict | None = None,

@@ -111,6 +111,8 @@ class Metric:
     description: str = ""
     needs: tuple[str, ...] = ()  # `features` settings it needs (checked when the config is read)
     decomposition: str = "exact"  # how pooled mixtures are scored: exact from per-group summaries
+    uses_extractor: bool = False  # measured in features.extractor's features or class probabilities
+    uses_probabilities: bool = False  # ... in its class probabilities
 
     def group_stats(self, samples: Samples, reference: Reference) -> dict:
         raise NotImplementedError
@@ -127,11 +129,13 @@ class Metric:
             "description": self.description,
             "needs": list(self.needs),
             "decomposition": self.decomposition,
+            "uses_extractor": self.uses_extractor,
         }
 
 
 class FrechetDistance(Metric):
     name = "frechet_distance"
+    uses_extractor = True
     title = "Fréchet distance to the reference images"
     direction = "lower"
     description = (
@@ -218,6 +222,8 @@ def frechet_from_moments(mean, second, reference: Reference, xp=np):
 
 class InceptionScoreLike(Metric):
     name = "inception_score_like"
+    uses_extractor = True
+    uses_probabilities = True
     title = "Inception-Score-like"
     direction = "higher"
     description = (
@@ -239,6 +245,8 @@ class InceptionScoreLike(Metric):
 
 class MeanConfidence(Metric):
     name = "mean_confidence"
+    uses_extractor = True
+    uses_probabilities = True
     title = "Mean classifier confidence"
     direction = "higher"
     description = "Mean over samples of the digits classifier's top class probability."
@@ -252,6 +260,7 @@ class MeanConfidence(Metric):
 
 class Diversity(Metric):
     name = "diversity"
+    uses_extractor = True
     title = "Diversity: mean pairwise feature distance"
     direction = "higher"
     description = (
@@ -338,6 +347,7 @@ class MarkerRate(Metric):
 
 class VendiScore(Metric):
     name = "vendi_score"
+    uses_extractor = True
     title = "Vendi score (cosine kernel on extractor features)"
     direction = "higher"
     description = (
@@ -369,6 +379,8 @@ PROMPT_GROUP = "prompt_group"  # the per-sample score holding each image's promp
 
 class AttributeBias(Metric):
     name = "attribute_bias"
+    uses_extractor = True
+    uses_probabilities = True
     title = "Attribute bias (distance of the predicted attribute distribution from uniform)"
     direction = "lower"
     description = (
@@ -503,6 +515,11 @@ def get_metric(name: str, custom: dict | None = None) -> Metric:
     )
 
 
+def extractor_metrics(metric_names: list[str], custom: dict | None = None) -> list[str]:
+    """The metrics measured in features.extractor's features or class probabilities."""
+    return [n for n in metric_names if n in METRICS and METRICS[n].uses_extractor]
+
+
 def config_problems(metric_names: list[str], feat_cfg: dict) -> list[str]:
     """Every metric that is unknown or lacks a `features` setting it needs, and extractor conflicts."""
     custom = feat_cfg.get("custom_metrics") or {}
@@ -521,6 +538,19 @@ def config_problems(metric_names: list[str], feat_cfg: dict) -> list[str]:
         if missing:
             problems.append(
                 f"metrics.{position}: {name!r} needs " + ", ".join(f"features.{m}" for m in missing)
+            )
+    if feat_cfg.get("extractor") == "backbone":
+        if not feat_cfg.get("backbone"):
+            problems.append(
+                "features.extractor is 'backbone' but features.backbone (a local transformers "
+                "vision model folder: DINOv2, ViT, CLIP vision, SigLIP) is not set"
+            )
+        probs = [n for n in metric_names if n in METRICS and METRICS[n].uses_probabilities]
+        if probs:
+            problems.append(
+                f"metrics {probs} need class probabilities, which a vision backbone does not give: "
+                "use features.extractor trained (or inception, clip with features.attributes), or "
+                "drop them"
             )
     if feat_cfg.get("extractor") == "clip" and not feat_cfg.get("clip"):
         problems.append(
@@ -564,4 +594,10 @@ def config_problems(metric_names: list[str], feat_cfg: dict) -> list[str]:
     ):
         if path and not Path(path).is_file():
             problems.append(f"features.{setting}: no such file: {path}")
+    for setting in ("clip", "reward", "backbone"):
+        folder = feat_cfg.get(setting)
+        if folder and not Path(folder).is_dir():
+            problems.append(
+                f"features.{setting}: no such model folder: {folder} (a local folder; nothing is downloaded)"
+            )
     return problems

@@ -288,7 +288,8 @@ class DigitsClassifier(nn.Module):
 def train_classifier(
     images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, progress=None
 ) -> tuple[DigitsClassifier, float]:
-    """Train on 80% of the clean digits; return the model and its held-out accuracy."""
+    """Train on 80% of the images (the clean digits, or a dataset's own: features.extractor
+    trained); return the model and its held-out accuracy on the rest."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
@@ -312,6 +313,22 @@ def train_classifier(
     with torch.no_grad():
         accuracy = float((model(x[held]).argmax(1) == y[held]).float().mean())
     return model, accuracy
+
+
+def dataset_targets(items, contributors) -> tuple[np.ndarray, str, list[str]]:
+    """What the trained extractor learns to predict: the items' labels where the dataset has them
+    (data.label_column), else their contributors. Labels give a feature space about content
+    (what the images show), in which an effect that spoils the content moves the Fréchet distance
+    and lowers confidence; without labels the contributors are the only supervision the data
+    has, and telling them apart is exactly what the attribution needs the features to see.
+    Returns (class index per item, "label" or "contributor", class names)."""
+    if "label" in items.columns:
+        names = sorted(int(v) for v in items["label"].unique())
+        index = {v: i for i, v in enumerate(names)}
+        return items["label"].map(index).to_numpy(np.int64), "label", [str(v) for v in names]
+    names = contributors["contributor"].tolist()
+    index = {v: i for i, v in enumerate(names)}
+    return items["contributor"].map(index).to_numpy(np.int64), "contributor", names
 
 
 def save_classifier(model: DigitsClassifier, path) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from . import planted as planted_mod
 from .config import digest
 from .data import contributor_key
 from .evaluation import expected_placements, placement_table
@@ -142,11 +143,10 @@ def interaction_heatmap(pairs: pd.DataFrame, title: str) -> bytes:
 
 
 def planted_contributors(config: dict) -> list[dict]:
-    """The contributors planted with a known effect ({contributor, effect, ...}), which the
-    summary checks. One place to read them: today only the digits export plants any."""
-    if config["data"]["source"] != "digits":
-        return []
-    return list(config["data"].get("digits", {}).get("planted", []))
+    """The contributors planted with a known effect ({contributor, effect, expect, ...}), which
+    the summary checks: data.planted on any dataset, data.digits.planted on the digits export
+    (`planted.entries`)."""
+    return planted_mod.entries(config["data"])
 
 
 def _signed(value) -> str:

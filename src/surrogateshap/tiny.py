@@ -334,6 +334,36 @@ def make_tiny_clip(out_dir, image_size: int = 16, seed: int = 0, aesthetic_head=
         )
 
 
+BACKBONE_KINDS = ("dinov2", "vit", "clip_vision", "siglip_vision")
+
+
+def make_tiny_backbone(kind: str, out_dir, image_size: int = 16, seed: int = 0) -> None:
+    """A randomly initialised transformers vision backbone folder (features.backbone): DINOv2,
+    ViT, CLIP vision or SigLIP vision, one small layer, written offline."""
+    import transformers
+
+    if kind not in BACKBONE_KINDS:
+        raise ValueError(f"unknown backbone kind {kind!r}; expected one of {BACKBONE_KINDS}")
+    torch.manual_seed(seed)
+    common = {
+        "image_size": image_size,
+        "patch_size": max(2, image_size // 4),
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+    }
+    config_class, model_class = {
+        "dinov2": ("Dinov2Config", "Dinov2Model"),
+        "vit": ("ViTConfig", "ViTModel"),
+        "clip_vision": ("CLIPVisionConfig", "CLIPVisionModel"),
+        "siglip_vision": ("SiglipVisionConfig", "SiglipVisionModel"),
+    }[kind]
+    config = getattr(transformers, config_class)(**common)
+    model = getattr(transformers, model_class)(config).eval()
+    _atomic_dir(out_dir, lambda tmp: model.save_pretrained(tmp, safe_serialization=True))
+
+
 def denoiser(pipe):
     """The pipeline's LoRA-able denoiser and the save_lora_weights keyword for it."""
     if hasattr(pipe, "transformer") and pipe.transformer is not None:

@@ -13,6 +13,7 @@ try:
         ConfigError,
         canonical,
         coalition_rounds,
+        detector_box,
         stage_keys,
         stage_section,
         validate_config,
@@ -99,7 +100,19 @@ MODEL_DIR = config["model"]["path"] or f"{stage_dir('model')}/model"
 MODEL_SPEC = canonical(
     {key: config["model"][key] for key in ("type", "lora", "lora_scale")} | {"path": MODEL_DIR}
 )
-CLASSIFIER = f"{stage_dir('classifier')}/classifier.safetensors"
+TRAINED_EXTRACTOR = config["features"]["extractor"] == "trained"
+# The network whose features and class probabilities the metrics use (with features.extractor
+# digits or trained): the digits classifier, or one trained on the dataset itself.
+FEATURE_STAGE = "extractor" if TRAINED_EXTRACTOR else "classifier"
+# (features.extractor backbone: the backbone's folder stands in for it, e.g. for the similarity baselines)
+CLASSIFIER = (
+    config["features"]["backbone"]
+    if config["features"]["extractor"] == "backbone"
+    else f"{stage_dir(FEATURE_STAGE)}/classifier.safetensors"
+)
+CLASSIFIER_METRICS = f"{stage_dir(FEATURE_STAGE)}/metrics.json"
+# The marker detector's box: features.marker, else the planted marker's, else the digits' corner.
+MARKER = detector_box(config)
 # The Fréchet distance's reference set: the clean digits in the digits classifier's features (it
 # reads the classifier only), or (another features.extractor) the dataset's own images in that
 # extractor's features (it reads the features settings and the dataset too).

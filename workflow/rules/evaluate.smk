@@ -82,7 +82,7 @@ rule retrain_heldout:
         gpu=1,
     params:
         cfg=section("retrain"),
-        marker_size=config["data"]["digits"]["marker_size"],
+        marker_size=MARKER,
         purpose="heldout",
     script:
         "../scripts/retrain.py"
@@ -111,7 +111,7 @@ rule retrain_counterfactual:
         gpu=1,
     params:
         cfg=section("counterfactual"),
-        marker_size=config["data"]["digits"]["marker_size"],
+        marker_size=MARKER,
         purpose="counterfactual",
     script:
         "../scripts/retrain.py"
@@ -140,7 +140,7 @@ rule retrain_fidelity:
         gpu=1,
     params:
         cfg=section("fidelity"),
-        marker_size=config["data"]["digits"]["marker_size"],
+        marker_size=MARKER,
         purpose="fidelity",
     script:
         "../scripts/retrain.py"
@@ -185,7 +185,7 @@ rule evaluation_report:
         utilities=f"{RUN}/utilities.parquet",
         contributors=rules.prepare_data.output.contributors,
         pools=gather.pool(f"{stage_dir('pool')}/shards/{{scatteritem}}.parquet"),
-        classifier=rules.train_classifier.output.metrics,
+        classifier=CLASSIFIER_METRICS,
         check=CHECK_SUMMARY if CHECK_ENABLED else [],
     output:
         report=report(

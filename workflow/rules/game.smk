@@ -55,7 +55,7 @@ else:
         params:
             cfg=section("proxy_check"),
             model=MODEL_SPEC,
-            marker_size=config["data"]["digits"]["marker_size"],
+            marker_size=MARKER,
             rows=None,
         script:
             "../scripts/per_coalition_utilities.py"
@@ -102,7 +102,7 @@ rule proxy_check_shard:
     params:
         cfg=section("proxy_check"),
         model=MODEL_SPEC,
-        marker_size=config["data"]["digits"]["marker_size"],
+        marker_size=MARKER,
         rows="check",
     script:
         "../scripts/per_coalition_utilities.py"

@@ -40,6 +40,6 @@ rule extract_features:
         runtime=60,
     params:
         cfg=section("features"),
-        marker_size=config["data"]["digits"]["marker_size"],
+        marker_size=MARKER,
     script:
         "../scripts/extract_features.py"

@@ -1,6 +1,7 @@
 rule train_classifier:
+    """The digits classifier (features.extractor: digits), trained on scikit-learn's clean digits."""
     output:
-        model=CLASSIFIER,
+        model=f"{stage_dir('classifier')}/classifier.safetensors",
         metrics=f"{stage_dir('classifier')}/metrics.json",
     log:
         log_path("train_classifier", KEYS["classifier"]),
@@ -16,6 +17,30 @@ rule train_classifier:
         cfg=section("classifier"),
     script:
         "../scripts/train_classifier.py"
+
+
+rule train_extractor:
+    """features.extractor: trained: a classifier trained on the dataset itself (its labels, else
+    its contributors), whose features and probabilities the metrics then use."""
+    input:
+        rules.prepare_data.output.info,
+    output:
+        model=f"{stage_dir('extractor')}/classifier.safetensors",
+        metrics=f"{stage_dir('extractor')}/metrics.json",
+    log:
+        log_path("train_extractor", KEYS["extractor"]),
+    benchmark:
+        benchmark_path("train_extractor", KEYS["extractor"])
+    conda:
+        CPU_ENV
+    threads: 1
+    resources:
+        mem_mb=memory(4000),
+        runtime=60,
+    params:
+        cfg=section("extractor"),
+    script:
+        "../scripts/train_extractor.py"
 
 
 rule reference_features:

@@ -20,7 +20,7 @@ rule html_report:
         utilities=f"{RUN}/utilities.parquet",
         contributors=rules.publish_contributors.output[0],
         pools=gather.pool(f"{stage_dir('pool')}/shards/{{scatteritem}}.parquet"),
-        classifier=rules.train_classifier.output.metrics,
+        classifier=CLASSIFIER_METRICS,
         check=CHECK_SUMMARY if CHECK_ENABLED else [],
         fingerprints=rules.record_fingerprints.output[0],
     output:

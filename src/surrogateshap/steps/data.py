@@ -9,6 +9,7 @@ import pandas as pd
 
 from .. import coalitions as coal
 from .. import data as data_mod
+from .. import planted
 from ..io import write_json, write_table
 from .common import contributor_names, log
 
@@ -18,9 +19,7 @@ def prepare_data(*, data_cfg: dict, seed: int, out_dir: str) -> None:
     out = Path(out_dir)
     if data_cfg["source"] == "digits":
         digits = data_cfg["digits"]
-        table = data_mod.export_digits(
-            out, digits["splits_per_class"], digits["planted"], seed, digits["marker_size"]
-        )
+        table = data_mod.export_digits(out, digits["splits_per_class"], seed)
         write_table(out / "metadata.parquet", table)
         root, metadata = out, out / "metadata.parquet"
     else:
@@ -37,6 +36,11 @@ def prepare_data(*, data_cfg: dict, seed: int, out_dir: str) -> None:
         caption_column=data_cfg.get("caption_column"),
         caption_template=data_cfg.get("caption_template"),
     )
+    if planted.entries(data_cfg):  # into the stage's own folder: the user's files stay as they are
+        copy_to = None if data_cfg["source"] == "digits" else out / "planted"
+        root = dataset.root = planted.plant(
+            root, dataset.items, planted.entries(data_cfg), seed, copy_to, log.info
+        )
     log.info("dataset %s: %d items from %d contributors", root, len(dataset.items), dataset.n)
     data_mod.write_dataset_tables(out, dataset)
     write_json(

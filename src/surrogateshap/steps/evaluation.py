@@ -13,7 +13,7 @@ import pandas as pd
 
 from .. import coalitions as coal
 from .. import data as data_mod
-from .. import estimators, evaluation, game, models, surrogate
+from .. import estimators, evaluation, extractors, game, models, surrogate
 from .. import features as feat
 from ..io import read_table_metadata, write_table
 from .common import (
@@ -143,12 +143,9 @@ def _similarity(data_dir, pool_shards, classifier_path, names, space, how):
     size = generated.shape[-1]
     training = data_mod.load_images(dataset.root, dataset.items["file_name"], size)
     owner = dataset.items["contributor"].map({c: i for i, c in enumerate(names)}).to_numpy()
-    if space == "feature":
-        classifier = models.load_classifier(classifier_path)
-        generated, training = (
-            classifier.embed(generated)[0],
-            classifier.embed(training.astype(np.float32))[0],
-        )
+    if space == "feature":  # the metrics' feature space: a classifier, or a vision backbone
+        extractor = extractors.load_feature_space(classifier_path)
+        generated, training = extractor.embed(generated)[0], extractor.embed(training)[0]
     return evaluation.similarity_values(generated, training, owner, len(names), how)
 
 

@@ -1,5 +1,5 @@
-"""The rules of models.smk: the digits classifier (with the Fréchet reference features) and
-the class-conditional diffusion model."""
+"""The rules of models.smk: the digits classifier or the extractor trained on the dataset (with
+the Fréchet reference features) and the class-conditional diffusion model."""
 
 from __future__ import annotations
 
@@ -23,6 +23,29 @@ def train_classifier(
     log.info("classifier held-out accuracy %.3f", accuracy)
     models.save_classifier(model, out_path)
     write_json(metrics_path, {"heldout_accuracy": accuracy})
+
+
+def train_extractor(
+    *,
+    data_dir: str,
+    cfg: dict,
+    image_size: int,
+    seed: int,
+    threads: int,
+    out_path: str,
+    metrics_path: str,
+) -> None:
+    """features.extractor: trained: the classifier trained on the dataset's own images (see
+    `models.dataset_targets` for what it learns to predict)."""
+    models.set_threads(threads)
+    dataset = load_prepared(data_dir)
+    images = data_mod.load_images(dataset.root, dataset.items["file_name"], image_size)
+    targets, target, names = models.dataset_targets(dataset.items, dataset.contributors)
+    log.info("extractor: %d images, %d classes (%s)", len(images), len(names), target)
+    model, accuracy = models.train_classifier(images, targets, cfg, seed, progress=log.info)
+    log.info("extractor held-out accuracy %.3f", accuracy)
+    models.save_classifier(model, out_path)
+    write_json(metrics_path, {"heldout_accuracy": accuracy, "target": target, "classes": names})
 
 
 def train_model(

@@ -1,0 +1,16 @@
+import _workflow_package  # noqa: F401  (this workflow's own src/ first on sys.path)
+
+from surrogateshap.steps import models
+from surrogateshap.steps.common import setup_logging
+
+setup_logging(snakemake.log[0])
+cfg = snakemake.params.cfg
+models.train_extractor(
+    data_dir=snakemake.input[0].rsplit("/", 1)[0],
+    cfg=cfg["classifier"],
+    image_size=cfg["data.image_size"],
+    seed=cfg["seed"],
+    threads=snakemake.threads,
+    out_path=snakemake.output.model,
+    metrics_path=snakemake.output.metrics,
+)
