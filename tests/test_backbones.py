@@ -96,7 +96,7 @@ def test_dinov2_end_to_end_with_the_similarity_baselines(tmp_path, backbones):
     utilities = pd.read_parquet(workdir / "results/dino/utilities.parquet")
     assert np.isfinite(utilities[["frechet_distance", "diversity", "vendi_score"]].to_numpy()).all()
     assert utilities["frechet_distance"].std() > 0  # the backbone's features tell coalitions apart
-    reference = next((workdir / "results/cache/features").rglob("reference.parquet"))
+    reference = next((workdir / "results/cache/reference").rglob("reference.parquet"))
     assert np.stack(pd.read_parquet(reference)["feature"].to_numpy()).shape == (1797, 32)
     data_dir = str(next((workdir / "results/cache/data").glob("data-*")))
     pools = sorted(str(p) for p in (workdir / "results/cache/pool").rglob("shards/*.parquet"))
