@@ -92,7 +92,8 @@ def base_configs(fx: Fixtures) -> dict[str, dict]:
         {
             "run": "folder",
             "data": {"source": "folder", "root": str(fx.dataset), "image_size": 8},
-            "features": {"spurious_detector": fx.callable()},
+            # measured in a classifier trained on the folder itself (the train_extractor rule)
+            "features": {"extractor": "trained", "spurious_detector": fx.callable()},
             "metrics": ["frechet_distance", "marker_rate", "spurious_rate"],
             "evaluation": {"counterfactual": {"metrics": ["marker_rate"]}},
         },
@@ -200,7 +201,11 @@ def candidates(value, schema: dict, fx: Fixtures):
 def companions(fx: Fixtures) -> dict[str, dict]:
     clip = {"features.extractor": "clip", "features.clip": str(fx.folder)}
     return {
-        "data.source": {"data.source": "folder", "data.root": str(fx.dataset)},
+        "data.source": {
+            "data.source": "folder",
+            "data.root": str(fx.dataset),
+            "features.extractor": "trained",
+        },
         "data.root": {"data.root": str(fx.dataset_copy)},
         "model.type": {
             "model.type": "flux",
@@ -209,6 +214,16 @@ def companions(fx: Fixtures) -> dict[str, dict]:
             "evaluation.retrain.game": "full",
         },
         "model.conditioning": {"model.conditioning": "label", "evaluation.retrain.game": "full"},
+        "data.image_size": {"data.image_size": 16},
+        "features.backbone": {"features.backbone": str(fx.folder)},
+        "features.clip": {"features.clip": str(fx.folder)},
+        "features.reward": {"features.reward": str(fx.folder)},
+        "features.marker.position": {"features.marker.position": "bottom-right"},
+        "features.marker.size": {"features.marker.size": 3},
+        "data.planted": [
+            {"data.planted": [{"contributor": name, "effect": "noise", "strength": 0.5}]}
+            for name in ("digit-1-a", "bob")
+        ],
         "data.metadata": {"data.metadata": str(fx.metadata_copy)},
         "features.attributes": clip | {"features.attributes": {"color": ["red", "blue"]}},
         "features.extractor": clip,
@@ -259,7 +274,9 @@ def mutations(base: dict, schema: dict, prefixes, fx: Fixtures):
         if not leaf.startswith(tuple(prefixes)):
             continue
         tried = []
-        options = [special[leaf]] if leaf in special else []
+        # a companion: one change, or alternatives (the first valid one on this base is used)
+        extra = special.get(leaf, [])
+        options = list(extra) if isinstance(extra, list) else [extra]
         options += [{leaf: v} for v in candidates(get_path(base, leaf), leaf_schema, fx)]
         for changes in options:
             changed = copy.deepcopy(base)
