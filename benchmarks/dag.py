@@ -61,6 +61,8 @@ def main() -> None:
             config = {
                 "run": "dag",
                 "data": {"source": "folder", "root": str(data)},
+                # the default's digits features on a folder, as asked for (planning cost only)
+                "features": {"allow_digits_on_folder": True},
                 "generation": {"shards": shards},
             }
             path = workdir / f"dag-{shards}.yaml"

@@ -24,7 +24,7 @@ import _common
 import numpy as np
 
 from surrogateshap import data as data_mod
-from surrogateshap import evaluation, features, game, models
+from surrogateshap import evaluation, features, game, models, planted
 from surrogateshap.metrics import Reference, Samples
 
 
@@ -58,11 +58,9 @@ def main() -> None:
         for part, chunk in enumerate(np.array_split(idx, digits["splits_per_class"])):
             owner[chunk] = data_mod.digits_contributor(int(label), part)
     images = clean.copy()
-    for entry in digits["planted"]:
+    for entry in planted.entries(cfg["data"]):  # the planted entries with their defaults filled
         for i in np.flatnonzero(owner == entry["contributor"]):
-            images[i] = data_mod.apply_effect(
-                images[i], entry["effect"], float(entry.get("strength", 0.0)), rng, 2
-            )
+            images[i] = planted.apply_effect(images[i], entry, rng)
     classifier, _ = models.train_classifier(clean, labels, cfg["classifier"], cfg["seed"])
     reference = Reference.from_features(classifier.embed(clean.astype(np.float32))[0])
     samples = features.extract(
