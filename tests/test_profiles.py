@@ -103,7 +103,14 @@ def test_rules_have_resource_defaults_that_profiles_override(tmp_path):
     jobs = dry_run_resources(workdir, "evaluate", "all", "--configfile", SMALL)
     gpu_rules = {rule for rule, r in PROFILES["slurm"]["set-resources"].items() if r.get("gpu")}
     # copies in the Snakemake process itself, and the targets (no job of their own)
-    local = {"publish_utilities", "publish_contributors", "publish_attribution", "all", "evaluate"}
+    local = {
+        "publish_utilities",
+        "publish_contributors",
+        "publish_attribution",
+        "record_fingerprints",
+        "all",
+        "evaluate",
+    }
     assert {"generate_pool", "attribute", "html_report", "retrain_heldout"} <= set(jobs)
     for rule, resources in jobs.items():
         for job in resources:

@@ -267,6 +267,7 @@ def test_report_escapes_every_string_from_data_and_config(tmp_path, default_conf
         utilities_path=str(tmp_path / "utilities.parquet"),
         metric="u",
         cfg=cfg,
+        threads=1,
         out_path=str(tmp_path / "u.parquet"),
     )
     groups = np.repeat(np.arange(n + 1), 2)
