@@ -112,6 +112,16 @@ def test_finetune_game_needs_the_workflows_contributor_conditioned_model(default
     validate_config(_changed(config, ("evaluation", "retrain", "game"), "full"), SCHEMA)
 
 
+def test_the_auto_game_is_finetune_where_it_can_be_and_full_elsewhere(default_config):
+    """`evaluation.retrain.game: auto` (the default) is resolved when the config is read: the
+    cheaper game for the workflow's contributor-conditioned model, full retraining otherwise (a
+    text-to-image or label-conditioned model), so those configs are not refused."""
+    assert default_config["evaluation"]["retrain"]["game"] == "finetune"
+    config = _changed(default_config, ("evaluation", "retrain", "game"), "auto")
+    config = _changed(config, ("model", "conditioning"), "label")
+    assert validate_config(config, SCHEMA)["evaluation"]["retrain"]["game"] == "full"
+
+
 def test_metric_settings_do_not_change_generation(default_config):
     changed = _diff(default_config, ("features", "marker_threshold"), 0.7)
     assert "pool" not in changed and "model" not in changed

@@ -129,10 +129,13 @@ def _check_semantics(config: dict, source: str) -> None:
                 "a text-to-image model needs captions: set data.caption_column or data.caption_template"
             )
     retrain = config["evaluation"]["retrain"]
-    if retrain["game"] == "finetune" and (
-        model.get("type", "class_conditional") != "class_conditional"
-        or model.get("conditioning", "contributor") != "contributor"
-    ):
+    finetunable = (
+        model.get("type", "class_conditional") == "class_conditional"
+        and model.get("conditioning", "contributor") == "contributor"
+    )
+    if retrain["game"] == "auto":  # resolved here, once: the stage keys see the game played
+        retrain["game"] = "finetune" if finetunable else "full"
+    if retrain["game"] == "finetune" and not finetunable:
         problems.append(
             "evaluation.retrain.game 'finetune' fine-tunes the workflow's class-conditional model "
             "conditioned on contributors; use game: full with this model"
