@@ -41,8 +41,12 @@ def _complement(c, n):
     return tuple(i for i in range(n) if i not in c)
 
 
-def test_the_default_sampler_is_leverage():
-    assert DEFAULT_SAMPLER == "leverage"
+def test_the_cli_draws_the_workflows_default_design():
+    from surrogateshap.config import load_yaml
+
+    from .conftest import ROOT
+
+    assert DEFAULT_SAMPLER == load_yaml(ROOT / "config/config.yaml")["coalitions"]["sampler"]
 
 
 @pytest.mark.parametrize("n, count", [(10, 40), (11, 101), (40, 200), (150, 600)])
@@ -186,7 +190,7 @@ def test_cli_writes_the_default_design_and_attributes_with_the_default_estimator
     args = ["coalitions", "--contributors", str(tmp_path / "c.csv"), "--count", "40"]
     assert main(args + ["--seed", "3", "--out", str(out)]) == 0
     table = pd.read_parquet(out)
-    expected = sample_coalitions(8, 40, DEFAULT_SAMPLER, 3)
+    expected = sample_coalitions(8, 40, DEFAULT_SAMPLER, 3, paired=True)
     assert [tuple(names.index(m) for m in c) for c in table["members"]] == expected
     other = tmp_path / "v.parquet"
     assert main(args + ["--seed", "3", "--out", str(other), "--sampler", "uniform_size"]) == 0
