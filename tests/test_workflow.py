@@ -68,15 +68,15 @@ def test_planted_contributors_are_found(run_dir):
 
 
 # Spearman of pooled vs per-coalition utilities over the check's 16 coalitions x 128 fresh images
-# (tests/configs/small.yaml; the size docs/demo.md reports, 0.85-0.99 there). The run is
-# deterministic (every draw seeded). NOT YET MEASURED at this config (the session that set them
-# could not finish a run): the lead measures and sets each to the measured value less ~0.05.
+# (tests/configs/small.yaml; the size docs/demo.md reports). The run is deterministic (every draw
+# seeded); measured on it (2026-12-02): diversity 0.918, Fréchet 0.976, IS-like 0.976, marker
+# 0.869, mean confidence 0.885. Each threshold is that value less 0.05.
 POOLED_AGREEMENT = {
-    "frechet_distance": 0.95,
-    "inception_score_like": 0.9,
-    "marker_rate": 0.9,
-    "diversity": 0.8,
-    "mean_confidence": 0.7,
+    "frechet_distance": 0.92,
+    "inception_score_like": 0.92,
+    "marker_rate": 0.81,
+    "diversity": 0.86,
+    "mean_confidence": 0.83,
 }
 
 
