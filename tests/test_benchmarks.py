@@ -21,7 +21,11 @@ SLOW = pytest.mark.slow
             "estimators.py",
             # shapiq runs in its own environment (docs/estimators-benchmark.md): ours only here
             ["--games", "poly:6", "vote:7", "--multipliers", "3", "--seeds", "2", "--shapiq"],
-            ["default: estimator 'surrogate' on sampler 'leverage'", "poly:6", "mean seconds"],
+            [
+                "default: estimator 'surrogate' on sampler 'shapley_kernel'",
+                "poly:6",
+                "mean seconds",
+            ],
         ),
         ("scaling.py", ["--ns", "5", "8", "--rows", "12", "24"], ["log-log fit: seconds ~ n^"]),
         ("fingerprint.py", ["--quick"], ["us/image", "read+hash s"]),
