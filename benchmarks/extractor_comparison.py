@@ -88,6 +88,7 @@ def main() -> None:
                 utilities_path=utilities,
                 metric=metric,
                 cfg=config["surrogate"],
+                threads=2,
                 out_path=str(path),
             )
             tables.append(pd.read_parquet(path).assign(method=kind, metric=metric))
