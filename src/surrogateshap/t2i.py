@@ -70,14 +70,16 @@ def load(spec: dict, gen_cfg: dict, device: torch.device, dtype: torch.dtype) ->
 
     kind, path = spec["type"], spec["path"]
     loader = diffusers.FluxPipeline if kind == "flux" else diffusers.AutoPipelineForText2Image
+    # Any failure (a missing file, a refused pickle in a .bin-only folder, a bad config) is the
+    # user's input at fault: name the field, whatever diffusers or torch raised.
     try:
         pipe = loader.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError) as error:
+    except Exception as error:
         raise ValueError(f"model.path {path!r}: cannot load a {kind} pipeline: {error}") from None
     if spec.get("lora"):
         try:
             pipe.load_lora_weights(spec["lora"], adapter_name="user")
-        except (OSError, ValueError) as error:
+        except Exception as error:
             raise ValueError(
                 f"model.lora {spec['lora']!r}: cannot load LoRA weights: {error}"
             ) from None
