@@ -69,6 +69,23 @@ VARIANTS = {
         },
     ),
     "lev-today": ("surrogate", "leverage", dict(TODAY, odd_targets=False)),
+    # the default this issue proposed and reverted (commit 7e33cda): leverage design, odd targets,
+    # a shrunk kernel base with trees or none, and the MSR residual correction
+    "candidate": (
+        "surrogate",
+        "leverage",
+        {
+            "params": {
+                "n_estimators": 300,
+                "learning_rate": 0.3,
+                "subsample": 1.0,
+                "min_child_weight": 1,
+            },
+            "grid": {"max_depth": [2, 3], "n_estimators": [0, 300], "base": ["kernel"]},
+            "odd_targets": True,
+            "residual_correction": "in_sample",
+        },
+    ),
 }
 
 

@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import zipfile
 
@@ -443,3 +444,34 @@ def test_resume_after_a_kill_under_the_local_executor(run_dir, tmp_path):
         b = pd.read_parquet(run_dir / "results/cache/pool" / pool_key / "shards" / name)
         assert a["png"].tolist() == b["png"].tolist(), name
     assert_same_tables(run_dir, workdir, "small", [])
+
+
+def test_proxy_estimators_benchmark_plays_the_runs_own_game(run_dir):
+    """benchmarks/proxy_estimators.py finds a run's pools by its stage keys (not by globbing the
+    cache) and scores an estimator against near-exact permutation values of that game."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/proxy_estimators.py"),
+            "--cache",
+            str(run_dir / "results/cache"),
+            "--configfile",
+            SMALL,
+            "--metrics",
+            "marker_rate",
+            "--multipliers",
+            "2",
+            "--seeds",
+            "1",
+            "--permutations",
+            "20",
+            "--ours",
+            "kernel",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "n = 20" in result.stdout and "marker_rate" in result.stdout, result.stdout
