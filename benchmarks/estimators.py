@@ -130,7 +130,9 @@ def ours(method: str, game: games.Game, budget: int, seed: int) -> np.ndarray:
         estimator = "surrogate"
     else:
         cfg = default_settings()
-        x = indicators(sample_coalitions(n, budget, DEFAULT_SAMPLER, seed), n)
+        # the workflow's draw: its default sampler, paired as config/config.yaml says
+        paired = yaml.safe_load((ROOT / "config/config.yaml").read_text())["coalitions"]["paired"]
+        x = indicators(sample_coalitions(n, budget, DEFAULT_SAMPLER, seed, paired=paired), n)
         estimator = DEFAULT_ESTIMATOR if method == "default" else method
     y = game.evaluate(x.astype(float))
     table, _ = estimators.attribute(estimator, x, y, names, cfg, seed)
