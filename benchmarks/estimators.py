@@ -31,6 +31,7 @@ vote (games.voting_game, weighted majority; exact by dynamic programming).
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 import warnings
 from pathlib import Path
@@ -89,8 +90,14 @@ VARIANTS = {
 }
 
 
+@functools.cache
+def workflow_config() -> dict:
+    """config/config.yaml, read once."""
+    return yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
 def default_settings() -> dict:
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())["surrogate"]
+    cfg = workflow_config()["surrogate"]
     return dict(cfg, bootstrap=0, threads=1)  # threads are the rule's, not the config's
 
 
@@ -131,7 +138,7 @@ def ours(method: str, game: games.Game, budget: int, seed: int) -> np.ndarray:
     else:
         cfg = default_settings()
         # the workflow's draw: its default sampler, paired as config/config.yaml says
-        paired = yaml.safe_load((ROOT / "config/config.yaml").read_text())["coalitions"]["paired"]
+        paired = workflow_config()["coalitions"]["paired"]
         x = indicators(sample_coalitions(n, budget, DEFAULT_SAMPLER, seed, paired=paired), n)
         estimator = DEFAULT_ESTIMATOR if method == "default" else method
     y = game.evaluate(x.astype(float))

@@ -5,8 +5,8 @@ workflow plays. It needs one finished run of the embedded default in results/cac
 or `snakemake evaluate --cores 2`): its pools' features, its Fréchet reference and its
 contributors. The "truth" is the permutation estimate from `--permutations` antithetic
 permutations over the pools (every one scored by the pooled game, no generation); its own error
-is printed as the relative L2 distance between the estimates of its two halves over sqrt(2) (the
-error of the whole under independent halves). Each of `--ours` (the method names of
+is printed as the relative L2 distance between the estimates of its two halves divided by 2 (each
+half's error is that distance over sqrt(2), and the whole, twice as many chains, has sqrt(2) less). Each of `--ours` (the method names of
 benchmarks/estimators.py: `default`, `kernel`, `today`, and its variants such as `lev-kb-odd`)
 then gets `multiplier x n` coalitions of its own sampler, per `--seeds` sampling seeds, and the
 table prints the mean relative L2 error per metric and budget:
@@ -37,7 +37,7 @@ from _common import ROOT, SCHEMA, default_config  # noqa: E402
 
 from surrogateshap import estimators, features, games  # noqa: E402
 from surrogateshap.coalitions import indicators  # noqa: E402
-from surrogateshap.config import load_yaml, merge, stage_keys, workflow_fingerprints  # noqa: E402  # noqa: E402
+from surrogateshap.config import load_yaml, merge, stage_keys, workflow_fingerprints  # noqa: E402
 from surrogateshap.game import PooledGame  # noqa: E402
 from surrogateshap.steps.common import load_reference  # noqa: E402
 
@@ -70,7 +70,7 @@ def near_exact(pooled: PooledGame, n: int, metric: str, permutations: int, seed:
     x = indicators(rows, n)
     y = pooled.utilities(rows)[metric].to_numpy(np.float64)
     values, _ = estimators.permutation(x, y)
-    half = len(rows) // 2 // (n + 1) * (n + 1)  # whole chains, pairs kept together
+    half = len(rows) // (n + 1) // 4 * 2 * (n + 1)  # an even number of whole chains: pairs together
     a, _ = estimators.permutation(x[:half], y[:half])
     b, _ = estimators.permutation(x[half:], y[half:])
     return values, float(np.linalg.norm(a - b) / np.sqrt(2) / np.linalg.norm(values) / np.sqrt(2))
@@ -91,6 +91,10 @@ def lds_table(pooled: PooledGame, n: int, metrics: list[str], tables: Path, name
     exact Shapley values and its exact leave-one-out values reach on a run's retrained utilities,
     beside the proxy utility of each held-out coalition itself: what any estimator of the proxy
     game's Shapley values can reach at best."""
+    if n > 12:
+        raise SystemExit(
+            f"--heldout enumerates 2^n coalitions of the proxy game: n = {n} is over 12"
+        )
     heldout = pd.read_parquet(tables / "heldout.parquet")
     heldout = heldout[heldout["draw"] >= 0]
     index = {c: i for i, c in enumerate(names)}
