@@ -31,6 +31,15 @@ def default_config(overrides: dict | None = None) -> dict:
     return validate_config(merge(load_yaml(ROOT / "config/config.yaml"), overrides or {}), SCHEMA)
 
 
+def stage_dirs(config: dict, cache: Path) -> dict[str, Path]:
+    """Each stage's folder of `config`'s run in `cache`, by its stage keys, as the workflow's
+    common.smk builds them (never by globbing: a cache holds the stages of every run)."""
+    from surrogateshap.config import stage_keys, workflow_fingerprints
+
+    keys = stage_keys(config, workflow_fingerprints(config, SCHEMA, ROOT / "workflow" / "scripts"))
+    return {stage: cache / stage / key for stage, key in keys.items()}
+
+
 def quiet_libraries() -> None:
     """Keep the tables readable: the package logs only warnings, diffusers only errors."""
     logging.basicConfig(

@@ -1,9 +1,10 @@
 """The trained extractor against the digits classifier on the same generated pools.
 
-Run from a workflow directory whose results/cache holds one digits run (data, pool, coalitions,
-classifier), with the config files of that run:
+Run from the repository root after a run of a digits config (`make demo`, or `snakemake` with
+the same `--configfile` files given here); its data, pool, coalitions and classifier are found in
+results/cache by that config's stage keys:
 
-    PYTHONPATH=src python benchmarks/extractor_comparison.py --configfile cmp.yaml --out compare
+    PYTHONPATH=src python benchmarks/extractor_comparison.py [--configfile my.yaml] --out compare
 
 For each extractor it computes its own Fréchet reference, features, pooled utilities and surrogate
 Shapley values, and prints where the planted contributors rank (docs/own-data-trained.md).
@@ -12,10 +13,10 @@ Shapley values, and prints where the planted contributors rank (docs/own-data-tr
 from __future__ import annotations
 
 import argparse
-import glob
 from pathlib import Path
 
 import pandas as pd
+from _common import stage_dirs  # benchmarks/_common.py, beside this script
 
 from surrogateshap import planted
 from surrogateshap.config import load_yaml, merge, validate_config
@@ -33,10 +34,12 @@ def main() -> None:
     for path in args.configfile:
         config = merge(config, load_yaml(path))
     config = validate_config(config, "workflow/schemas/config.schema.yaml")
-    cache = Path("results/cache")
-    data_dir = str(next(cache.glob("data/data-*")))
-    pool = sorted(glob.glob(str(cache / "pool/*/shards/*.parquet")))
-    coalitions = str(next(cache.glob("coalitions/*/coalitions.parquet")))
+    dirs = stage_dirs(config, Path("results/cache"))  # this config's run, not any run's
+    data_dir = str(dirs["data"])
+    pool = sorted(str(p) for p in (dirs["pool"] / "shards").glob("*.parquet"))
+    if not pool:
+        raise SystemExit(f"no pool shards of this config's run in {dirs['pool']}: run it first")
+    coalitions = str(dirs["coalitions"] / "coalitions.parquet")
     metrics = config["metrics"]
     out = Path(args.out)
     out.mkdir(exist_ok=True)
@@ -49,7 +52,7 @@ def main() -> None:
         out_path=str(out / "trained.safetensors"),
         metrics_path=str(out / "trained.json"),
     )
-    digits = str(next(cache.glob("classifier/*/classifier.safetensors")))
+    digits = str(dirs["classifier"] / "classifier.safetensors")
     names = pd.read_parquet(Path(data_dir) / "contributors.parquet")["contributor"].tolist()
     rows = []
     for kind, classifier in (("digits", digits), ("trained", str(out / "trained.safetensors"))):

@@ -33,11 +33,11 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import estimators as bench  # noqa: E402  (benchmarks/estimators.py: `ours` and its variants)
-from _common import ROOT, SCHEMA, default_config  # noqa: E402
+from _common import default_config, stage_dirs  # noqa: E402
 
 from surrogateshap import estimators, features, games  # noqa: E402
 from surrogateshap.coalitions import indicators  # noqa: E402
-from surrogateshap.config import load_yaml, merge, stage_keys, workflow_fingerprints  # noqa: E402
+from surrogateshap.config import load_yaml, merge  # noqa: E402
 from surrogateshap.game import PooledGame  # noqa: E402
 from surrogateshap.steps.common import load_reference  # noqa: E402
 
@@ -46,20 +46,17 @@ def proxy_game(cache: Path, config: dict, metrics: list[str]):
     """The pooled game of `config`'s run in `cache`, found by its stage keys (as the workflow's
     common.smk builds its paths: the reference of the digits extractor lives in the classifier's
     stage, any other extractor's in its own)."""
-    keys = stage_keys(config, workflow_fingerprints(config, SCHEMA, ROOT / "workflow" / "scripts"))
+    dirs = stage_dirs(config, cache)
     stage = "classifier" if config["features"]["extractor"] == "digits" else "reference"
-    data_dir = cache / "data" / keys["data"]
-    contributors = pd.read_parquet(data_dir / "contributors.parquet")
-    shards = sorted(
-        str(p) for p in (cache / "features" / keys["features"]).glob("shards/*.parquet")
-    )
+    contributors = pd.read_parquet(dirs["data"] / "contributors.parquet")
+    shards = sorted(str(p) for p in (dirs["features"] / "shards").glob("*.parquet"))
     if not shards:
         raise SystemExit(f"no feature shards of this config's run in {cache}: run it first")
     pooled = PooledGame(
         features.read_samples(shards),
         contributors["n_items"].to_numpy(float),
         metrics,
-        load_reference(str(cache / stage / keys[stage] / "reference.parquet")),
+        load_reference(str(dirs[stage] / "reference.parquet")),
     )
     return pooled, len(contributors), contributors["contributor"].tolist()
 
