@@ -174,14 +174,28 @@ def kernel_system(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return a, b, v_grand - v_empty
 
 
-def kernel_solve(a: np.ndarray, b: np.ndarray, total: float, shrink: float = 0.0) -> np.ndarray:
+def kernel_solve(
+    a: np.ndarray,
+    b: np.ndarray,
+    total: float,
+    shrink: float = 0.0,
+    eig: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The constrained solution from the normal equations; `eig`: `np.linalg.eigh(a)`, when the
+    caller solves the same system for several `shrink`s (one decomposition serves them all)."""
     n = len(b)
+    evals, evecs = np.linalg.eigh(a) if eig is None else eig
+    rhs = np.column_stack([b, np.ones(n)])
     if shrink:  # pull towards the equal split total / n, the values of a game with no information
-        scale = shrink * float(np.trace(a)) / n
-        a = a + scale * np.eye(n)
-        b = b + scale * total / n
-    a_inv_b = np.linalg.lstsq(a, b, rcond=KERNEL_RCOND)[0]
-    a_inv_1 = np.linalg.lstsq(a, np.ones(n), rcond=KERNEL_RCOND)[0]
+        scale = shrink * float(evals.sum()) / n  # the trace of A
+        evals = evals + scale
+        rhs[:, 0] += scale * total / n
+    # A is symmetric positive semi-definite, so its singular values are |eigenvalues|: this is the
+    # rcond-truncated pseudo-inverse that np.linalg.lstsq(a, rhs, rcond=KERNEL_RCOND) applies,
+    # from one decomposition instead of an SVD per right-hand side.
+    kept = np.abs(evals) > KERNEL_RCOND * np.abs(evals).max()
+    inverse = np.where(kept, 1 / np.where(kept, evals, 1.0), 0.0)
+    a_inv_b, a_inv_1 = (evecs @ (inverse[:, None] * (evecs.T @ rhs))).T
     return a_inv_b - a_inv_1 * (a_inv_b.sum() - total) / a_inv_1.sum()
 
 
@@ -209,8 +223,9 @@ def kernel_shrinkage(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0
         except EstimatorError:
             return 0.0
         z = x[test].astype(np.float64)
+        eig = np.linalg.eigh(a)
         for k, shrink in enumerate(KERNEL_SHRINKS):
-            phi = kernel_solve(a, b, total, shrink)
+            phi = kernel_solve(a, b, total, shrink, eig)
             errors[k] += float(np.sum(w[test] * (y[test] - v_empty - z @ phi) ** 2))
     # One step below the held-out optimum: the held-out error favours more shrinkage than the
     # values want (on Fréchet, voting and polynomial games at 2n-20n the best shrink for the values
