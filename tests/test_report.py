@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from surrogateshap.report import (
+    _low_ceiling_note,
     format_number,
     interaction_heatmap,
     planted_contributors,
@@ -128,3 +129,16 @@ def test_interaction_heatmap_is_a_png_for_any_names():
     )
     png = interaction_heatmap(pairs, "test")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+
+
+def test_low_ceilings_are_named_with_where_their_noise_comes_from():
+    ceiling = pd.DataFrame(
+        {
+            "metric": ["frechet_distance", "marker_rate", "diversity"],
+            "noise_ceiling": [0.79, 0.89, np.nan],
+        }
+    )
+    note = _low_ceiling_note(ceiling)
+    assert "frechet_distance (0.790)" in note and "retrain_noise.py" in note
+    assert "marker_rate" not in note and "diversity" not in note
+    assert _low_ceiling_note(ceiling.iloc[1:]) == ""

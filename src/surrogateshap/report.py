@@ -546,6 +546,26 @@ def _counterfactual_png(table: pd.DataFrame, metric: str) -> bytes:
     return data
 
 
+# A noise ceiling below this visibly bounds the LDS any method can reach (issue 14's aim).
+LOW_CEILING = 0.8
+
+
+def _low_ceiling_note(ceiling: pd.DataFrame) -> str:
+    """Names the metrics whose ceiling is below LOW_CEILING and says where their noise comes from."""
+    low = ceiling[ceiling["noise_ceiling"] < LOW_CEILING]
+    if not len(low):
+        return ""
+    named = ", ".join(
+        f"{_esc(m)} ({format_number(c)})" for m, c in zip(low["metric"], low["noise_ceiling"])
+    )
+    return (
+        f"<p>Below {LOW_CEILING}: {named}. What is left is the retrains' own variation: the "
+        "training seed, the training length and the images each model is scored on. More "
+        "replicates (<code>evaluation.retrain.replicates</code>) raise the ceiling; "
+        "<code>benchmarks/retrain_noise.py</code> splits it by source (docs/evaluation-power.md).</p>"
+    )
+
+
 def evaluation_section(tables_dir, planted: set[str]) -> str:
     """LDS table, proxy fidelity, counterfactual curves, planted placements and each method's cost."""
     tables = Path(tables_dir)
@@ -595,6 +615,7 @@ def evaluation_section(tables_dir, planted: set[str]) -> str:
         "replicates' utilities across the held-out coalitions, Spearman-Brown corrected: the "
         "reliability of the replicate-mean utility the LDS is measured against.</p>"
         + _table_html(ceiling, set(), ("metric",))
+        + _low_ceiling_note(ceiling)
     )
     parts.append(
         f"<h3>LDS</h3><p>Spearman correlation, over all {int(lds['coalitions'].iloc[0])} held-out "
