@@ -1,13 +1,28 @@
-"""The retraining game's noise ceiling with and without common random numbers.
+"""The retraining game's noise ceiling, split by source: training seed, common random numbers,
+training length and the metric's sample of generated images.
 
     .venv/bin/python benchmarks/retrain_noise.py [--model results/cache/model/<key>/model]
-        [--coalitions 16] [--replicates 2] [--game finetune] [--workdir /tmp/retrain-noise]
+        [--coalitions 16] [--replicates 2] [--game finetune] [--steps N] [--samples N]
+        [--settings crn independent sampling] [--workdir /tmp/retrain-noise]
 
 For the first `--coalitions` held-out coalitions of the embedded default, the retraining game
-(`--game`, with the default's settings) is played `--replicates` times per coalition, once with
-`evaluation.retrain.common_random_numbers` on and once off, by the workflow's own function
-(`surrogateshap.retraining.retrain_coalitions`); the table gives each metric's noise ceiling
-(split-half, Spearman-Brown corrected) in both settings. The data, classifier and (unless
+(`--game`, with the default's settings; `--steps` and `--samples` override its training length
+and images per model) is played `--replicates` times per coalition by the workflow's own function
+(`surrogateshap.retraining.retrain_coalitions`), once per setting:
+
+- `crn`: common random numbers on (the default): replicate r of every coalition shares one
+  training seed and one set of sampling noises;
+- `independent`: common random numbers off: every (coalition, replicate) draws its own seeds;
+- `sampling`: as `crn`, but every replicate trains with replicate 0's training seed, so the
+  replicates' models are identical and only the sampling noise differs: what is left is the
+  metric's own sample of generated images (a diagnostic, not a setting of the workflow).
+
+Per setting and metric: the noise ceiling (split-half Spearman, Spearman-Brown corrected, as the
+report computes it) with a 90% bootstrap interval over coalitions, and the variance reliability
+1 - noise / total, where noise is the coalition-specific replicate variance of the replicate mean
+(from the replicates' differences, their common shift removed) and total the variance of the
+replicate means across coalitions: unlike the rank-based ceiling it splits additively by source.
+The rows are kept as `<workdir>/rows-<setting>-<steps>.parquet`. The data, classifier and (unless
 `--model` names a trained one) the main model are built under `--workdir` first. Seconds are
 printed for orientation only: they depend on the machine's load.
 """
@@ -41,6 +56,13 @@ def main() -> None:
     parser.add_argument(
         "--samples", type=int, help="images per retrained model (default: config's)"
     )
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        choices=("crn", "independent", "sampling"),
+        default=["crn", "independent"],
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed of the intervals")
     parser.add_argument("--workdir", default="/tmp/retrain-noise")
     args = parser.parse_args()
     _common.quiet_libraries()
@@ -65,9 +87,20 @@ def main() -> None:
         f"# {len(table)} held-out coalitions x {args.replicates} replicates, {args.game} game; "
         f"main model {inputs.model_note}"
     )
-    ceilings = {}
-    for common in (True, False):
-        retrain = {"common_random_numbers": common}
+    original_seeds = retraining.replicate_seeds
+
+    def training_fixed(seed, coalition, replicate, common):
+        # the `sampling` diagnostic: replicate 0's training seed, this replicate's sampling seed
+        return original_seeds(seed, coalition, 0, common)[0], original_seeds(
+            seed, coalition, replicate, common
+        )[1]
+
+    retrain_cfg = config["evaluation"]["retrain"]
+    game_cfg = retrain_cfg["finetune"] if args.game == "finetune" else retrain_cfg
+    steps = args.steps or game_cfg["train"]["steps"]
+    results = []
+    for setting in args.settings:
+        retrain = {"common_random_numbers": setting != "independent"}
         if args.steps:
             retrain |= {
                 "train": {"steps": args.steps},
@@ -77,37 +110,67 @@ def main() -> None:
             retrain["samples"] = args.samples
         changed = merge(config, {"evaluation": {"retrain": retrain}})
         cfg = stage_section(changed, "retrain")
+        retraining.replicate_seeds = training_fixed if setting == "sampling" else original_seeds
         started = time.perf_counter()
-        rows, _ = retraining.retrain_coalitions(
-            dataset,
-            table[["coalition", "members"]],
-            cfg,
-            args.game,
-            args.replicates,
-            classifier,
-            reference,
-            config["data"]["digits"]["marker_size"],
-            inputs.model_dir,
-            f"crn {'on' if common else 'off'}",
-        )
-        seconds = time.perf_counter() - started
-        _common.note(
-            f"common random numbers {'on' if common else 'off'}: {seconds:.0f}s (load-dependent)"
-        )
-        ceilings[common] = {
-            m: evaluation.noise_ceiling(
-                rows.pivot(index="coalition", columns="replicate", values=m).to_numpy()
+        try:
+            rows, _ = retraining.retrain_coalitions(
+                dataset,
+                table[["coalition", "members"]],
+                cfg,
+                args.game,
+                args.replicates,
+                classifier,
+                reference,
+                config["data"]["digits"]["marker_size"],
+                inputs.model_dir,
+                setting,
             )
-            for m in metric_names
-        }
-    out = pd.DataFrame(
-        {
-            "metric": metric_names,
-            "ceiling_crn_on": [ceilings[True][m] for m in metric_names],
-            "ceiling_crn_off": [ceilings[False][m] for m in metric_names],
-        }
-    )
+        finally:
+            retraining.replicate_seeds = original_seeds
+        seconds = time.perf_counter() - started
+        _common.note(f"{setting}, {steps} steps: {seconds:.0f}s (load-dependent)")
+        keep = rows.drop(columns=[c for c in rows.columns if rows[c].dtype == object])
+        keep.to_parquet(Path(args.workdir) / f"rows-{setting}-{steps}.parquet")
+        for m in metric_names:
+            utilities = rows.pivot(index="coalition", columns="replicate", values=m).to_numpy()
+            low, high = ceiling_interval(utilities, args.seed)
+            results.append(
+                {
+                    "setting": setting,
+                    "steps": steps,
+                    "metric": m,
+                    "ceiling": evaluation.noise_ceiling(utilities),
+                    "ceiling_low": low,
+                    "ceiling_high": high,
+                    "variance_reliability": variance_reliability(utilities),
+                }
+            )
+    out = pd.DataFrame(results)
     print(out.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def ceiling_interval(utilities: np.ndarray, seed: int, level: float = 0.9) -> tuple[float, float]:
+    """Percentile bootstrap interval of the noise ceiling over coalitions (rows)."""
+    draws = evaluation.bootstrap_indices(len(utilities), 1000, seed)
+    values = np.array([evaluation.noise_ceiling(utilities[d]) for d in draws])
+    values = values[np.isfinite(values)]
+    if not len(values):  # a metric constant over every resample (e.g. no marker anywhere)
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2
+    return tuple(float(q) for q in np.quantile(values, [tail, 1 - tail]))
+
+
+def variance_reliability(utilities: np.ndarray) -> float:
+    """1 - (coalition-specific noise variance of the replicate mean) / (variance of the replicate
+    means across coalitions). With r replicates the noise variance of one replicate is estimated
+    from each coalition's deviations from its own mean, after removing the replicates' common
+    shift (what common random numbers share across coalitions does not change a ranking)."""
+    centred = utilities - utilities.mean(axis=0, keepdims=True)
+    r = utilities.shape[1]
+    within = centred - centred.mean(axis=1, keepdims=True)
+    noise = float((within**2).sum() / (len(utilities) - 1) / (r - 1)) / r
+    total = float(utilities.mean(axis=1).var(ddof=1))
+    return 1 - noise / total if total > 0 else float("nan")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ SLOW = pytest.mark.slow
         pytest.param(
             "retrain_noise.py",
             ["--train-steps", "3", "--coalitions", "3", "--steps", "2", "--samples", "8"],
-            ["ceiling_crn_on", "ceiling_crn_off", "frechet_distance"],
+            ["variance_reliability", "independent", "frechet_distance"],
             marks=SLOW,
         ),
     ],
