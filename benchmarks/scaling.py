@@ -7,7 +7,9 @@ contributors and coalitions grows, with the exponent of a log-log fit.
 Utilities come from a polynomial game (pairs and triples). With --cv-folds 0 the
 hyperparameters are fixed (the default grid's middle); otherwise the grid is searched.
 --defaults: what the workflow's attribute stage does, config/config.yaml's surrogate settings
-(grid search, bootstrap, the strongest interactions) on the default sampler's coalitions.
+(grid search, bootstrap, the strongest interactions) on the default sampler's coalitions;
+--candidate: the same with the settings of benchmarks/estimators.py's `candidate` (issue 15's
+proposed default) over them, on the leverage design.
 """
 
 from __future__ import annotations
@@ -31,18 +33,26 @@ def main() -> None:
     parser.add_argument("--cv-folds", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--defaults", action="store_true")
+    parser.add_argument("--candidate", action="store_true")
     args = parser.parse_args()
     cfg = _common.surrogate_settings(args.threads, args.cv_folds)
-    sampler = "shapley_kernel"
+    sampler, paired = "shapley_kernel", False
+    if args.defaults or args.candidate:
+        paired = _common.default_config()["coalitions"]["paired"]  # as the workflow draws
     if args.defaults:
         cfg = dict(_common.default_config()["surrogate"], threads=args.threads)
         sampler = DEFAULT_SAMPLER
+    if args.candidate:
+        from estimators import VARIANTS  # benchmarks/estimators.py
+
+        _, sampler, overrides = VARIANTS["candidate"]
+        cfg = dict(_common.default_config()["surrogate"], **overrides, threads=args.threads)
     results = []
     print(f"{'n':>6} {'coalitions':>10} {'seconds':>9} {'rel L2':>8}")
     for n in args.ns:
         game = games.polynomial_game(n, seed=0)
         for rows in args.rows:
-            coalitions = sample_coalitions(n, rows, sampler, seed=0)
+            coalitions = sample_coalitions(n, rows, sampler, seed=0, paired=paired)
             x = indicators(coalitions, n)
             y = game.evaluate(x)
             names = [f"p{i}" for i in range(n)]
