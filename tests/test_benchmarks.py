@@ -28,6 +28,11 @@ SLOW = pytest.mark.slow
             ],
         ),
         ("scaling.py", ["--ns", "5", "8", "--rows", "12", "24"], ["log-log fit: seconds ~ n^"]),
+        (
+            "kernel_centring.py",
+            ["--games", "jump:8", "vote:7", "--multipliers", "4", "--seeds", "1"],
+            ["size-centred", "jump:8", "vote:7"],
+        ),
         ("fingerprint.py", ["--quick"], ["us/image", "read+hash s"]),
         (
             "utility_throughput.py",

@@ -72,6 +72,29 @@ def test_kernel_is_exact_on_additive_games_and_efficient(sampler):
     assert estimators.kernel(x, y2).sum() == pytest.approx(y2[1] - y2[0])
 
 
+def test_size_centred_kernel_is_exact_on_every_coalition_and_ignores_size_only_games():
+    n = 6
+    x = _all(n)
+    y = _poly(x, LINEAR, PAIRS, TRIPLES)
+    # on the whole table (every size's weight exact) both are the Shapley values
+    for centre in (False, True):
+        got = estimators.kernel(x, y, centre_sizes=centre)
+        assert np.allclose(got, _poly_shapley(n, LINEAR, PAIRS, TRIPLES), atol=1e-8)
+    # a jump from v(0) to every other coalition, on a sample: only the centred one is exact
+    n = 20
+    x = _indicators(sample_coalitions(n, 4 * n, "shapley_kernel", seed=0, paired=True), n)
+    linear = np.linspace(-1, 1, n)
+    jump = 50.0 * (x.sum(1) > 0) + 0.3 * x.sum(1) ** 2 * (x.sum(1) < n)  # size-only parts
+    y = x @ linear + jump
+    truth = linear + (50.0 + 0.0) / n
+    centred = estimators.kernel(x, y, centre_sizes=True)
+    assert np.allclose(centred, truth, atol=1e-8)
+    assert np.linalg.norm(estimators.kernel(x, y) - truth) > 0.5 * np.linalg.norm(truth)
+    for shrink in (0.0, 0.3):  # efficient, shrunk or not
+        got = estimators.kernel(x, y, shrink, centre_sizes=True)
+        assert got.sum() == pytest.approx(y[x.sum(1) == n][0] - y[x.sum(1) == 0][0])
+
+
 def test_kernel_leaves_directions_the_coalitions_barely_determine_at_the_minimum_norm():
     """At 2n paired coalitions for n = 50 the weighted normal equations are near-singular: fitting
     every direction gives relative error 1.76 on this game, the truncated solve 0.57; where
