@@ -3,7 +3,7 @@ training length and the metric's sample of generated images.
 
     .venv/bin/python benchmarks/retrain_noise.py [--model results/cache/model/<key>/model]
         [--coalitions 16] [--replicates 2] [--game finetune] [--steps N] [--samples N]
-        [--settings crn independent sampling] [--workdir /tmp/retrain-noise]
+        [--settings crn independent sampling] [--workdir /tmp/retrain-noise] [--from-rows]
 
 For the first `--coalitions` held-out coalitions of the embedded default, the retraining game
 (`--game`, with the default's settings; `--steps` and `--samples` override its training length
@@ -25,6 +25,12 @@ replicate means across coalitions: unlike the rank-based ceiling it splits addit
 The rows are kept as `<workdir>/rows-<setting>-<steps>.parquet`. The data, classifier and (unless
 `--model` names a trained one) the main model are built under `--workdir` first. Seconds are
 printed for orientation only: they depend on the machine's load.
+
+When `crn` and `sampling` are both among the settings, a second table splits one replicate's
+noise variance by source: `image_sample` is the share left when only the sampling noise differs
+(the metric's own sample of images), `training_seed` the rest of the `crn` noise, and, with
+`independent` too, `no_crn_ratio` the noise without common random numbers over the noise with
+them. `--from-rows` prints both tables from the rows a previous run kept, retraining nothing.
 """
 
 from __future__ import annotations
@@ -64,9 +70,24 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed of the intervals")
     parser.add_argument("--workdir", default="/tmp/retrain-noise")
+    parser.add_argument(
+        "--from-rows", action="store_true", help="summarise the rows kept in --workdir"
+    )
     args = parser.parse_args()
     _common.quiet_libraries()
     config = _common.default_config()
+    retrain_cfg = config["evaluation"]["retrain"]
+    game_cfg = retrain_cfg["finetune"] if args.game == "finetune" else retrain_cfg
+    steps = args.steps or game_cfg["train"]["steps"]
+    if args.from_rows:
+        rows = {}
+        for setting in args.settings:
+            path = Path(args.workdir) / f"rows-{setting}-{steps}.parquet"
+            if not path.exists():
+                parser.error(f"--from-rows: {path} not found (run this setting first)")
+            rows[setting] = pd.read_parquet(path)
+        report(rows, config["metrics"], steps, args.seed)
+        return
     inputs = _common.prepare_inputs(
         Path(args.workdir), config, args.model, args.train_steps, args.threads
     )
@@ -95,10 +116,7 @@ def main() -> None:
             seed, coalition, replicate, common
         )[1]
 
-    retrain_cfg = config["evaluation"]["retrain"]
-    game_cfg = retrain_cfg["finetune"] if args.game == "finetune" else retrain_cfg
-    steps = args.steps or game_cfg["train"]["steps"]
-    results = []
+    kept = {}
     for setting in args.settings:
         retrain = {"common_random_numbers": setting != "independent"}
         if args.steps:
@@ -131,10 +149,19 @@ def main() -> None:
         _common.note(f"{setting}, {steps} steps: {seconds:.0f}s (load-dependent)")
         keep = rows.drop(columns=[c for c in rows.columns if rows[c].dtype == object])
         keep.to_parquet(Path(args.workdir) / f"rows-{setting}-{steps}.parquet")
-        for m in metric_names:
-            utilities = rows.pivot(index="coalition", columns="replicate", values=m).to_numpy()
-            low, high = ceiling_interval(utilities, args.seed)
-            results.append(
+        kept[setting] = keep
+    report(kept, metric_names, steps, args.seed)
+
+
+def report(rows: dict[str, pd.DataFrame], metrics: list[str], steps: int, seed: int) -> None:
+    """Print the ceiling table of every setting's rows and, where the settings allow, the split
+    of the noise by source."""
+    ceilings, split = [], []
+    for setting, table in rows.items():
+        for m in metrics:
+            utilities = table.pivot(index="coalition", columns="replicate", values=m).to_numpy()
+            low, high = ceiling_interval(utilities, seed)
+            ceilings.append(
                 {
                     "setting": setting,
                     "steps": steps,
@@ -145,8 +172,28 @@ def main() -> None:
                     "variance_reliability": variance_reliability(utilities),
                 }
             )
-    out = pd.DataFrame(results)
-    print(out.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(pd.DataFrame(ceilings).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if not {"crn", "sampling"} <= rows.keys():
+        return
+    for m in metrics:
+        noise = {
+            s: noise_variance(t.pivot(index="coalition", columns="replicate", values=m).to_numpy())
+            for s, t in rows.items()
+        }
+        image = noise["sampling"] / noise["crn"] if noise["crn"] > 0 else float("nan")
+        split.append(
+            {
+                "metric": m,
+                "crn_noise_sd": noise["crn"] ** 0.5,
+                "image_sample": image,
+                "training_seed": 1 - image,
+                "no_crn_ratio": noise["independent"] / noise["crn"]
+                if "independent" in noise and noise["crn"] > 0
+                else float("nan"),
+            }
+        )
+    print()
+    print(pd.DataFrame(split).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 def ceiling_interval(utilities: np.ndarray, seed: int, level: float = 0.9) -> tuple[float, float]:
@@ -160,15 +207,19 @@ def ceiling_interval(utilities: np.ndarray, seed: int, level: float = 0.9) -> tu
     return tuple(float(q) for q in np.quantile(values, [tail, 1 - tail]))
 
 
-def variance_reliability(utilities: np.ndarray) -> float:
-    """1 - (coalition-specific noise variance of the replicate mean) / (variance of the replicate
-    means across coalitions). With r replicates the noise variance of one replicate is estimated
-    from each coalition's deviations from its own mean, after removing the replicates' common
-    shift (what common random numbers share across coalitions does not change a ranking)."""
+def noise_variance(utilities: np.ndarray) -> float:
+    """One replicate's coalition-specific noise variance: each coalition's deviations from its own
+    mean, after removing the replicates' common shift (what common random numbers share across
+    coalitions does not change a ranking), pooled over coalitions."""
     centred = utilities - utilities.mean(axis=0, keepdims=True)
-    r = utilities.shape[1]
     within = centred - centred.mean(axis=1, keepdims=True)
-    noise = float((within**2).sum() / (len(utilities) - 1) / (r - 1)) / r
+    return float((within**2).sum() / (len(utilities) - 1) / (utilities.shape[1] - 1))
+
+
+def variance_reliability(utilities: np.ndarray) -> float:
+    """1 - (noise variance of the replicate mean) / (variance of the replicate means across
+    coalitions); the replicate mean's noise is one replicate's over the number of replicates."""
+    noise = noise_variance(utilities) / utilities.shape[1]
     total = float(utilities.mean(axis=1).var(ddof=1))
     return 1 - noise / total if total > 0 else float("nan")
 

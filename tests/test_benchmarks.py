@@ -6,6 +6,8 @@ benchmarks themselves; see docs/benchmarks.md)."""
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from .conftest import ROOT
@@ -59,8 +61,9 @@ SLOW = pytest.mark.slow
         ),
         pytest.param(
             "retrain_noise.py",
-            ["--train-steps", "3", "--coalitions", "3", "--steps", "2", "--samples", "8"],
-            ["variance_reliability", "independent", "frechet_distance"],
+            ["--train-steps", "3", "--coalitions", "3", "--steps", "2", "--samples", "8"]
+            + ["--settings", "crn", "independent", "sampling"],
+            ["variance_reliability", "independent", "frechet_distance", "training_seed"],
             marks=SLOW,
         ),
     ],
@@ -76,3 +79,47 @@ def test_benchmark_runs(script, args, expected):
     assert result.returncode == 0, result.stderr[-4000:]
     for text in expected:
         assert text in result.stdout, result.stdout
+
+
+def test_retrain_noise_splits_the_noise_by_source_from_kept_rows(tmp_path):
+    # one replicate's coalition-specific noise is e in crn, e/2 when only the images differ and
+    # 2e without common random numbers, replicate 1 shifted by 5 throughout (a shift common to
+    # every coalition is no noise): image sample 1/4 of the crn noise variance, training seed
+    # 3/4, and 4 times the noise without common random numbers
+    base, e = np.arange(4.0), np.array([0.2, -0.2, 0.2, -0.2])
+    metrics = ["frechet_distance", "inception_score_like", "mean_confidence"]
+    metrics += ["diversity", "marker_rate"]
+    for setting, scale in [("crn", 1.0), ("sampling", 0.5), ("independent", 2.0)]:
+        rows = pd.DataFrame(
+            [
+                {
+                    "coalition": c,
+                    "replicate": r,
+                    **dict.fromkeys(metrics, base[c] + r * (5 + scale * e[c])),
+                }
+                for c in range(4)
+                for r in range(2)
+            ]
+        )
+        rows.to_parquet(tmp_path / f"rows-{setting}-150.parquet")
+    args = [
+        "--workdir",
+        str(tmp_path),
+        "--from-rows",
+        "--settings",
+        "crn",
+        "sampling",
+        "independent",
+    ]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "retrain_noise.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    split = result.stdout.split("\n\n")[1]
+    assert "image_sample  training_seed  no_crn_ratio" in split, result.stdout
+    for line in split.splitlines()[1:]:
+        assert line.split()[2:] == ["0.250", "0.750", "4.000"], result.stdout
