@@ -138,7 +138,10 @@ def test_low_ceilings_are_named_with_where_their_noise_comes_from():
             "noise_ceiling": [0.79, 0.89, np.nan],
         }
     )
-    note = _low_ceiling_note(ceiling)
+    note = _low_ceiling_note(ceiling, common_random_numbers=True)
     assert "frechet_distance (0.790)" in note and "retrain_noise.py" in note
     assert "marker_rate" not in note and "diversity" not in note
-    assert _low_ceiling_note(ceiling.iloc[1:]) == ""
+    assert "common_random_numbers</code> off" not in note
+    off = _low_ceiling_note(ceiling, common_random_numbers=False)
+    assert "common_random_numbers</code> off" in off
+    assert _low_ceiling_note(ceiling.iloc[1:], common_random_numbers=False) == ""

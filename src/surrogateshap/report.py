@@ -550,19 +550,28 @@ def _counterfactual_png(table: pd.DataFrame, metric: str) -> bytes:
 LOW_CEILING = 0.8
 
 
-def _low_ceiling_note(ceiling: pd.DataFrame) -> str:
-    """Names the metrics whose ceiling is below LOW_CEILING and says where their noise comes from."""
+def _low_ceiling_note(ceiling: pd.DataFrame, common_random_numbers: bool) -> str:
+    """Names the metrics whose ceiling is below LOW_CEILING and says where their noise comes from
+    (as measured on the embedded default) and what lowers it."""
     low = ceiling[ceiling["noise_ceiling"] < LOW_CEILING]
     if not len(low):
         return ""
     named = ", ".join(
         f"{_esc(m)} ({format_number(c)})" for m, c in zip(low["metric"], low["noise_ceiling"])
     )
+    crn = (
+        ""
+        if common_random_numbers
+        else "This run has <code>evaluation.retrain.common_random_numbers</code> off; on the "
+        "embedded default, turning them on cut that noise up to 3-fold. "
+    )
     return (
-        f"<p>Below {LOW_CEILING}: {named}. What is left is the retrains' own variation: the "
-        "training seed, the training length and the images each model is scored on. More "
-        "replicates (<code>evaluation.retrain.replicates</code>) raise the ceiling; "
-        "<code>benchmarks/retrain_noise.py</code> splits it by source (docs/evaluation-power.md).</p>"
+        f"<p>Below {LOW_CEILING}: {named}. What is left is the retrains' own variation. On the "
+        "embedded default, the fine-tuning's training seed was 62-94% of one replicate's noise "
+        "variance and the images each model is scored on the rest "
+        "(<code>benchmarks/retrain_noise.py</code> splits it by source; "
+        f"docs/evaluation-power.md). {crn}More replicates "
+        "(<code>evaluation.retrain.replicates</code>) raise the ceiling.</p>"
     )
 
 
@@ -615,7 +624,7 @@ def evaluation_section(tables_dir, planted: set[str]) -> str:
         "replicates' utilities across the held-out coalitions, Spearman-Brown corrected: the "
         "reliability of the replicate-mean utility the LDS is measured against.</p>"
         + _table_html(ceiling, set(), ("metric",))
-        + _low_ceiling_note(ceiling)
+        + _low_ceiling_note(ceiling, retraining["common_random_numbers"])
     )
     parts.append(
         f"<h3>LDS</h3><p>Spearman correlation, over all {int(lds['coalitions'].iloc[0])} held-out "
