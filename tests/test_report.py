@@ -138,10 +138,15 @@ def test_low_ceilings_are_named_with_where_their_noise_comes_from():
             "noise_ceiling": [0.79, 0.89, np.nan],
         }
     )
-    note = _low_ceiling_note(ceiling, common_random_numbers=True)
+    finetune = {"common_random_numbers": True, "game": "finetune", "train": {"steps": 150}}
+    note = _low_ceiling_note(ceiling, finetune)
     assert "frechet_distance (0.790)" in note and "retrain_noise.py" in note
     assert "marker_rate" not in note and "diversity" not in note
     assert "common_random_numbers</code> off" not in note
-    off = _low_ceiling_note(ceiling, common_random_numbers=False)
+    # the lever that raises it most, named for the run's game, with the run's own setting
+    assert "evaluation.retrain.finetune.train.steps</code>, 150 in this run" in note
+    full = {"common_random_numbers": False, "game": "full", "train": None}
+    off = _low_ceiling_note(ceiling, full)
     assert "common_random_numbers</code> off" in off
-    assert _low_ceiling_note(ceiling.iloc[1:], common_random_numbers=False) == ""
+    assert "<code>evaluation.retrain.train.steps</code>)" in off
+    assert _low_ceiling_note(ceiling.iloc[1:], full) == ""
