@@ -57,10 +57,13 @@ class SurrogateModel:
             )
         self.ridge = params.pop("ridge_alpha", "auto")
         self.shrink = params.pop("kernel_shrink", "auto")
+        # a free intercept per coalition size in the kernel base (`estimators.kernel_system`)
+        self.centre_sizes = bool(params.pop("kernel_centre_sizes", False))
         # n_estimators 0: the additive part alone (a candidate the cross-validation may pick)
         self.trees = _regressor(params, seed, threads) if params.get("n_estimators") != 0 else None
         self.coef = None
         self.intercept = 0.0
+        self.size_intercept = None  # per size 0..n, with kernel_centre_sizes
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> SurrogateModel:
         residual = y
@@ -84,21 +87,32 @@ class SurrogateModel:
         """KernelSHAP's constrained least squares as the additive part: intercept v(empty), coefficients
         summing to v(grand) - v(empty). False (ridge instead) where the rows cannot determine it: an
         endpoint missing (e.g. from a cross-validation fold) or fewer coalitions than players."""
-        from .estimators import EstimatorError, kernel, kernel_shrinkage
+        from .estimators import EstimatorError, kernel, kernel_shrinkage, size_intercepts
 
         size = x.sum(1)
         if not ((size == 0).any() and (size == x.shape[1]).any()):
             return False
+        centre = self.centre_sizes
         try:
-            shrink = kernel_shrinkage(x, y) if self.shrink == "auto" else float(self.shrink)
-            coef = kernel(x, y, shrink)
+            shrink = (
+                kernel_shrinkage(x, y, centre_sizes=centre)
+                if self.shrink == "auto"
+                else float(self.shrink)
+            )
+            coef = kernel(x, y, shrink, centre_sizes=centre)
         except EstimatorError:
             return False
         self.coef, self.intercept = coef.astype(np.float64), float(y[size == 0].mean())
+        # the intercepts are v(empty) at both ends, so the values stay coef (+ the trees')
+        self.size_intercept = size_intercepts(x, y, self.coef) if centre else None
         return True
 
     def _additive(self, x: np.ndarray) -> np.ndarray:
-        return self.intercept + x @ self.coef if self.coef is not None else np.zeros(len(x))
+        if self.coef is None:
+            return np.zeros(len(x))
+        if self.size_intercept is not None:
+            return self.size_intercept[x.sum(1).astype(int)] + x @ self.coef
+        return self.intercept + x @ self.coef
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if self.trees is None:
@@ -131,23 +145,24 @@ def resolve_shrinkage(
     candidates: list[dict], x: np.ndarray, y: np.ndarray, seed: int
 ) -> list[dict]:
     """The kernel base's pull towards the equal split (`estimators.kernel_shrinkage`), chosen once
-    on the whole table instead of again inside every fold and bootstrap replicate."""
-    if not any(
-        c.get("base") == "kernel" and c.get("kernel_shrink", "auto") == "auto" for c in candidates
-    ):
-        return candidates
+    on the whole table (once per setting of `kernel_centre_sizes`) instead of again inside every
+    fold and bootstrap replicate."""
     from .estimators import EstimatorError, kernel_shrinkage
 
-    try:
-        shrink = kernel_shrinkage(x, y, seed=seed)
-    except EstimatorError:  # no endpoints: the base falls back to ridge anyway
-        return candidates
-    return [
-        dict(c, kernel_shrink=shrink)
-        if c.get("base") == "kernel" and c.get("kernel_shrink", "auto") == "auto"
-        else c
-        for c in candidates
-    ]
+    def auto(c: dict) -> bool:
+        return c.get("base") == "kernel" and c.get("kernel_shrink", "auto") == "auto"
+
+    shrinks: dict[bool, float | None] = {}
+    for centre in {bool(c.get("kernel_centre_sizes", False)) for c in candidates if auto(c)}:
+        try:
+            shrinks[centre] = kernel_shrinkage(x, y, seed=seed, centre_sizes=centre)
+        except EstimatorError:  # no endpoints: the base falls back to ridge anyway
+            shrinks[centre] = None
+    resolved = []
+    for c in candidates:
+        shrink = shrinks.get(bool(c.get("kernel_centre_sizes", False))) if auto(c) else None
+        resolved.append(c if shrink is None else dict(c, kernel_shrink=shrink))
+    return resolved
 
 
 def _endpoint_rows(x: np.ndarray) -> np.ndarray:
