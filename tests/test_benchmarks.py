@@ -35,6 +35,11 @@ SLOW = pytest.mark.slow
             ["--games", "jump:8", "vote:7", "--multipliers", "4", "--seeds", "1"],
             ["size-centred", "jump:8", "vote:7"],
         ),
+        (
+            "cv_choice.py",
+            ["--games", "vote:7", "poly:8", "--multipliers", "3", "--seeds", "2"],
+            ["regret", "cross-validation picked a best point in"],
+        ),
         ("fingerprint.py", ["--quick"], ["us/image", "read+hash s"]),
         (
             "utility_throughput.py",
