@@ -159,7 +159,7 @@ def report(rows: dict[str, pd.DataFrame], metrics: list[str], steps: int, seed: 
     ceilings, split = [], []
     for setting, table in rows.items():
         for m in metrics:
-            utilities = table.pivot(index="coalition", columns="replicate", values=m).to_numpy()
+            utilities = replicate_utilities(table, m)
             low, high = ceiling_interval(utilities, seed)
             ceilings.append(
                 {
@@ -176,10 +176,7 @@ def report(rows: dict[str, pd.DataFrame], metrics: list[str], steps: int, seed: 
     if not {"crn", "sampling"} <= rows.keys():
         return
     for m in metrics:
-        noise = {
-            s: noise_variance(t.pivot(index="coalition", columns="replicate", values=m).to_numpy())
-            for s, t in rows.items()
-        }
+        noise = {s: noise_variance(replicate_utilities(t, m)) for s, t in rows.items()}
         image = noise["sampling"] / noise["crn"] if noise["crn"] > 0 else float("nan")
         split.append(
             {
@@ -194,6 +191,11 @@ def report(rows: dict[str, pd.DataFrame], metrics: list[str], steps: int, seed: 
         )
     print()
     print(pd.DataFrame(split).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def replicate_utilities(rows: pd.DataFrame, metric: str) -> np.ndarray:
+    """One metric's utilities as a (coalition, replicate) matrix."""
+    return rows.pivot(index="coalition", columns="replicate", values=metric).to_numpy()
 
 
 def ceiling_interval(utilities: np.ndarray, seed: int, level: float = 0.9) -> tuple[float, float]:

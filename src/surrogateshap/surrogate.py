@@ -152,15 +152,18 @@ def resolve_shrinkage(
     def auto(c: dict) -> bool:
         return c.get("base") == "kernel" and c.get("kernel_shrink", "auto") == "auto"
 
+    def centred(c: dict) -> bool:
+        return bool(c.get("kernel_centre_sizes", False))
+
     shrinks: dict[bool, float | None] = {}
-    for centre in {bool(c.get("kernel_centre_sizes", False)) for c in candidates if auto(c)}:
+    for centre in {centred(c) for c in candidates if auto(c)}:
         try:
             shrinks[centre] = kernel_shrinkage(x, y, seed=seed, centre_sizes=centre)
         except EstimatorError:  # no endpoints: the base falls back to ridge anyway
             shrinks[centre] = None
     resolved = []
     for c in candidates:
-        shrink = shrinks.get(bool(c.get("kernel_centre_sizes", False))) if auto(c) else None
+        shrink = shrinks.get(centred(c)) if auto(c) else None
         resolved.append(c if shrink is None else dict(c, kernel_shrink=shrink))
     return resolved
 
