@@ -88,6 +88,13 @@ VARIANTS = {
         },
     ),
 }
+# the candidate choosing its grid point by the held-out error of the values, not of the utilities
+# (surrogate.heldout_value_scores; benchmarks/cv_choice.py)
+VARIANTS["candidate-values"] = (
+    "surrogate",
+    "leverage",
+    dict(VARIANTS["candidate"][2], select="heldout_values"),
+)
 # the candidate with a free intercept per coalition size in its kernel base
 # (estimators.kernel_system; benchmarks/kernel_centring.py)
 VARIANTS["candidate-centred"] = (
@@ -197,6 +204,7 @@ SHORT = {
     "SVARM": "SVARM",
     "PermutationSamplingSV": "Perm",
     "candidate-centred": "cand-cent",
+    "candidate-values": "cand-val",
 }
 
 

@@ -28,6 +28,7 @@ DEFAULT_SURROGATE = {
     "anchor_endpoints": True,
     "odd_targets": False,
     "residual_correction": "none",
+    "select": "heldout_error",
 }
 
 

@@ -238,6 +238,9 @@ def _plain_folds(x: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray,
     ]
 
 
+SELECTIONS = ("heldout_error", "heldout_values")
+
+
 def cross_validate(
     x: np.ndarray,
     y: np.ndarray,
@@ -247,18 +250,27 @@ def cross_validate(
     threads: int,
     keep_models: bool = False,
     pairs: bool = False,
+    select: str = "heldout_error",
+    correct: str = "none",
+    anchor: bool = True,
 ):
-    """Choose parameters by K-fold squared error over the coalitions between the endpoints (folds
-    from `pair_folds` with `pairs`, else plain shuffled folds); return them and their out-of-fold R^2, and with `keep_models` also the
-    chosen candidate's fold models and out-of-fold predictions (NaN at the endpoints). The measured
-    endpoints stay in every training fold: they anchor the values (and the kernel base) whatever
-    the fold, so they are not what the choice rests on."""
+    """Choose parameters by K-fold cross-validation over the coalitions between the endpoints (folds
+    from `pair_folds` with `pairs`, else plain shuffled folds); return them and their out-of-fold
+    R^2, and with `keep_models` also the chosen candidate's fold models and out-of-fold predictions
+    (NaN at the endpoints). The measured endpoints stay in every training fold: they anchor the
+    values (and the kernel base) whatever the fold, so they are not what the choice rests on.
+
+    `select`: `heldout_error` picks the least held-out squared error of the utilities;
+    `heldout_values` the least held-out error of the values (`heldout_value_scores`), with the
+    values computed as `attribute` reports them (`correct`, `anchor`)."""
+    if select not in SELECTIONS:
+        raise ValueError(f"surrogate.select {select!r}: expected one of {', '.join(SELECTIONS)}")
     splits = pair_folds(x, folds, seed) if pairs else _plain_folds(x, folds, seed)
     if not splits:
         return (candidates[0], float("nan"), None) if keep_models else (candidates[0], float("nan"))
     inner = np.concatenate([test for _, test in splits])
     target = y[inner]
-    best, best_err, best_pred, best_models = None, np.inf, None, None
+    errors, fits = [], []
     for params in candidates:
         pred = np.full(len(y), np.nan)
         models = []
@@ -266,9 +278,20 @@ def cross_validate(
             model = SurrogateModel(params, seed, threads).fit(x[train], y[train])
             pred[test] = model.predict(x[test])
             models.append(model)
-        err = float(np.mean((pred[inner] - target) ** 2))
-        if err < best_err:
-            best, best_err, best_pred, best_models = params, err, pred, models
+        errors.append(float(np.mean((pred[inner] - target) ** 2)))
+        fits.append((models, pred))
+    chosen = int(np.argmin(errors))
+    if select == "heldout_values" and len(candidates) > 1:
+        control = value_control(candidates)
+        same = [i for i, c in enumerate(candidates) if c == control]
+        controls = (
+            fits[same[0]][0]
+            if same
+            else [SurrogateModel(control, seed, threads).fit(x[t], y[t]) for t, _ in splits]
+        )
+        scores = heldout_value_scores(x, y, splits, [m for m, _ in fits], controls, correct, anchor)
+        chosen = int(np.argmin(scores))
+    best, (best_models, best_pred) = candidates[chosen], fits[chosen]
     total = float(np.sum((target - target.mean()) ** 2))
     r2 = (
         1.0 - float(np.sum((best_pred[inner] - target) ** 2)) / total if total > 0 else float("nan")
@@ -276,6 +299,86 @@ def cross_validate(
     if keep_models:
         return best, r2, (best_models, best_pred)
     return best, r2
+
+
+def reported_values(
+    model: SurrogateModel,
+    x: np.ndarray,
+    y: np.ndarray,
+    correct: str,
+    anchor: bool,
+    shapley: tuple[np.ndarray, float, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The values `attribute` reports for a model fitted to (x, y), and the residual correction
+    added to them (None where there is none): with trees and `in_sample`, the stratified MSR
+    estimate of the residual game's values; otherwise, with `anchor`, the measured endpoints in
+    place of the model's (`anchor_endpoints`). `shapley`: `model.shapley(n)`, where already known."""
+    values, f_empty, f_grand = shapley or model.shapley(x.shape[1])
+    if correct == "in_sample" and model.trees is not None:
+        correction = stratified_msr(x, y - model.predict(x))
+        return values + correction, correction
+    if anchor:
+        values = anchor_endpoints(values, f_empty, f_grand, *measured_endpoints(x, y))
+    return values, None
+
+
+def value_control(candidates: list[dict]) -> dict:
+    """The control of `heldout_value_scores`: the kernel base alone (KernelSHAP's solution, shrunk
+    as the candidates' kernel base is), a fit that varies little from fold to fold, so its held-out
+    estimates carry little more than the held-out rows' own noise; it uses the same parameters as
+    a candidate that is the kernel base alone, so that candidate's fold models serve."""
+    shrink = next(
+        (
+            c["kernel_shrink"]
+            for c in candidates
+            if c.get("base") == "kernel" and "kernel_shrink" in c
+        ),
+        "auto",
+    )
+    for c in candidates:
+        if c.get("base") == "kernel" and c.get("n_estimators") == 0:
+            if not c.get("kernel_centre_sizes", False) and c.get("kernel_shrink", "auto") == shrink:
+                return c
+    return {"base": "kernel", "n_estimators": 0, "kernel_shrink": shrink}
+
+
+def heldout_value_scores(
+    x: np.ndarray,
+    y: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    fold_models: list[list[SurrogateModel]],
+    control_models: list[SurrogateModel],
+    correct: str,
+    anchor: bool,
+) -> np.ndarray:
+    """Each candidate's held-out error of the values, up to a constant common to all: the sum over
+    folds k of ||phi_k - psi_k||^2, where phi_k are the values the candidate reports from fold k's
+    training rows and psi_k = phi(g_k) + MSR(v - g_k) over fold k's held-out rows (with the rows in
+    every training fold: the endpoints and the sizes the table holds whole), g_k being the control's
+    fold model (`value_control`). Given the training rows psi_k is an unbiased estimate of the game's
+    values (regression-adjusted Monte Carlo, Witter et al. 2025), independent of phi_k, so the
+    expected score is the fold estimator's squared error plus E||psi_k - phi||^2, the same for
+    every candidate. Unlike the utilities' held-out error it sees what the values are for: trees
+    can predict a step function's held-out utilities better and still give worse values."""
+    if correct == "cross_fit":
+        raise ValueError(
+            "surrogate.select heldout_values needs residual_correction none or in_sample "
+            "(cross_fit would need folds within the folds)"
+        )
+    n = x.shape[1]
+    always = np.flatnonzero(
+        np.logical_and.reduce([np.isin(np.arange(len(x)), t) for t, _ in splits])
+    )
+    controls = []
+    for (_, test), g in zip(splits, control_models):
+        rows = np.union1d(test, always)
+        controls.append(g.shapley(n)[0] + stratified_msr(x[rows], y[rows] - g.predict(x[rows])))
+    scores = np.zeros(len(fold_models))
+    for c, models in enumerate(fold_models):
+        for (train, _), model, psi in zip(splits, models, controls):
+            phi, _ = reported_values(model, x[train], y[train], correct, anchor)
+            scores[c] += float(np.sum((phi - psi) ** 2))
+    return scores
 
 
 def stratified_msr(x: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -458,24 +561,31 @@ def attribute(
         raise ValueError(
             f"surrogate.residual_correction {correct!r}: expected none, in_sample or cross_fit"
         )
+    anchor = cfg["anchor_endpoints"]
+    select = cfg.get("select", "heldout_error")
     params, oof_r2, fold_fit = cross_validate(
-        x, y, candidates, cfg["cv_folds"], seed, threads, keep_models=True, pairs=odd
+        x,
+        y,
+        candidates,
+        cfg["cv_folds"],
+        seed,
+        threads,
+        keep_models=True,
+        pairs=odd,
+        select=select,
+        correct=correct,
+        anchor=anchor,
     )
     model = SurrogateModel(params, seed, threads).fit(x, y)
-    values, f_empty, f_grand = model.shapley(n)
+    raw, f_empty, f_grand = model.shapley(n)
     v_empty, v_grand = measured_endpoints(x, y)
-    raw_gap = float(values.sum() - (v_grand - v_empty))
-    anchor = cfg["anchor_endpoints"]
-    correction = None
-    if correct == "in_sample" and model.trees is not None:  # (no trees: nothing to correct)
-        residual = y - model.predict(x)
-        correction = stratified_msr(x, residual)
-        values = values + correction
-    elif correct == "cross_fit" and fold_fit is not None:
+    raw_gap = float(raw.sum() - (v_grand - v_empty))
+    if correct == "cross_fit" and fold_fit is not None:
         values, residual = corrected_values(x, y, *fold_fit)
-        correction = values - model.shapley(n)[0]
-    elif anchor:
-        values = anchor_endpoints(values, f_empty, f_grand, v_empty, v_grand)
+        correction = values - raw
+    else:  # in_sample with trees: corrected; else anchored (if asked)
+        values, correction = reported_values(model, x, y, correct, anchor, (raw, f_empty, f_grand))
+        residual = y - model.predict(x)
 
     rng = np.random.default_rng(seed)
     boot = np.empty((cfg["bootstrap"], n))
@@ -504,6 +614,7 @@ def attribute(
     diagnostics = {
         "estimator": "surrogate",
         "params": params,
+        "select": select,
         "oof_r2": oof_r2,
         "n_coalitions": int(len(y)),
         "n_contributors": int(n),
