@@ -235,6 +235,26 @@ def test_heldout_value_scores_put_an_exact_candidate_first():
     assert exact_control[1] < 1e-12 < exact_control[0]
 
 
+def test_heldout_values_leaves_the_tuning_within_a_family_to_the_utilities_error():
+    """Depths of trees on the same base are one family: the values' held-out error only chooses
+    between families, so with one family both selections agree."""
+    n = 12
+    x = indicators(sample_coalitions(n, 8 * n, "leverage", seed=3), n)
+    y = np.tanh(games.polynomial_game(n, seed=3).evaluate(x))
+    names = [f"p{i}" for i in range(n)]
+    cfg = _settings(grid={"max_depth": [1, 2, 3], "base": ["kernel"]})
+    a, da = estimators.attribute("surrogate", x, y, names, cfg, 0)
+    b, db = estimators.attribute("surrogate", x, y, names, dict(cfg, select="heldout_values"), 0)
+    assert da["params"] == db["params"]
+    pd.testing.assert_frame_equal(a, b)
+    assert surrogate.model_family({"base": "kernel", "max_depth": 2}) == surrogate.model_family(
+        {"base": "kernel", "max_depth": 3, "learning_rate": 0.1}
+    )
+    assert surrogate.model_family({"base": "kernel", "n_estimators": 0}) != surrogate.model_family(
+        {"base": "kernel", "n_estimators": 300}
+    )
+
+
 def test_unknown_selection_and_cross_fit_with_heldout_values_are_refused():
     n = 10
     x = indicators(sample_coalitions(n, 5 * n, "leverage", seed=0), n)

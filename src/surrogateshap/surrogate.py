@@ -260,11 +260,20 @@ def cross_validate(
     (NaN at the endpoints). The measured endpoints stay in every training fold: they anchor the
     values (and the kernel base) whatever the fold, so they are not what the choice rests on.
 
-    `select`: `heldout_error` picks the least held-out squared error of the utilities;
-    `heldout_values` the least held-out error of the values (`heldout_value_scores`), with the
-    values computed as `attribute` reports them (`correct`, `anchor`)."""
+    `select`: `heldout_error` picks the least held-out squared error of the utilities.
+    `heldout_values` takes the least such error within each `model_family` (e.g. the kernel base
+    alone; the kernel base with trees of any depth), then the family whose values have the least
+    held-out error (`heldout_value_scores`, the values computed as `attribute` reports them:
+    `correct`, `anchor`). The two criteria part where it matters most, on whether trees are used
+    at all: trees can predict a step function's held-out utilities better and give worse values.
+    Within a family the utilities' error is the less noisy guide."""
     if select not in SELECTIONS:
         raise ValueError(f"surrogate.select {select!r}: expected one of {', '.join(SELECTIONS)}")
+    if select == "heldout_values" and correct == "cross_fit":
+        raise ValueError(
+            "surrogate.select heldout_values needs residual_correction none or in_sample "
+            "(cross_fit would need folds within the folds)"
+        )
     splits = pair_folds(x, folds, seed) if pairs else _plain_folds(x, folds, seed)
     if not splits:
         return (candidates[0], float("nan"), None) if keep_models else (candidates[0], float("nan"))
@@ -281,16 +290,26 @@ def cross_validate(
         errors.append(float(np.mean((pred[inner] - target) ** 2)))
         fits.append((models, pred))
     chosen = int(np.argmin(errors))
-    if select == "heldout_values" and len(candidates) > 1:
-        control = value_control(candidates)
-        same = [i for i, c in enumerate(candidates) if c == control]
-        controls = (
-            fits[same[0]][0]
-            if same
-            else [SurrogateModel(control, seed, threads).fit(x[t], y[t]) for t, _ in splits]
-        )
-        scores = heldout_value_scores(x, y, splits, [m for m, _ in fits], controls, correct, anchor)
-        chosen = int(np.argmin(scores))
+    if select == "heldout_values":
+        # each family's best by the utilities' error, then the families by the values' error
+        winners: dict[tuple, int] = {}
+        for i, c in enumerate(candidates):
+            f = model_family(c)
+            if f not in winners or errors[i] < errors[winners[f]]:
+                winners[f] = i
+        finalists = sorted(winners.values())
+        if len(finalists) > 1:
+            control = value_control(candidates)
+            same = [i for i, c in enumerate(candidates) if c == control]
+            controls = (
+                fits[same[0]][0]
+                if same
+                else [SurrogateModel(control, seed, threads).fit(x[t], y[t]) for t, _ in splits]
+            )
+            scores = heldout_value_scores(
+                x, y, splits, [fits[i][0] for i in finalists], controls, correct, anchor
+            )
+            chosen = finalists[int(np.argmin(scores))]
     best, (best_models, best_pred) = candidates[chosen], fits[chosen]
     total = float(np.sum((target - target.mean()) ** 2))
     r2 = (
@@ -320,6 +339,16 @@ def reported_values(
     if anchor:
         values = anchor_endpoints(values, f_empty, f_grand, *measured_endpoints(x, y))
     return values, None
+
+
+def model_family(params: dict) -> tuple:
+    """What kind of model a candidate is: its additive base and whether it has trees (and the
+    kernel base's centring); the rest of the grid (depth, learning rate, ...) tunes within a family."""
+    return (
+        params.get("base", "none"),
+        params.get("n_estimators") == 0,
+        bool(params.get("kernel_centre_sizes", False)),
+    )
 
 
 def value_control(candidates: list[dict]) -> dict:
@@ -360,11 +389,6 @@ def heldout_value_scores(
     expected score is the fold estimator's squared error plus E||psi_k - phi||^2, the same for
     every candidate. Unlike the utilities' held-out error it sees what the values are for: trees
     can predict a step function's held-out utilities better and still give worse values."""
-    if correct == "cross_fit":
-        raise ValueError(
-            "surrogate.select heldout_values needs residual_correction none or in_sample "
-            "(cross_fit would need folds within the folds)"
-        )
     n = x.shape[1]
     always = np.flatnonzero(
         np.logical_and.reduce([np.isin(np.arange(len(x)), t) for t, _ in splits])
