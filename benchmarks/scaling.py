@@ -2,14 +2,15 @@
 contributors and coalitions grows, with the exponent of a log-log fit.
 
     .venv/bin/python benchmarks/scaling.py [--ns 20 100 1000] [--rows 200 2000 20000] [--cv-folds 0]
-        [--defaults]
+        [--defaults | --candidate | --variant NAME]
 
 Utilities come from a polynomial game (pairs and triples). With --cv-folds 0 the
 hyperparameters are fixed (the default grid's middle); otherwise the grid is searched.
 --defaults: what the workflow's attribute stage does, config/config.yaml's surrogate settings
 (grid search, bootstrap, the strongest interactions) on the default sampler's coalitions;
 --candidate: the same with the settings of benchmarks/estimators.py's `candidate` (issue 15's
-proposed default) over them, on the leverage design.
+proposed default) over them, on the leverage design; --variant NAME: of any of that file's
+surrogate variants (e.g. `candidate-values`), on its sampler.
 """
 
 from __future__ import annotations
@@ -33,19 +34,24 @@ def main() -> None:
     parser.add_argument("--cv-folds", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--defaults", action="store_true")
-    parser.add_argument("--candidate", action="store_true")
+    parser.add_argument("--candidate", action="store_true", help="--variant candidate")
+    parser.add_argument("--variant", help="a surrogate variant of benchmarks/estimators.py")
     args = parser.parse_args()
+    if args.candidate:
+        args.variant = "candidate"
     cfg = _common.surrogate_settings(args.threads, args.cv_folds)
     sampler, paired = "shapley_kernel", False
-    if args.defaults or args.candidate:
+    if args.defaults or args.variant:
         paired = _common.default_config()["coalitions"]["paired"]  # as the workflow draws
     if args.defaults:
         cfg = dict(_common.default_config()["surrogate"], threads=args.threads)
         sampler = DEFAULT_SAMPLER
-    if args.candidate:
+    if args.variant:
         from estimators import VARIANTS  # benchmarks/estimators.py
 
-        _, sampler, overrides = VARIANTS["candidate"]
+        if VARIANTS.get(args.variant, ("",))[0] != "surrogate":
+            parser.error(f"--variant {args.variant!r}: not a surrogate variant of estimators.py")
+        _, sampler, overrides = VARIANTS[args.variant]
         cfg = dict(_common.default_config()["surrogate"], **overrides, threads=args.threads)
     results = []
     print(f"{'n':>6} {'coalitions':>10} {'seconds':>9} {'rel L2':>8}")

@@ -118,3 +118,31 @@ def test_retrain_noise_splits_the_noise_by_source_from_kept_rows(tmp_path, capsy
     assert "image_sample  training_seed  no_crn_ratio" in split, stdout
     for line in split.splitlines()[1:]:
         assert line.split()[2:] == ["0.250", "0.750", "4.000"], stdout
+
+
+def test_the_documented_candidate_config_is_the_benchmarked_variant():
+    """docs/estimators-benchmark.md's YAML, merged over config/config.yaml as --configfile merges,
+    gives the sampler and the grid points of benchmarks/estimators.py's `candidate-values`."""
+    import re
+
+    import yaml
+
+    from surrogateshap.config import merge
+    from surrogateshap.surrogate import grid_candidates
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from estimators import VARIANTS
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    page = (ROOT / "docs/estimators-benchmark.md").read_text(encoding="utf-8")
+    (snippet,) = re.findall(r"```yaml\n(.*?)```", page, flags=re.S)
+    config = merge(
+        yaml.safe_load((ROOT / "config/config.yaml").read_text()), yaml.safe_load(snippet)
+    )
+    _, sampler, overrides = VARIANTS["candidate-values"]
+    assert config["coalitions"]["sampler"] == sampler
+    benchmarked = dict(config["surrogate"], **overrides)
+    assert grid_candidates(config["surrogate"]) == grid_candidates(benchmarked)
+    for key in ("odd_targets", "residual_correction", "select"):
+        assert config["surrogate"][key] == benchmarked[key]
