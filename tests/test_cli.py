@@ -81,6 +81,7 @@ def test_every_estimator_and_interactions(tmp_path):
     for estimator, table in (
         ("exact", "all"),
         ("kernel", "all"),
+        ("kernel_centred", "all"),
         ("loo", "all"),
         ("banzhaf", "all"),
         ("permutation", "chains"),
@@ -110,7 +111,7 @@ def test_every_estimator_and_interactions(tmp_path):
             == 0
         )
         values = pd.read_parquet(out).set_index("contributor").loc[names, "shapley"].to_numpy()
-        if estimator in ("exact", "kernel", "surrogate"):
+        if estimator in ("exact", "kernel", "kernel_centred", "surrogate"):
             assert np.allclose(values, truth, atol=0.05), (estimator, values)
         assert read_table_metadata(out)["estimator"] == estimator
     pairs = pd.read_parquet(tmp_path / "pairs.parquet")

@@ -93,6 +93,13 @@ def test_size_centred_kernel_is_exact_on_every_coalition_and_ignores_size_only_g
     for shrink in (0.0, 0.3):  # efficient, shrunk or not
         got = estimators.kernel(x, y, shrink, centre_sizes=True)
         assert got.sum() == pytest.approx(y[x.sum(1) == n][0] - y[x.sum(1) == 0][0])
+    # the same as the `kernel_centred` estimator (CLI, evaluate's baselines), with intervals
+    names = [f"p{i}" for i in range(n)]
+    cfg = {"bootstrap": 20, "ci_level": 0.9, "top_k": 3}
+    table, diag = estimators.attribute("kernel_centred", x, y, names, cfg, seed=0)
+    assert np.allclose(table.set_index("contributor").loc[names, "shapley"], truth, atol=1e-8)
+    assert diag["efficient"] and diag["bootstrap"] == 20
+    assert (table["ci_low"] <= table["shapley"] + 1e-9).all()
 
 
 def test_kernel_leaves_directions_the_coalitions_barely_determine_at_the_minimum_norm():

@@ -130,6 +130,8 @@ def test_counterfactual_and_planted_tables(evaluated):
     assert (
         summary["retraining"]["train"]["steps"] == 30  # the finetune game's
         and summary["methods"]["kernel"]["utility_evaluations"] > 0
+        and summary["methods"]["kernel_centred"]["utility_evaluations"]
+        == summary["methods"]["kernel"]["utility_evaluations"]  # the run's own coalitions
     )
     assert summary["retraining"]["by_source"]["fidelity"]["retrains"] == 3
 

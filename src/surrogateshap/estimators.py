@@ -354,7 +354,27 @@ def banzhaf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 # What `surrogateshap attribute` and the workflow use unless told otherwise.
 DEFAULT_ESTIMATOR = "surrogate"
-ESTIMATORS = ("surrogate", "hybrid", "kernel", "permutation", "banzhaf", "loo", "exact")
+ESTIMATORS = (
+    "surrogate",
+    "hybrid",
+    "kernel",
+    "kernel_centred",
+    "permutation",
+    "banzhaf",
+    "loo",
+    "exact",
+)
+
+
+def kernel_centred(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """KernelSHAP with a free intercept per coalition size (`kernel(centre_sizes=True)`): a jump
+    from v(empty) to every other coalition, as in a proxy game whose v(empty) is another model,
+    is not spread over the players along the sampled design's noise."""
+    return kernel(x, y, centre_sizes=True)
+
+
+# the estimators that are a function of the table alone (no model, no chains)
+POINT_ESTIMATORS = {"kernel": kernel, "kernel_centred": kernel_centred}
 
 
 def hybrid(
@@ -411,7 +431,7 @@ def attribute(
     if is_constant(y):
         if estimator != "surrogate":  # the table must still be one the estimator can read
             {
-                "kernel": kernel,
+                **POINT_ESTIMATORS,
                 "banzhaf": banzhaf,
                 "loo": loo,
                 "exact": exact,
@@ -434,9 +454,9 @@ def attribute(
         picks = rng.integers(0, len(per_chain), size=(replicates, len(per_chain)))
         boot = per_chain[picks].mean(1) if replicates else boot
     else:
-        point = {"kernel": kernel, "banzhaf": banzhaf, "loo": loo, "exact": exact}[estimator]
+        point = {**POINT_ESTIMATORS, "banzhaf": banzhaf, "loo": loo, "exact": exact}[estimator]
         values = point(x, y)
-        if estimator in ("kernel", "banzhaf") and replicates:
+        if estimator in ("kernel", "kernel_centred", "banzhaf") and replicates:
             size = x.sum(1)
             fixed = np.flatnonzero(
                 (size == 0) | (size == x.shape[1])
@@ -463,7 +483,7 @@ def attribute(
         "measured_grand": v_grand,
         "sum_values": float(values.sum()),
         "efficiency_gap": float(values.sum() - (v_grand - v_empty)),
-        "efficient": estimator in ("kernel", "permutation", "hybrid", "exact"),
+        "efficient": estimator in ("kernel", "kernel_centred", "permutation", "hybrid", "exact"),
         "ci_level": cfg["ci_level"],
         "bootstrap": int(len(boot)),
         "top_k": cfg["top_k"],

@@ -93,8 +93,8 @@ def _values_by_method(
             )
     for method in methods:
         started = time.time()
-        if method in ("kernel", "banzhaf", "permutation", "loo"):
-            if method == "kernel":
+        if method in ("kernel", "kernel_centred", "banzhaf", "permutation", "loo"):
+            if method in estimators.POINT_ESTIMATORS:  # on the run's own coalitions
                 coalitions, x_m = None, x
             else:
                 if method == "permutation":
@@ -113,7 +113,7 @@ def _values_by_method(
             for metric in metric_names:
                 y = utilities[metric].to_numpy(np.float64)
                 point = {
-                    "kernel": estimators.kernel,
+                    **estimators.POINT_ESTIMATORS,
                     "banzhaf": estimators.banzhaf,
                     "loo": estimators.loo,
                     "permutation": lambda a, b: estimators.permutation(a, b)[0],
