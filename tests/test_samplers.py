@@ -255,6 +255,24 @@ def test_heldout_values_leaves_the_tuning_within_a_family_to_the_utilities_error
     )
 
 
+def test_heldout_values_on_plain_folds_and_a_grid_without_a_kernel_base():
+    """The workflow's own grid (bases none and linear, utilities fitted as they are): the control
+    is a kernel base fitted apart, and the anchored values stay exactly efficient."""
+    n = 8
+    x = indicators(sample_coalitions(n, 10 * n, "shapley_kernel", seed=0, paired=True), n)
+    y = np.tanh(games.polynomial_game(n, seed=5).evaluate(x))
+    names = [f"p{i}" for i in range(n)]
+    cfg = _settings(
+        grid={"max_depth": [2], "base": ["none", "linear"]},
+        odd_targets=False,
+        residual_correction="none",
+        select="heldout_values",
+    )
+    table, diag = estimators.attribute("surrogate", x, y, names, cfg, 0)
+    assert diag["params"]["base"] in ("none", "linear") and diag["select"] == "heldout_values"
+    assert table["shapley"].sum() == pytest.approx(y[x.sum(1) == n][0] - y[x.sum(1) == 0][0])
+
+
 def test_unknown_selection_and_cross_fit_with_heldout_values_are_refused():
     n = 10
     x = indicators(sample_coalitions(n, 5 * n, "leverage", seed=0), n)
