@@ -273,6 +273,27 @@ def test_heldout_values_on_plain_folds_and_a_grid_without_a_kernel_base():
     assert table["shapley"].sum() == pytest.approx(y[x.sum(1) == n][0] - y[x.sum(1) == 0][0])
 
 
+def test_the_rounds_stopping_check_fixes_the_grid_point_the_attribute_stage_picks():
+    """With odd targets and the values' selection (a voting game, where they pick no trees), the
+    convergence check of the coalition rounds fixes what `attribute` fits, not a choice of its own."""
+    from surrogateshap.convergence import stopping_check
+
+    n = 20
+    names = [f"p{i}" for i in range(n)]
+    x = indicators(sample_coalitions(n, 10 * n, "leverage", seed=0), n)
+    y = games.voting_game(n, seed=100).evaluate(x.astype(float))
+    cfg = _settings(
+        params={"n_estimators": 300, "learning_rate": 0.3, "subsample": 1.0, "min_child_weight": 1},
+        grid={"max_depth": [2, 3], "n_estimators": [0, 300], "base": ["kernel"]},
+        cv_folds=5,
+        select="heldout_values",
+    )
+    _, diag = estimators.attribute("surrogate", x, y, names, cfg, 0)
+    check = stopping_check(x, {"vote": y}, names, cfg, seed=0)
+    assert check["metrics"]["vote"]["params"] == diag["params"]
+    assert diag["params"]["n_estimators"] == 0
+
+
 def test_unknown_selection_and_cross_fit_with_heldout_values_are_refused():
     n = 10
     x = indicators(sample_coalitions(n, 5 * n, "leverage", seed=0), n)

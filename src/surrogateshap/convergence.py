@@ -100,7 +100,7 @@ def stopping_check(
     whole table, then fixed for the prefixes (no bootstrap): the check asks whether more
     coalitions still move the values, not the grid's choice. Converged when every metric is.
     """
-    from .surrogate import cross_validate, grid_candidates
+    from .surrogate import choose_params, fit_targets
 
     per_metric = {}
     for metric, y in utilities.items():
@@ -111,14 +111,8 @@ def stopping_check(
                 "note": "constant utility",
             }
             continue
-        params, _ = cross_validate(
-            x,
-            y,
-            grid_candidates(surrogate_cfg),
-            surrogate_cfg["cv_folds"],
-            seed,
-            surrogate_cfg["threads"],
-        )
+        # as the attribute stage chooses (odd targets, shrinkage, selection), then fixed
+        params, _ = choose_params(x, fit_targets(x, y, surrogate_cfg), surrogate_cfg, seed)
         fixed = dict(surrogate_cfg, params=params, grid={}, cv_folds=0, bootstrap=0)
         _, summary, decision = convergence(
             "surrogate", x, y, names, fixed, seed, threshold=threshold, patience=patience
@@ -127,6 +121,7 @@ def stopping_check(
             "converged": decision["converged"],
             "spearman_last": float(summary["spearman_with_previous"].iloc[-1]),
             "budgets": decision["budgets"],
+            "params": params,  # the grid point fixed for the prefixes
         }
     return {
         "converged": all(m["converged"] for m in per_metric.values()),

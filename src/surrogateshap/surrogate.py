@@ -559,6 +559,36 @@ def ranked_table(names: list[str], values: np.ndarray, low, high, p_top) -> pd.D
     )
 
 
+def fit_targets(x: np.ndarray, y: np.ndarray, cfg: dict) -> np.ndarray:
+    """What the surrogate is fitted to: the utilities, or their odd part with `odd_targets`."""
+    return odd_targets(x, y) if cfg.get("odd_targets", False) else y
+
+
+def choose_params(x: np.ndarray, y: np.ndarray, cfg: dict, seed: int, keep_models: bool = False):
+    """The grid point `attribute` fits for these settings, and what `cross_validate` returns with
+    it: the kernel base's shrinkage resolved on the whole table, then the settings' folds
+    (complement pairs held out together with odd targets), selection, correction and anchoring.
+    `y`: the fit targets (`fit_targets`)."""
+    correct = cfg.get("residual_correction", "none")
+    if correct not in ("none", "in_sample", "cross_fit"):
+        raise ValueError(
+            f"surrogate.residual_correction {correct!r}: expected none, in_sample or cross_fit"
+        )
+    return cross_validate(
+        x,
+        y,
+        resolve_shrinkage(grid_candidates(cfg), x, y, seed),
+        cfg["cv_folds"],
+        seed,
+        cfg["threads"],
+        keep_models=keep_models,
+        pairs=bool(cfg.get("odd_targets", False)),
+        select=cfg.get("select", "heldout_error"),
+        correct=correct,
+        anchor=cfg["anchor_endpoints"],
+    )
+
+
 def attribute(
     x: np.ndarray,
     y: np.ndarray,
@@ -577,30 +607,11 @@ def attribute(
     threads = cfg["threads"]
     started = time.time()
     measured = y
-    odd = bool(cfg.get("odd_targets", False))  # then complement pairs must be held out together
-    if odd:
-        y = odd_targets(x, y)
-    candidates = resolve_shrinkage(grid_candidates(cfg), x, y, seed)
+    y = fit_targets(x, y, cfg)
     correct = cfg.get("residual_correction", "none")
-    if correct not in ("none", "in_sample", "cross_fit"):
-        raise ValueError(
-            f"surrogate.residual_correction {correct!r}: expected none, in_sample or cross_fit"
-        )
     anchor = cfg["anchor_endpoints"]
     select = cfg.get("select", "heldout_error")
-    params, oof_r2, fold_fit = cross_validate(
-        x,
-        y,
-        candidates,
-        cfg["cv_folds"],
-        seed,
-        threads,
-        keep_models=True,
-        pairs=odd,
-        select=select,
-        correct=correct,
-        anchor=anchor,
-    )
+    params, oof_r2, fold_fit = choose_params(x, y, cfg, seed, keep_models=True)
     model = SurrogateModel(params, seed, threads).fit(x, y)
     raw, f_empty, f_grand = model.shapley(n)
     v_empty, v_grand = measured_endpoints(x, y)
