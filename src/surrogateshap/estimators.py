@@ -456,7 +456,7 @@ def attribute(
     else:
         point = {**POINT_ESTIMATORS, "banzhaf": banzhaf, "loo": loo, "exact": exact}[estimator]
         values = point(x, y)
-        if estimator in ("kernel", "kernel_centred", "banzhaf") and replicates:
+        if estimator in (*POINT_ESTIMATORS, "banzhaf") and replicates:
             size = x.sum(1)
             fixed = np.flatnonzero(
                 (size == 0) | (size == x.shape[1])
@@ -483,7 +483,7 @@ def attribute(
         "measured_grand": v_grand,
         "sum_values": float(values.sum()),
         "efficiency_gap": float(values.sum() - (v_grand - v_empty)),
-        "efficient": estimator in ("kernel", "kernel_centred", "permutation", "hybrid", "exact"),
+        "efficient": estimator in (*POINT_ESTIMATORS, "permutation", "hybrid", "exact"),
         "ci_level": cfg["ci_level"],
         "bootstrap": int(len(boot)),
         "top_k": cfg["top_k"],

@@ -328,14 +328,15 @@ def reported_values(
     anchor: bool,
     shapley: tuple[np.ndarray, float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The values `attribute` reports for a model fitted to (x, y), and the residual correction
-    added to them (None where there is none): with trees and `in_sample`, the stratified MSR
-    estimate of the residual game's values; otherwise, with `anchor`, the measured endpoints in
-    place of the model's (`anchor_endpoints`). `shapley`: `model.shapley(n)`, where already known."""
+    """The values `attribute` reports for a model fitted to (x, y), and the per-row residuals
+    they were corrected with (None where uncorrected): with trees and `in_sample`, plus the
+    stratified MSR estimate of the residual game's values; otherwise, with `anchor`, the measured
+    endpoints in place of the model's (`anchor_endpoints`). `shapley`: `model.shapley(n)`, where
+    already known."""
     values, f_empty, f_grand = shapley or model.shapley(x.shape[1])
     if correct == "in_sample" and model.trees is not None:
-        correction = stratified_msr(x, y - model.predict(x))
-        return values + correction, correction
+        residual = y - model.predict(x)
+        return values + stratified_msr(x, residual), residual
     if anchor:
         values = anchor_endpoints(values, f_empty, f_grand, *measured_endpoints(x, y))
     return values, None
@@ -618,10 +619,8 @@ def attribute(
     raw_gap = float(raw.sum() - (v_grand - v_empty))
     if correct == "cross_fit" and fold_fit is not None:
         values, residual = corrected_values(x, y, *fold_fit)
-        correction = values - raw
     else:  # in_sample with trees: corrected; else anchored (if asked)
-        values, correction = reported_values(model, x, y, correct, anchor, (raw, f_empty, f_grand))
-        residual = y - model.predict(x)
+        values, residual = reported_values(model, x, y, correct, anchor, (raw, f_empty, f_grand))
 
     rng = np.random.default_rng(seed)
     boot = np.empty((cfg["bootstrap"], n))
@@ -636,7 +635,7 @@ def attribute(
         b_values, b_empty, b_grand = (
             SurrogateModel(params, seed + b + 1, threads).fit(x[rows], y[rows]).shapley(n)
         )
-        if correction is not None:  # the replicate's trees plus the correction on its rows
+        if residual is not None:  # the replicate's trees plus the correction on its rows
             boot[b] = b_values + stratified_msr(x[rows], residual[rows])
         else:
             boot[b] = (
@@ -661,8 +660,8 @@ def attribute(
         "sum_values": float(values.sum()),
         # How far the trees' values sum from the measured v(grand) - v(empty), before anchoring.
         "efficiency_gap": raw_gap,
-        "anchored_endpoints": bool(anchor) and correction is None,
-        "residual_correction": correction is not None,
+        "anchored_endpoints": bool(anchor) and residual is None,
+        "residual_correction": residual is not None,
         "ci_level": cfg["ci_level"],
         "bootstrap": cfg["bootstrap"],
         "top_k": cfg["top_k"],

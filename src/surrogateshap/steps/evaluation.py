@@ -93,7 +93,7 @@ def _values_by_method(
             )
     for method in methods:
         started = time.time()
-        if method in ("kernel", "kernel_centred", "banzhaf", "permutation", "loo"):
+        if method in (*estimators.POINT_ESTIMATORS, "banzhaf", "permutation", "loo"):
             if method in estimators.POINT_ESTIMATORS:  # on the run's own coalitions
                 coalitions, x_m = None, x
             else:
