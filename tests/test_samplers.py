@@ -160,6 +160,30 @@ def test_stratified_msr_and_odd_targets_keep_the_shapley_values():
     assert np.allclose(odd[2::2] + odd[3::2], y[0] + y[1]) and np.allclose(odd[:2], y[:2])
 
 
+def test_ratio_msr_is_exact_on_every_coalition_and_ignores_a_level_per_size():
+    n = 7
+    everything = indicators(sample_coalitions(n, 2**n, "leverage", seed=0), n)
+    y = np.tanh(games.polynomial_game(n, seed=3).evaluate(everything))
+    assert np.allclose(
+        surrogate.ratio_msr(everything, y), estimators.exact(everything, y), atol=1e-10
+    )
+    # a residual that depends on the size alone is a symmetric game: its values are the equal
+    # split, from any sample (where the Horvitz-Thompson weights turn the sample into noise)
+    n = 12
+    rng = np.random.default_rng(0)
+    level = rng.normal(size=n + 1)
+    x = indicators(sample_coalitions(n, 60, "bernoulli", seed=4), n)
+    r = level[x.sum(1).astype(int)]
+    equal = np.full(n, (level[n] - level[0]) / n)
+    assert np.allclose(surrogate.ratio_msr(x, r), equal, atol=1e-12)
+    assert not np.allclose(surrogate.stratified_msr(x, r), equal, atol=1e-3)
+    # efficient on a sample too: the values sum to r(N) - r(empty)
+    g = rng.normal(size=len(x))
+    assert (
+        abs(surrogate.ratio_msr(x, g).sum() - (g[x.sum(1) == n][0] - g[x.sum(1) == 0][0])) < 1e-12
+    )
+
+
 def test_pair_folds_hold_out_a_coalition_with_its_complement():
     n = 12
     x = indicators(sample_coalitions(n, 120, "leverage", seed=0), n)
