@@ -15,7 +15,13 @@
 #                                                 # step in its smallest form on what torch sees
 # Environment: VENV (default /tmp/surrogateshap-gpu-venv; an existing venv with CUDA torch is
 # reused), PYTHON (default python3), PIP_ARGS (extra pip arguments, e.g. --find-links DIR for
-# an offline wheel folder), STEP_TIMEOUT (seconds per step, default 300).
+# an offline wheel folder), STEP_TIMEOUT (seconds per step, default 300), COMMIT (the commit the
+# table names, where the copy has no .git).
+# An offline machine whose python already has CUDA torch and most of requirements.txt:
+#   VENV=system PYTHON=python3 WHEELS=.whl bash benchmarks/gpu_check.sh OUT_DIR
+# runs that python itself, no venv, after installing the wheels in WHEELS (the packages it lacks,
+# each with the needs it lacks: pip gets --no-index --no-deps) into SITE (default
+# /tmp/surrogateshap-gpu-site), which goes on PYTHONPATH after src/.
 set -uo pipefail
 
 DRY=0
@@ -36,6 +42,22 @@ ROWS=()  # "check|setting|result|seconds"
 
 row() { ROWS+=("$1|$2|$3|$4"); }
 
+write_table() {  # "done", or rewritten after each step so that a run cut short keeps its rows
+    {
+        echo "# GPU check $(date -u +%Y-%m-%dT%H:%MZ)$([[ $DRY == 1 ]] && echo ' (dry run)')$([[ ${1:-} == done ]] || echo ' (stopped before the end: the rows so far)')"
+        echo
+        echo "GPU: ${GPU_NAME:-?}; torch ${TORCH_INFO:-?}; nvidia-smi: $(head -1 "$OUT_DIR/nvidia-smi.txt" 2>/dev/null)"
+        echo "Commit: ${COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')}; command: $([[ ${VENV:-} == system ]] && echo "VENV=system PYTHON=$PYTHON WHEELS=${WHEELS:-} ")bash benchmarks/gpu_check.sh$([[ $DRY == 1 ]] && echo ' --dry'); total $((SECONDS - STARTED)) s"
+        echo
+        echo "| check | setting | result | seconds |"
+        echo "|---|---|---|---|"
+        for r in "${ROWS[@]}"; do
+            IFS='|' read -r a b c d <<<"$r"
+            echo "| $a | $b | $c | $d |"
+        done
+    } >"$OUT_DIR/gpu_check.md"
+}
+
 run_step() {  # name, log file, command...
     local name="$1" log="$2"
     shift 2
@@ -50,7 +72,53 @@ run_step() {  # name, log file, command...
 # ------------------------------------------------------------------ 1. environment
 if [[ $DRY == 1 ]]; then
     VENV="${VENV:-$ROOT/.venv}"
+    PY="$VENV/bin/python"
     row "install" "dry run: the existing venv $VENV, nothing installed" "skipped" 0
+elif [[ "${VENV:-}" == system ]]; then
+    # An existing python with CUDA torch (an offline GPU machine's image), no venv: only the
+    # packages it lacks, from the wheel folder WHEELS, into SITE (pip cannot resolve offline).
+    PY="$(command -v "$PYTHON" || echo "$PYTHON")"
+    t0=$SECONDS
+    setting="$PY (no venv)"
+    rc=0
+    : >"$OUT_DIR/install.log"
+    if [[ -n "${WHEELS:-}" ]]; then
+        SITE="${SITE:-/tmp/surrogateshap-gpu-site}"
+        wheels=("$WHEELS"/*.whl)
+        "$PY" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target "$SITE" "${wheels[@]}" >>"$OUT_DIR/install.log" 2>&1
+        rc=$?
+        export PYTHONPATH="$ROOT/src:$SITE${PYTHONPATH#"$ROOT/src"}"
+        setting+=" + ${#wheels[@]} wheels from $WHEELS into $SITE"
+    fi
+    # pip --no-deps checked nothing: import what the steps import, and find the data files
+    "$PY" - >>"$OUT_DIR/install.log" 2>&1 <<'PYEOF'
+import importlib
+import sys
+
+missing = []
+for name in ("torch", "diffusers", "transformers", "peft", "safetensors", "shap", "xgboost",
+             "jsonschema", "sklearn", "scipy", "pandas", "pyarrow", "yaml", "PIL", "matplotlib"):
+    try:
+        module = importlib.import_module(name)
+        print(name, getattr(module, "__version__", "?"), module.__file__)
+    except Exception as error:
+        missing.append(f"{name} ({type(error).__name__}: {error})")
+try:
+    from surrogateshap import lpips, tiny
+
+    print("clip vocabulary", tiny.clip_bpe_file())
+    print("lpips linear weights", lpips.default_linear_file())
+    if lpips.default_linear_file() is None:
+        missing.append("lpips's weights/v0.1/alex.pth")
+except Exception as error:
+    missing.append(f"{type(error).__name__}: {error}")
+print("missing:", "; ".join(missing) or "none")
+sys.exit(1 if missing else 0)
+PYEOF
+    check=$?
+    [[ $rc == 0 ]] && rc=$check
+    row "install" "$setting" "$([[ $rc == 0 ]] && echo ok || echo "FAILED (rc $rc, install.log: $(grep '^missing:' "$OUT_DIR/install.log" | head -1 | cut -c1-300))")" $((SECONDS - t0))
 else
     VENV="${VENV:-/tmp/surrogateshap-gpu-venv}"
     t0=$SECONDS
@@ -73,8 +141,8 @@ else
         row "install" "venv $VENV, torch==2.13.0 from PyPI + requirements.txt" "$([[ $rc == 0 ]] && echo ok || echo "FAILED (rc $rc, install.log)")" $((SECONDS - t0))
         [[ $rc == 0 ]] || { echo "install failed: $OUT_DIR/install.log" >&2; }
     fi
+    PY="$VENV/bin/python"
 fi
-PY="$VENV/bin/python"
 GPU_NAME="$("$PY" -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'none (torch sees no CUDA device)')" 2>/dev/null || echo "unknown (python failed)")"
 TORCH_INFO="$("$PY" -c "import torch; print(torch.__version__, 'CUDA', torch.version.cuda)" 2>/dev/null || echo "?")"
 if command -v nvidia-smi >/dev/null; then
@@ -82,6 +150,8 @@ if command -v nvidia-smi >/dev/null; then
 else
     echo "no nvidia-smi" >"$OUT_DIR/nvidia-smi.txt"
 fi
+
+write_table
 
 # ------------------------------------------------------------------ 2. the gpu tests
 t0=$SECONDS
@@ -121,6 +191,7 @@ else:
 EOF
 )"
     row "generation + features vs bare diffusers loop" "$DEVICE, $dtype, ${GEN_ARGS[*]}" "$result" $((SECONDS - t0))
+    write_table
 done
 
 # ------------------------------------------------------------------ 4. Fréchet at d = 2048
@@ -136,17 +207,5 @@ done < <(grep -E '^ *[0-9]+ +[0-9]+ ' "$OUT_DIR/frechet.log")
 [[ $rc == 0 ]] || row "Fréchet distance per coalition" "${FRECHET_ARGS[*]}" "FAILED (rc $rc, frechet.log)" $((SECONDS - t0))
 
 # ------------------------------------------------------------------ the table
-{
-    echo "# GPU check $(date -u +%Y-%m-%dT%H:%MZ)$([[ $DRY == 1 ]] && echo ' (dry run)')"
-    echo
-    echo "GPU: $GPU_NAME; torch $TORCH_INFO; nvidia-smi: $(head -1 "$OUT_DIR/nvidia-smi.txt" 2>/dev/null)"
-    echo "Commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); command: bash benchmarks/gpu_check.sh$([[ $DRY == 1 ]] && echo ' --dry'); total $((SECONDS - STARTED)) s"
-    echo
-    echo "| check | setting | result | seconds |"
-    echo "|---|---|---|---|"
-    for r in "${ROWS[@]}"; do
-        IFS='|' read -r a b c d <<<"$r"
-        echo "| $a | $b | $c | $d |"
-    done
-} >"$OUT_DIR/gpu_check.md"
+write_table done
 cat "$OUT_DIR/gpu_check.md"
