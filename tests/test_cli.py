@@ -175,3 +175,15 @@ def test_interactions_need_the_surrogate_and_fail_before_any_output(tmp_path, ca
     )
     assert code == 2 and "'kernel'" in capsys.readouterr().err
     assert not (tmp_path / "a.parquet").exists()
+
+
+def test_attribute_without_a_config_fits_the_workflows_default_surrogate():
+    from surrogateshap.cli import DEFAULT_SURROGATE
+    from surrogateshap.config import load_yaml
+
+    from .conftest import ROOT
+
+    workflow = load_yaml(ROOT / "config/config.yaml")["surrogate"]
+    for key, value in DEFAULT_SURROGATE.items():
+        if key != "threads":  # the command's own (the workflow's rule sets the rule's)
+            assert workflow[key] == value, key

@@ -169,3 +169,22 @@ def test_size_centred_kernel_base_leaves_size_only_parts_out_of_the_values():
     names = [f"p{i}" for i in range(n)]
     table, _ = attribute(x, y, names, cfg, seed=0)
     assert np.allclose(table.set_index("contributor").loc[names, "shapley"], truth, atol=1e-6)
+
+
+def test_a_grid_point_with_no_model_is_left_out_and_a_grid_of_only_those_refused():
+    from surrogateshap.config import load_yaml, merge
+    from surrogateshap.surrogate import grid_candidates
+
+    default = load_yaml("config/config.yaml")["surrogate"]
+    # a grid with the kernel base alone as a candidate, then a user's grid merged over it (key by
+    # key, as --configfile merges)
+    candidate = merge(default, {"grid": {"base": ["kernel"], "n_estimators": [0, 300]}})
+    user = merge(candidate, {"grid": {"base": ["none", "linear"], "max_depth": [2]}})
+    points = grid_candidates(user)
+    assert {(p["base"], p["n_estimators"]) for p in points} == {
+        ("none", 300),
+        ("linear", 0),
+        ("linear", 300),
+    }
+    with pytest.raises(ValueError, match="n_estimators 0 with base none"):
+        grid_candidates({"params": {}, "grid": {"base": ["none"], "n_estimators": [0]}})

@@ -131,14 +131,25 @@ class SurrogateModel:
 
 
 def grid_candidates(cfg: dict) -> list[dict]:
-    """Every combination of the grid's lists, over the fixed parameters."""
+    """Every combination of the grid's lists, over the fixed parameters, less those that are no
+    model: `n_estimators: 0` (the additive base alone) with `base: none` (a grid that lists both,
+    e.g. a user's `base: [none, linear]` merged over the default's `n_estimators: [0, 300]`)."""
     fixed = dict(cfg["params"])
     grid = cfg.get("grid") or {}
     names = sorted(grid)
-    return [
+    combos = [
         dict(fixed, **dict(zip(names, values)))
         for values in itertools.product(*(grid[n] for n in names))
     ]
+    kept = [
+        c for c in combos if not (c.get("n_estimators") == 0 and c.get("base", "none") == "none")
+    ]
+    if not kept:
+        raise ValueError(
+            "surrogate.grid: every combination has n_estimators 0 with base none (no model); "
+            "add trees (n_estimators > 0) or an additive base (linear or kernel)"
+        )
+    return kept
 
 
 def resolve_shrinkage(
