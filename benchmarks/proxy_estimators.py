@@ -61,16 +61,22 @@ def proxy_game(cache: Path, config: dict, metrics: list[str]):
     return pooled, len(contributors), contributors["contributor"].tolist()
 
 
-def near_exact(pooled: PooledGame, n: int, metric: str, permutations: int, seed: int):
-    """Permutation values from `permutations` antithetic permutations, and their own error."""
+def near_exact(pooled: PooledGame, n: int, metrics: list[str], permutations: int, seed: int):
+    """Per metric: permutation values from `permutations` antithetic permutations, and their own
+    error. The chains are scored once for every metric (the pooled game computes them together)."""
     rows = estimators.permutation_coalitions(n, permutations, seed)
     x = indicators(rows, n)
-    y = pooled.utilities(rows)[metric].to_numpy(np.float64)
-    values, _ = estimators.permutation(x, y)
+    table = pooled.utilities(rows)
     half = len(rows) // (n + 1) // 4 * 2 * (n + 1)  # an even number of whole chains: pairs together
-    a, _ = estimators.permutation(x[:half], y[:half])
-    b, _ = estimators.permutation(x[half:], y[half:])
-    return values, float(np.linalg.norm(a - b) / np.sqrt(2) / np.linalg.norm(values) / np.sqrt(2))
+    truths = {}
+    for metric in metrics:
+        y = table[metric].to_numpy(np.float64)
+        values, _ = estimators.permutation(x, y)
+        a, _ = estimators.permutation(x[:half], y[:half])
+        b, _ = estimators.permutation(x[half:], y[half:])
+        error = np.linalg.norm(a - b) / np.sqrt(2) / np.linalg.norm(values) / np.sqrt(2)
+        truths[metric] = values, float(error)
+    return truths
 
 
 def exact_game(pooled: PooledGame, n: int, metric: str):
@@ -139,8 +145,9 @@ def main() -> None:
         f"{'metric':<22} {'budget':>6} {'truth err':>{width}} "
         + " ".join(f"{m[:width]:>{width}}" for m in args.ours)
     )
+    truths = near_exact(pooled, n, metrics, args.permutations, seed=12345)
     for metric in metrics:
-        truth, own_error = near_exact(pooled, n, metric, args.permutations, seed=12345)
+        truth, own_error = truths[metric]
 
         def evaluate(x, metric=metric):
             rows = [tuple(int(i) for i in np.flatnonzero(r)) for r in np.asarray(x)]
