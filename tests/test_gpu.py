@@ -146,8 +146,21 @@ def test_torch_frechet_backend_matches_numpy(d):
     )
 
 
-def test_lpips_and_inception_extractors_on_the_gpu(tmp_path):
-    """The LPIPS embedder and the FID Inception extractor on CUDA (random weights) match the CPU."""
+@pytest.fixture
+def no_tf32():
+    """Full float32 convolutions and matrix products on the GPU during a test, then the settings
+    as they were. By default cuDNN runs float32 convolutions in TF32 (a 10-bit mantissa): on an
+    H200 that moved the LPIPS and Inception features by up to 7e-4 of their largest value, and
+    with TF32 off by under 2e-6 (docs/gpu.md)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_lpips_and_inception_extractors_on_the_gpu(tmp_path, no_tf32):
+    """The LPIPS embedder and the FID Inception extractor on CUDA (random weights) match the CPU,
+    in full float32 (the tolerances are the CUDA path's, not TF32's rounding)."""
     from surrogateshap.inception import InceptionExtractor, load_inception, write_random_inception
     from surrogateshap.lpips import LPIPSEmbedder, load_lpips
 
