@@ -121,6 +121,93 @@ def test_tiny_pipeline_round_trip_with_lora(tmp_path, kind):
     assert np.abs(t2i.sample(with_lora, classes, seeds, gen) - first).mean() > 1e-4
 
 
+T2I_GEN = {
+    "steps": 2,
+    "guidance_scale": 2.0,
+    "batch_size": 3,
+    "resolution": 16,
+    "max_sequence_length": 16,
+}
+T2I_CLASSES, T2I_SEEDS = np.array([0, 1, 2]), np.array([5, 6, 7])
+
+
+def _tiny_t2i(tmp_path, kind, dtype=torch.float32, scheduler=None):
+    """A tiny pipeline of `kind` (written once under tmp_path) loaded by t2i.load on the CPU."""
+    if not (tmp_path / kind).exists():
+        tiny.make_tiny_pipeline(kind, tmp_path / kind, resolution=16)
+    spec = {"type": "flux" if kind == "flux" else "stable_diffusion", "path": str(tmp_path / kind)}
+    model = t2i.load(spec, T2I_GEN | {"scheduler": scheduler}, torch.device("cpu"), dtype)
+    model.class_names = ["a red square", "a blue square"]
+    return model
+
+
+class _LatentsSpy:
+    """Stands in for a pipeline: records the `latents` each call passes, then runs the pipeline."""
+
+    def __init__(self, pipe):
+        self.pipe, self.latents = pipe, []
+
+    def __getattr__(self, name):
+        return getattr(self.pipe, name)
+
+    def __call__(self, **kwargs):
+        self.latents.append(kwargs.get("latents"))
+        return self.pipe(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kind, scheduler", [("sd", None), ("sd", "euler_ancestral"), ("sdxl", None), ("flux", None)]
+)
+def test_float32_images_are_the_pipelines_own_draws(tmp_path, kind, scheduler):
+    """t2i.sample draws the initial latents itself (packed for FLUX) from the per-image CPU
+    generators and passes them on with the generators: in float32 that is bit for bit what the
+    pipeline does when it draws from those generators, a stochastic scheduler's step noise
+    (euler_ancestral) included."""
+    model = _tiny_t2i(tmp_path, kind, scheduler=scheduler)
+    got = t2i.sample(model, T2I_CLASSES, T2I_SEEDS, T2I_GEN)
+    extra = {"max_sequence_length": 16} if kind == "flux" else {}
+    own = model.pipe(
+        prompt=[model.prompt(int(c)) for c in T2I_CLASSES],
+        num_inference_steps=T2I_GEN["steps"],
+        guidance_scale=T2I_GEN["guidance_scale"],
+        height=16,
+        width=16,
+        generator=[torch.Generator().manual_seed(int(s)) for s in T2I_SEEDS],
+        output_type="np",
+        **extra,
+    ).images
+    np.testing.assert_array_equal(got, np.clip(own, 0, 1))
+
+
+@pytest.mark.parametrize("kind", ["sd", "sdxl", "flux"])
+def test_half_precision_starts_from_the_float32_noise(tmp_path, monkeypatch, kind):
+    """The same seeds give the same images in float16/bfloat16 as in float32 (to the dtype's
+    rounding), whatever stream torch's CPU randn gives in half precision: on torch 2.11 a float16
+    or bfloat16 draw is another sequence than float32's (on 2.13 it is float32's rounded), which
+    made a half-precision pool other images when the pipeline drew its own latents in its dtype
+    (docs/gpu.md). Here randn is made to give another stream in half precision, as on 2.11."""
+    randn = torch.randn
+
+    def dtype_dependent_randn(*args, dtype=None, **kwargs):
+        if dtype in (torch.float16, torch.bfloat16):
+            return -randn(*args, dtype=torch.float32, **kwargs).flip(-1).to(dtype)
+        return randn(*args, dtype=dtype, **kwargs)
+
+    monkeypatch.setattr(torch, "randn", dtype_dependent_randn)
+    images, latents = {}, {}
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        model = _tiny_t2i(tmp_path, kind, dtype)
+        model.pipe = _LatentsSpy(model.pipe)
+        images[dtype] = t2i.sample(model, T2I_CLASSES, T2I_SEEDS, T2I_GEN)
+        (latents[dtype],) = model.pipe.latents  # one batch
+    for dtype in (torch.float16, torch.bfloat16):  # other noise: a mean difference of about 0.2
+        difference = np.abs(images[dtype] - images[torch.float32]).mean()
+        assert difference < 0.01, (dtype, difference)
+    assert latents[torch.float32].dtype == torch.float32
+    for dtype in (torch.float16, torch.bfloat16):  # the float32 draws, rounded
+        assert torch.equal(latents[dtype], latents[torch.float32].to(dtype))
+
+
 def test_long_captions_are_counted(tmp_path):
     tiny.make_tiny_pipeline("sd", tmp_path / "pipe", resolution=16)
     model = t2i.load(

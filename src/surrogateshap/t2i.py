@@ -168,29 +168,74 @@ def noise_images(noise_seeds: np.ndarray, size: int) -> np.ndarray:
     ).astype(np.float32)
 
 
+def initial_latents(pipe, kind: str, generators: list, size: int) -> torch.Tensor:
+    """Each image's starting latents, drawn in float32 on the CPU from its own generator (one
+    per image, in order), in the shape the pipeline denoises: (n, channels,
+    size / vae_scale_factor, same) for Stable Diffusion 1.x/2.x/XL, packed into (n, patches,
+    4 * channels) for FLUX as FluxPipeline.prepare_latents packs them (diffusers 0.42).
+
+    In float32 these are the very draws diffusers makes from a list of CPU generators, and they
+    advance each generator as far. The difference is the dtype: diffusers draws in the
+    pipeline's dtype, and on some torch versions (2.11) a CPU float16/bfloat16 `randn` is
+    another sequence than float32's, so the same seed gave other images in half precision.
+    Drawn here in float32, then cast, they do not.
+    """
+    scale = int(pipe.vae_scale_factor)
+    if kind == "flux":
+        channels = int(pipe.transformer.config.in_channels) // 4
+        side = 2 * (int(size) // (scale * 2))  # packing needs an even latent side
+    else:
+        channels = int(pipe.unet.config.in_channels)
+        side = int(size) // scale
+    latents = torch.cat(
+        [
+            torch.randn(
+                (1, channels, side, side),
+                generator=generator,
+                dtype=torch.float32,
+            )
+            for generator in generators
+        ]
+    )
+    if kind == "flux":  # FluxPipeline._pack_latents: 2x2 patches, channels last
+        n = len(latents)
+        latents = latents.view(n, channels, side // 2, 2, side // 2, 2)
+        latents = latents.permute(0, 2, 4, 1, 3, 5)
+        latents = latents.reshape(n, (side // 2) * (side // 2), channels * 4)
+    return latents
+
+
 @torch.no_grad()
 def sample(
     model: TextToImageModel, classes: np.ndarray, noise_seeds: np.ndarray, gen_cfg: dict
 ) -> np.ndarray:
     """One image per (prompt class, seed): float32 RGB in [0, 1], shape (n, size, size, 3).
 
-    Each image's initial latents come from its own CPU generator (diffusers draws a list
-    of generators one by one), so images do not depend on batch size, shard or device.
+    Each image's initial latents are drawn in float32 from its own CPU generator
+    (`initial_latents`), then cast to the denoiser's dtype and moved to its device, so images
+    depend on neither batch size, shard, device nor the random stream of the dtype (float16
+    and bfloat16 pools start from the float32 pool's noise, rounded). The generators, advanced
+    by those draws, still go to the pipeline: a stochastic scheduler (ddpm, euler_ancestral)
+    draws its step noise from them, in the pipeline's dtype.
     """
     size = model.image_size
     out = np.empty((len(classes), size, size, 3), dtype=np.float32)
     batch = gen_cfg["batch_size"]
     extra = {"max_sequence_length": model.max_sequence_length} if model.kind == "flux" else {}
+    denoiser = model.pipe.transformer if model.kind == "flux" else model.pipe.unet
+    device = model.pipe._execution_device
     for start in range(0, len(classes), batch):
         stop = min(start + batch, len(classes))
         prompts = [model.prompt(int(c)) for c in classes[start:stop]]
         generators = [torch.Generator().manual_seed(int(s)) for s in noise_seeds[start:stop]]
+        latents = initial_latents(model.pipe, model.kind, generators, size)
         images = model.pipe(
             prompt=prompts,
             num_inference_steps=gen_cfg["steps"],
             guidance_scale=gen_cfg["guidance_scale"],
             height=size,
             width=size,
+            latents=latents.to(device=device, dtype=denoiser.dtype),
             generator=generators,
             output_type="np",
             **extra,
