@@ -21,8 +21,9 @@ screening), SVARM, PermutationSamplingSV. After each row: ours / best-of-shapiq 
 verdict, `win`, `tie` (the mean paired difference to the best shapiq method is within two standard
 errors of the per-seed differences) or `LOSS`; where `kernel`, `sk-kernel` or `lev-kernel` (our
 KernelSHAP on the default, paired Shapley-kernel or leverage coalitions) are among `--ours`, the
-first of ours is also judged so against the best of them on that row (`vs ...`). A second table gives each method's mean seconds
-(measured on a loaded, shared machine: compare them within a run, not across runs).
+first of ours is also judged so against the best of them on that row (`vs ...`). A second table
+gives each method's mean seconds (measured on a loaded, shared machine: compare them within a run,
+not across runs).
 
 Games (exact values): poly (surrogateshap.games.polynomial_game: n linear terms, n pairs and n/3
 triples), tanh (tanh of a polynomial game scaled to unit spread: saturating; enumerated, n <= 16),

@@ -341,9 +341,9 @@ def reported_values(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The values `attribute` reports for a model fitted to (x, y), and the per-row residuals
     they were corrected with (None where uncorrected): with trees and `in_sample`, plus the
-    player-and-size stratified estimate of the residual game's values (`ratio_msr`); otherwise, with `anchor`, the measured
-    endpoints in place of the model's (`anchor_endpoints`). `shapley`: `model.shapley(n)`, where
-    already known."""
+    player-and-size stratified estimate of the residual game's values (`ratio_msr`); otherwise,
+    with `anchor`, the measured endpoints in place of the model's (`anchor_endpoints`).
+    `shapley`: `model.shapley(n)`, where already known."""
     values, f_empty, f_grand = shapley or model.shapley(x.shape[1])
     if correct == "in_sample" and model.trees is not None:
         residual = y - model.predict(x)
@@ -470,7 +470,8 @@ def ratio_msr(x: np.ndarray, r: np.ndarray) -> np.ndarray:
         return (inside - outside) / n
 
     values = _size_strata(x, r, within)
-    total = float(np.sum(_size_strata(x, r, lambda z, rs, s: np.zeros(n))))
+    v_empty, v_grand = measured_endpoints(x, r)  # an endpoint the table lacks adds 0, as above
+    total = np.nan_to_num(v_grand) - np.nan_to_num(v_empty)
     return values + (total - values.sum()) / n
 
 
@@ -478,10 +479,10 @@ def corrected_values(
     x: np.ndarray, y: np.ndarray, models: list, oof_pred: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cross-fitted regression adjustment (after Witter et al. 2025's regression-adjusted Monte
-    Carlo): phi = mean over folds of phi(f_k) + the stratified estimate of phi(v - f) (`ratio_msr`), each
-    coalition's residual taken from the fold model that did not see it (at the endpoints and the
-    sizes the table holds whole, which every fold saw, the folds' mean), so the correction is an honest estimate of what the trees
-    miss, not the residual they were fitted to. Returns the values and the per-row residuals;
+    Carlo): phi = mean over folds of phi(f_k) + the stratified estimate of phi(v - f)
+    (`ratio_msr`), each coalition's residual taken from the fold model that did not see it (at the
+    endpoints and the sizes the table holds whole, which every fold saw, the folds' mean), so the
+    correction is an honest estimate of what the trees miss, not the residual they were fitted to. Returns the values and the per-row residuals;
     the values sum to v(grand) - v(empty) exactly."""
     n = x.shape[1]
     seen = np.flatnonzero(np.isnan(oof_pred))  # the endpoints and whole sizes: in every fold
