@@ -24,7 +24,7 @@ SLOW = pytest.mark.slow
             # shapiq runs in its own environment (docs/estimators-benchmark.md): ours only here
             ["--games", "poly:6", "vote:7", "--multipliers", "3", "--seeds", "2", "--shapiq"],
             [
-                "default: estimator 'surrogate' on sampler 'shapley_kernel'",
+                "default: estimator 'surrogate' on sampler 'leverage'",
                 "poly:6",
                 "mean seconds",
             ],
@@ -120,29 +120,52 @@ def test_retrain_noise_splits_the_noise_by_source_from_kept_rows(tmp_path, capsy
         assert line.split()[2:] == ["0.250", "0.750", "4.000"], stdout
 
 
-def test_the_documented_candidate_config_is_the_benchmarked_variant():
+def _benchmark_variants():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import estimators
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return estimators
+
+
+def _points(surrogate_cfg):
+    from surrogateshap.surrogate import grid_candidates
+
+    return sorted(sorted(c.items()) for c in grid_candidates(surrogate_cfg))
+
+
+def test_the_default_config_is_the_benchmarked_default_variant():
+    """config/config.yaml's sampler and surrogate are benchmarks/estimators.py's `candidate-values`
+    (the settings docs/estimators-benchmark.md measured before they became the default)."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    _, sampler, overrides = _benchmark_variants().VARIANTS["candidate-values"]
+    assert config["coalitions"]["sampler"] == sampler
+    benchmarked = dict(config["surrogate"], **overrides)
+    assert _points(config["surrogate"]) == _points(benchmarked)
+    for key in ("odd_targets", "residual_correction", "select"):
+        assert config["surrogate"][key] == benchmarked[key]
+
+
+def test_the_documented_former_default_config_is_the_benchmarked_today():
     """docs/estimators-benchmark.md's YAML, merged over config/config.yaml as --configfile merges,
-    gives the sampler and the grid points of benchmarks/estimators.py's `candidate-values`."""
+    gives the sampler and the grid points of benchmarks/estimators.py's `today` column."""
     import re
 
     import yaml
 
     from surrogateshap.config import merge
-    from surrogateshap.surrogate import grid_candidates
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from estimators import VARIANTS
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    bench = _benchmark_variants()
     page = (ROOT / "docs/estimators-benchmark.md").read_text(encoding="utf-8")
     (snippet,) = re.findall(r"```yaml\n(.*?)```", page, flags=re.S)
     config = merge(
         yaml.safe_load((ROOT / "config/config.yaml").read_text()), yaml.safe_load(snippet)
     )
-    _, sampler, overrides = VARIANTS["candidate-values"]
-    assert config["coalitions"]["sampler"] == sampler
-    benchmarked = dict(config["surrogate"], **overrides)
-    assert grid_candidates(config["surrogate"]) == grid_candidates(benchmarked)
-    for key in ("odd_targets", "residual_correction", "select"):
-        assert config["surrogate"][key] == benchmarked[key]
+    assert config["coalitions"]["sampler"] == "shapley_kernel"
+    today = dict(bench.default_settings(), **bench.TODAY)
+    assert _points(config["surrogate"]) == _points(today)
+    for key in ("odd_targets", "residual_correction", "select", "cv_folds"):
+        assert config["surrogate"][key] == today[key]

@@ -18,17 +18,17 @@ from .io import write_table
 
 # config/config.yaml's surrogate section (without its seed); tests/test_samplers.py keeps them equal.
 DEFAULT_SURROGATE = {
-    "params": {"n_estimators": 300, "subsample": 1.0, "min_child_weight": 1},
-    "grid": {"max_depth": [2, 3, 4], "learning_rate": [0.05, 0.1], "base": ["none", "linear"]},
+    "params": {"n_estimators": 300, "learning_rate": 0.3, "subsample": 1.0, "min_child_weight": 1},
+    "grid": {"max_depth": [2, 3, 4], "n_estimators": [0, 300], "base": ["kernel"]},
     "cv_folds": 5,
     "bootstrap": 30,
     "ci_level": 0.9,
     "top_k": 3,
     "threads": 1,
     "anchor_endpoints": True,
-    "odd_targets": False,
-    "residual_correction": "none",
-    "select": "heldout_error",
+    "odd_targets": True,
+    "residual_correction": "in_sample",
+    "select": "heldout_values",
 }
 
 
