@@ -125,7 +125,7 @@ def test_planted_ranking_benchmark_reads_the_run(run_dir):
     rows = [line.split() for line in result.stdout.splitlines()]
     truth = [r for r in rows if r[:2] == ["marker_rate", "truth"]]
     assert truth and truth[0][-2:] == ["1", "1"], result.stdout
-    assert [r[3] for r in rows if r[:1] == ["marker_rate"] and r[1] == "40"] == ["default"]
+    assert [r[2] for r in rows if r[:1] == ["marker_rate"] and r[1] == "40"] == ["default"]
 
 
 def test_second_run_does_nothing(run_dir):
