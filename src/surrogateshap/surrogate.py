@@ -483,10 +483,8 @@ def msr_terms(x: np.ndarray, r: np.ndarray) -> np.ndarray:
     size = x.sum(1).astype(int)
     count = np.bincount(size, minlength=n + 1)[size]
     z = x.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # the endpoints take -1/n and 1/n
         weights = np.where(z > 0, 1 / size[:, None], -1 / (n - size[:, None]))
-    weights[size == 0] = -1 / n
-    weights[size == n] = 1 / n
     return np.asarray(r, np.float64)[:, None] * weights / count[:, None]
 
 
@@ -497,8 +495,7 @@ def stratified_msr(x: np.ndarray, r: np.ndarray) -> np.ndarray:
     where each size's coalitions are a uniform sample of that size (every sampler here draws so).
     A size without coalitions adds nothing. With complement pairs at equal counts per size (the
     leverage design) a constant r adds exactly 0. The values sum to r(N) - r(empty)."""
-    n = x.shape[1]
-    return _size_strata(x, r, lambda z, rs, s: rs @ (z / s - (1 - z) / (n - s)) / len(rs))
+    return msr_terms(x, r).sum(0)
 
 
 def ratio_msr(x: np.ndarray, r: np.ndarray) -> np.ndarray:
