@@ -1,5 +1,6 @@
-"""What fingerprinting a folder dataset costs at parse time (every `snakemake` call, and every
-cluster job, parses the workflow and so fingerprints the data once).
+"""What fingerprinting and checking a folder dataset cost at parse time (every `snakemake` call,
+and every cluster job, parses the workflow and so fingerprints the data once; the scheduling
+process also checks the metadata table before the first job).
 
     .venv/bin/python benchmarks/fingerprint.py [--sizes 1000 100000] [--repeats 3] [--quick]
 
@@ -8,7 +9,9 @@ the fingerprint reads the metadata table's bytes and stats each listed image, it
 and a metadata.csv listing them; `surrogateshap.fingerprint.dataset_fingerprint` is timed (the
 median of `--repeats` calls, files in the OS cache, as on a second `snakemake` call), split into
 reading + hashing the table and the per-image stats. A network file system pays its own stat
-latency per image on top: measure there with the same command.
+latency per image on top: measure there with the same command. The "check s" column times the
+parse-time check of the table (`surrogateshap.preflight.dataset_findings`: columns, duplicates,
+names, each file's presence and first bytes; no image is decoded).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from _common import Table  # noqa: E402
 
 from surrogateshap.data import read_metadata  # noqa: E402
 from surrogateshap.fingerprint import dataset_fingerprint  # noqa: E402
+from surrogateshap.preflight import Findings, dataset_findings  # noqa: E402
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def make_dataset(root: Path, n: int, contributors: int = 100) -> None:
@@ -35,7 +41,8 @@ def make_dataset(root: Path, n: int, contributors: int = 100) -> None:
     lines = ["file_name,contributor,label"]
     for i in range(n):
         name = f"img/{i:06d}.png"
-        (root / name).write_bytes(i.to_bytes(4, "little"))
+        # a PNG signature and 4 bytes: the check reads a file's first bytes, nothing decodes it
+        (root / name).write_bytes(PNG + i.to_bytes(4, "little"))
         lines.append(f"{name},contributor-{i % contributors},{i % 10}")
     (root / "metadata.csv").write_text("\n".join(lines) + "\n")
 
@@ -67,7 +74,20 @@ def measure(root: Path, n: int, repeats: int) -> tuple:
     )
     base = str(root)
     stats = timed(lambda: [os.stat(os.path.join(base, name)) for name in names], repeats)
-    return n, metadata.stat().st_size / 1e6, read, stats, total, total / n * 1e6
+    check_config = {
+        "data": {
+            **config,
+            "contributor_column": "contributor",
+            "label_column": "label",
+            "min_items": 1,
+            "planted": [],
+        }
+    }
+    found = Findings()
+    dataset_findings(check_config, found)
+    assert not found.problems and len(found.contributors) == 100, found
+    check = timed(lambda: dataset_findings(check_config, Findings()), repeats)
+    return n, metadata.stat().st_size / 1e6, read, stats, total, total / n * 1e6, check
 
 
 def main() -> None:
@@ -85,6 +105,7 @@ def main() -> None:
         ("stat s", ".3f"),
         ("total s", ".3f"),
         ("us/image", ".1f"),
+        ("check s", ".3f"),
     )
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:

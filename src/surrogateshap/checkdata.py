@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from PIL import Image
-
 from . import planted as planted_mod
+from . import preflight
 from .config import ConfigError, detector_box, generated_size, load_yaml, merge, validate_config
 from .data import DataError, load_dataset, read_metadata
 
@@ -40,16 +39,25 @@ def check(configfiles: list[str], base: str | None = None) -> tuple[list[str], l
     except ConfigError as error:
         return [str(error)], lines
     schema = ROOT / "workflow/schemas/config.schema.yaml"
+    valid = True
     try:
         validate_config(config, schema, source=" + ".join([str(base_path), *configfiles]))
     except ConfigError as error:
         problems.extend(_lines(str(error)))
+        valid = False
+    found = preflight.Findings()
+    if valid:  # the checks the workflow runs when it is parsed, beyond the dataset's
+        found.problems.extend(preflight.path_problems(config))
+        found.problems.extend(preflight.user_code_problems(config))
     data = config.get("data") or {}
     lines.append(f"dataset: source {data.get('source')!r}")
     dataset = None
-    if data.get("source") == "folder" and data.get("root"):
-        root = Path(data["root"])
-        metadata = Path(data.get("metadata") or root / "metadata.csv")
+    folder = data.get("source") == "folder" and data.get("root")
+    located = preflight.table_location(data) if folder else None
+    if located and located[2]:
+        problems.extend(located[2])
+    elif located:
+        root, metadata, _ = located
         lines.append(f"  folder {root}, metadata {metadata}")
         try:
             dataset = load_dataset(
@@ -68,6 +76,15 @@ def check(configfiles: list[str], base: str | None = None) -> tuple[list[str], l
         lines.append("  scikit-learn's digits, exported by the workflow (nothing to check on disk)")
     if dataset is not None:
         lines.extend(_describe(dataset, data, config, problems))
+    if valid and (dataset is not None or data.get("source") == "digits"):
+        n = (
+            dataset.n
+            if dataset is not None
+            else preflight.DIGITS_CLASSES * int(data["digits"]["splits_per_class"])
+        )
+        preflight.design_findings(config, n, found)
+    problems.extend(found.problems)
+    lines.extend(f"warning: {warning}" for warning in found.warnings)
     lines.extend(_metric_needs(config))
     return problems, lines
 
@@ -130,6 +147,8 @@ def _describe(dataset, data: dict, config: dict, problems: list[str]) -> list[st
                 )
                 if filled:
                     out.append(f"    {filled} filled from data.caption_template")
+    from PIL import Image
+
     sizes, modes = Counter(), Counter()
     for name in items["file_name"]:
         with Image.open(Path(dataset.root) / name) as image:

@@ -84,6 +84,48 @@ REMOVED_SETTINGS = {
 }
 
 
+def coerce_strings(value, schema: dict):
+    """`value` with strings turned into the booleans, numbers, nulls or lists the schema expects.
+
+    Snakemake reads a nested `--config key='{a: {b: false}}'` with YAML's base loader, which keeps
+    every scalar a string; where the schema admits no string there, the string is read as YAML
+    ('false' -> False, '0.5' -> 0.5, 'null' -> None). A string the schema allows stays as it is."""
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        return {
+            k: coerce_strings(v, properties.get(k, extra if isinstance(extra, dict) else {}))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [coerce_strings(v, schema.get("items") or {}) for v in value]
+    if not isinstance(value, str):
+        return value
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    if value == "null" and ("null" in types or None in schema.get("enum", ())):
+        return None  # YAML's null: no setting that takes a string means the text 'null'
+    untyped = (
+        not types
+        and "enum" not in schema
+        and not any(k in schema for k in ("oneOf", "anyOf", "properties"))
+    )
+    if "enum" in schema:
+        if value in schema["enum"]:
+            return value
+    elif "string" in types or (not types and not untyped):
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if untyped:  # e.g. surrogate.grid's values: only what is plainly a number or a boolean
+        return parsed if isinstance(parsed, (bool, int, float)) else value
+    return coerce_strings(parsed, schema) if not isinstance(parsed, str) else value
+
+
 def validate_config(config: dict, schema_path, source: str = "config") -> dict:
     """Validate in place (filling defaults); raise ConfigError listing every problem."""
     removed = [
@@ -94,6 +136,8 @@ def validate_config(config: dict, schema_path, source: str = "config") -> dict:
     if removed:
         raise ConfigError(f"{source}:\n" + "\n".join(removed))
     schema = load_schema(schema_path)
+    # command-line overrides arrive as strings (see coerce_strings)
+    config.update(coerce_strings(config, schema))
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
@@ -392,7 +436,14 @@ def stage_keys(config: dict, fingerprints: dict | None = None) -> dict[str, str]
             if stage == "model" and config["model"].get("path"):
                 # A user's checkpoint does not depend on our data or training settings.
                 section = _settings(
-                    config, ("model.path", "model.type", "model.lora", "model.lora_scale")
+                    config,
+                    (
+                        "model.path",
+                        "model.type",
+                        "model.lora",
+                        "model.lora_scale",
+                        "model.allow_download",  # null unless set: no key changes
+                    ),
                 )
                 upstream = ()
             if (config.get("features") or {}).get("extractor") == "trained":

@@ -7,17 +7,18 @@ column, optionally a label column), the Hugging Face `imagefolder` convention.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import re
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from .io import atomic_path, write_table
+# Pillow and pyarrow are imported where images and tables are written or decoded: the workflow
+# validates the metadata table when it is parsed, where only pandas is needed.
 
 
 class DataError(ValueError):
@@ -109,23 +110,31 @@ def contributor_table(counts: pd.Series) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- file names inside the dataset folder
-def escape_reason(root: Path, name: str) -> str | None:
-    """Why a metadata file name may not be opened (None when it names a path inside `root`)."""
-    if "\x00" in name or any(unicodedata.category(ch) == "Cs" for ch in name):
-        return "not a valid file name (NUL or lone surrogate)"
-    if (
-        PurePosixPath(name).is_absolute()
-        or PureWindowsPath(name).drive
-        or PureWindowsPath(name).root
+def escape_reason(root: Path, name: str, root_real: str | None = None) -> str | None:
+    """Why a metadata file name may not be opened (None when it names a path inside `root`).
+
+    Plain strings, not pathlib: the workflow checks every name when it is parsed (10,000 names
+    in a fraction of a second). `root_real`: os.path.realpath(root), when the caller has it."""
+    if "\x00" in name or (
+        not name.isascii() and any(unicodedata.category(ch) == "Cs" for ch in name)
     ):
+        return "not a valid file name (NUL or lone surrogate)"
+    # POSIX or Windows absolute: /x, \\x, C:x, C:\\x, \\\\server\\share
+    if name.startswith(("/", "\\")) or WINDOWS_DRIVE.match(name):
         return "absolute path"
-    if ".." in PurePosixPath(name).parts or ".." in PureWindowsPath(name).parts:
+    if ".." in PARTS.split(name):
         return "climbs out of the folder with '..'"
     try:
-        inside = (root / name).resolve().is_relative_to(root.resolve())
+        root_real = root_real or os.path.realpath(root)
+        target = os.path.realpath(os.path.join(root_real, name))
     except (OSError, RuntimeError, ValueError):  # a symlink loop, an unencodable name
         return "cannot be resolved"
+    inside = target == root_real or target.startswith(root_real.rstrip(os.sep) + os.sep)
     return None if inside else "resolves (through a symlink) to outside the folder"
+
+
+WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+PARTS = re.compile(r"[\\/]")
 
 
 def item_path(root, name: str) -> Path:
@@ -155,6 +164,10 @@ def export_digits(out_dir, splits_per_class: int, seed: int) -> pd.DataFrame:
 
     Items of a class are dealt to its contributors in a seeded random order. Planted effects
     are applied afterwards, as on any dataset (`surrogateshap.planted`)."""
+    from PIL import Image
+
+    from .io import atomic_path
+
     images, labels = digits_images()
     rng = np.random.default_rng(seed)
     contributors = np.empty(len(labels), dtype=object)
@@ -195,14 +208,32 @@ def read_metadata(path) -> pd.DataFrame:
     try:
         if suffix == ".csv":
             # utf-8-sig: a spreadsheet's byte-order mark would otherwise stick to the first column's name
-            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            _refuse_other_separator(path, table)
+            return table
         if suffix in (".jsonl", ".json"):
             return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
         if suffix == ".parquet":
             return pd.read_parquet(path)
+    except DataError:
+        raise
     except Exception as exc:  # a parser error: name the file
         raise DataError(f"{path}: cannot read metadata table: {exc}") from None
     raise DataError(f"{path}: metadata must be .csv, .jsonl or .parquet, not {suffix!r}")
+
+
+def _refuse_other_separator(path: Path, table: pd.DataFrame) -> None:
+    """A CSV written with ';' or tabs (a spreadsheet's regional default) reads as one column whose
+    name holds the real ones: say so instead of 'missing column file_name'."""
+    if len(table.columns) != 1:
+        return
+    header = str(table.columns[0])
+    for separator, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+        if separator in header:
+            raise DataError(
+                f"{path}: the table is separated by {name} ({header!r}); metadata CSV files are "
+                "comma-separated: save it again with commas (or as .jsonl / .parquet)"
+            )
 
 
 def load_dataset(
@@ -214,8 +245,12 @@ def load_dataset(
     check_images: bool = True,
     caption_column: str | None = None,
     caption_template: str | None = None,
+    decode_images: bool = True,
 ) -> Dataset:
     """Load and validate a dataset; every problem found is listed in one DataError.
+
+    `check_images` checks that every listed file exists and, with `decode_images`, that Pillow
+    can read it (the workflow's parse-time check leaves decoding to the data job).
 
     Captions (for text-to-image models) come from `caption_column`; `caption_template`
     (e.g. "a painting by {contributor}", any metadata column by name) fills the items
@@ -224,9 +259,12 @@ def load_dataset(
     metadata_path = Path(metadata)
     table = read_metadata(metadata_path)
     problems: list[str] = []
-    for column in ("file_name", contributor_column):
+    for column, setting in (("file_name", None), (contributor_column, "data.contributor_column")):
         if column not in table.columns:
-            problems.append(f"missing column {column!r} (columns present: {list(table.columns)})")
+            fix = f"; set {setting} to the column that names them" if setting else ""
+            problems.append(
+                f"missing column {column!r}{fix} (columns present: {list(table.columns)})"
+            )
     if problems:
         raise DataError(f"{metadata_path}: " + "; ".join(problems))
     if not len(table):
@@ -268,10 +306,15 @@ def load_dataset(
     duplicated = named[named.map(posixpath.normpath).duplicated()].unique().tolist()
     if duplicated:
         problems.append(f"duplicate file_name {_listing(duplicated)}")
-    escaping = {name: reason for name in named.unique() if (reason := escape_reason(root, name))}
+    root_real = os.path.realpath(root)
+    escaping = {
+        name: reason for name in named.unique() if (reason := escape_reason(root, name, root_real))
+    }
     problems.extend(_escape_problems(root, escaping))
     if check_images:  # never open a file outside the folder
-        problems.extend(_image_problems(root, [n for n in named if n not in escaping]))
+        problems.extend(
+            _image_problems(root, [n for n in named if n not in escaping], decode_images)
+        )
     names = [n for n in items["contributor"].unique() if n.strip()]
     problems.extend(name_problems(names))
     counts = items["contributor"].value_counts()
@@ -287,6 +330,23 @@ def load_dataset(
         raise DataError(f"{metadata_path}:\n  " + "\n  ".join(problems))
     return Dataset(
         root=root, items=items.reset_index(drop=True), contributors=contributor_table(counts)
+    )
+
+
+def load_configured(
+    data_cfg: dict, root, metadata, check_images: bool = True, decode_images: bool = True
+) -> Dataset:
+    """`load_dataset` with the settings of a validated `data` config section."""
+    return load_dataset(
+        root,
+        metadata,
+        data_cfg["contributor_column"],
+        data_cfg["label_column"],
+        data_cfg["min_items"],
+        check_images=check_images,
+        caption_column=data_cfg.get("caption_column"),
+        caption_template=data_cfg.get("caption_template"),
+        decode_images=decode_images,
     )
 
 
@@ -348,12 +408,20 @@ def _listing(values: list[str], limit: int = 20) -> str:
     return f"{len(values)} item(s): {shown}{more}"
 
 
-def _image_problems(root: Path, file_names) -> list[str]:
+def _image_problems(root: Path, file_names, decode: bool = True) -> list[str]:
+    """Files that are missing and (with `decode`) files Pillow cannot read."""
+    if decode:
+        from PIL import Image
     missing, unreadable = [], []
+    base = str(root)
     for name in file_names:
-        path = root / name
-        if not path.is_file():
+        path = os.path.join(base, name)  # plain strings: this loop is the cost at 100,000 items
+        if not os.path.isfile(path):
             missing.append(name)
+            continue
+        if not decode:
+            if not _has_signature(path):
+                unreadable.append(name)
             continue
         try:
             with Image.open(path) as image:
@@ -368,8 +436,41 @@ def _image_problems(root: Path, file_names) -> list[str]:
     return problems
 
 
+# The first bytes of the common image formats, by file suffix: a parse-time check that reads 12
+# bytes per file instead of decoding it (a format without a signature, e.g. TGA, is not checked).
+SIGNATURES = {
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".gif": (b"GIF87a", b"GIF89a"),
+    ".bmp": (b"BM",),
+    ".tif": (b"II*\x00", b"MM\x00*"),
+    ".tiff": (b"II*\x00", b"MM\x00*"),
+    ".webp": (b"RIFF",),
+}
+
+
+def _has_signature(path: str) -> bool:
+    """False for an empty file, or one whose first bytes are not its suffix's format."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        return False
+    if not head:
+        return False
+    expected = SIGNATURES.get(os.path.splitext(path)[1].lower())
+    if expected is None:
+        return True
+    if expected == (b"RIFF",):
+        return head.startswith(b"RIFF") and head[8:12] == b"WEBP"
+    return head.startswith(expected)
+
+
 def load_images(root: Path, file_names, size: int, mode: str = "L") -> np.ndarray:
     """Grayscale (mode "L") or RGB images as float32 in [0, 1], resized to `size` when they differ."""
+    from PIL import Image
+
     out = np.empty(
         (len(file_names), size, size) + ((3,) if mode == "RGB" else ()), dtype=np.float32
     )
@@ -383,6 +484,8 @@ def load_images(root: Path, file_names, size: int, mode: str = "L") -> np.ndarra
 
 
 def write_dataset_tables(out_dir, dataset: Dataset) -> None:
+    from .io import write_table
+
     out_dir = Path(out_dir)
     write_table(out_dir / "items.parquet", dataset.items)
     write_table(out_dir / "contributors.parquet", dataset.contributors)

@@ -35,10 +35,7 @@ Nothing is downloaded: every model is read from a local path.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
-import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -47,6 +44,7 @@ import torch
 
 from .io import read_state_dict
 from .metrics import PROMPT_GROUP
+from .usercode import load_callable
 
 # OpenAI CLIP's preprocessing constants (used when the folder has no preprocessor_config.json).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -294,31 +292,6 @@ def load_extractor(feat_cfg: dict, classifier_path: str | None, device: str | No
 
 
 # --------------------------------------------------------------------------- per-sample scores
-def load_callable(spec: str):
-    """'package.module:function' or 'path/to/file.py:function' -> the function."""
-    module_name, sep, function = spec.rpartition(":")
-    if not sep or not module_name or not function:
-        raise ValueError(f"{spec!r}: expected 'module:function' or 'file.py:function'")
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name).resolve()
-            module_spec = importlib.util.spec_from_file_location(
-                f"surrogateshap_user_{path.stem}", path
-            )
-            if module_spec is None or not path.is_file():
-                raise FileNotFoundError(f"{path}: no such file")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[module_spec.name] = module
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-    except (ImportError, FileNotFoundError) as error:
-        raise ValueError(f"{spec!r}: cannot import {module_name!r}: {error}") from None
-    if not hasattr(module, function):
-        raise ValueError(f"{spec!r}: {module_name!r} has no function {function!r}")
-    return getattr(module, function)
-
-
 def load_linear_head(path: str) -> tuple[np.ndarray, np.ndarray]:
     """A LAION-style aesthetic head: `weight` (1, d) and `bias` (1,) from .safetensors or .pth."""
     path = Path(path)

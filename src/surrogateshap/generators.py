@@ -125,5 +125,9 @@ def load_generator(spec: str | dict, gen_cfg: dict) -> Generator:
     if t2i.is_text_to_image(spec):
         dtype = models.resolve_dtype(gen_cfg["dtype"], device)
         return TextToImage(t2i.load(spec, gen_cfg, device, dtype), gen_cfg)
-    path = spec["path"] if isinstance(spec, dict) else spec
-    return ClassConditional(models.load_diffusion(path), gen_cfg)
+    path, allow_download = (
+        (spec["path"], bool(spec.get("allow_download")))
+        if isinstance(spec, dict)
+        else (spec, False)
+    )
+    return ClassConditional(models.load_diffusion(path, allow_download), gen_cfg)

@@ -167,19 +167,25 @@ def save_diffusion(model: DiffusionModel, out_dir) -> None:
         )
 
 
-def load_diffusion(path: str) -> DiffusionModel:
-    """Load a model folder by local path or hub id (real diffusers loading code)."""
+def load_diffusion(path: str, allow_download: bool = False) -> DiffusionModel:
+    """Load a model folder by local path or hub id (real diffusers loading code). A hub id is read
+    from the local Hugging Face cache unless `allow_download` (model.allow_download)."""
     from diffusers import DDPMScheduler, UNet2DModel
 
-    unet = UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True).eval()
-    scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
+    offline = not allow_download
+    unet = UNet2DModel.from_pretrained(
+        path, subfolder="unet", use_safetensors=True, local_files_only=offline
+    ).eval()
+    scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", local_files_only=offline)
     local = Path(path) / "conditioning.json"
     if local.exists():
         meta = json.loads(local.read_text())
     else:
         from huggingface_hub import hf_hub_download
 
-        meta = json.loads(Path(hf_hub_download(path, "conditioning.json")).read_text())
+        meta = json.loads(
+            Path(hf_hub_download(path, "conditioning.json", local_files_only=offline)).read_text()
+        )
     return DiffusionModel(
         unet, dict(scheduler.config), meta["class_names"], meta["conditioning"], meta["image_size"]
     )

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from .io import atomic_path
+# Pillow and pyarrow (through .io) are imported where images are read or written: validating a
+# config reads this module, and the workflow validates its config when it is parsed.
 
 EFFECTS = ("noise", "blur", "marker", "near_duplicates", "style")
 STYLES = ("invert", "stripes", "tint")
@@ -243,6 +243,8 @@ def _style(image: np.ndarray, entry: dict) -> np.ndarray:
 
 def read_image(path: Path) -> np.ndarray:
     """An image file as float64 in [0, 1]: (H, W) when grayscale, else (H, W, 3)."""
+    from PIL import Image
+
     with Image.open(path) as image:
         mode = "L" if image.mode in ("L", "1", "I", "I;16", "LA") else "RGB"
         return np.asarray(image.convert(mode), dtype=np.float64) / 255.0
@@ -250,6 +252,10 @@ def read_image(path: Path) -> np.ndarray:
 
 def write_image(path: Path, image: np.ndarray) -> None:
     """Atomically, in the format its name says (PNG when the suffix is unknown)."""
+    from PIL import Image
+
+    from .io import atomic_path
+
     pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
     fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
     with atomic_path(path) as tmp:
@@ -268,6 +274,7 @@ def plant(
     change another's."""
     from .data import item_path
     from .game import _rng
+    from .io import atomic_path
 
     counts = items["contributor"].value_counts().to_dict()
     found = problems(planted, contributors=counts)

@@ -73,12 +73,17 @@ def load(spec: dict, gen_cfg: dict, device: torch.device, dtype: torch.dtype) ->
     # Any failure (a missing file, a refused pickle in a .bin-only folder, a bad config) is the
     # user's input at fault: name the field, whatever diffusers or torch raised.
     try:
-        pipe = loader.from_pretrained(path, dtype=dtype)
+        # a hub id is read from the local cache unless model.allow_download
+        pipe = loader.from_pretrained(
+            path, dtype=dtype, local_files_only=not spec.get("allow_download")
+        )
     except Exception as error:
         raise ValueError(f"model.path {path!r}: cannot load a {kind} pipeline: {error}") from None
     if spec.get("lora"):
         try:
-            pipe.load_lora_weights(spec["lora"], adapter_name="user")
+            pipe.load_lora_weights(
+                spec["lora"], adapter_name="user", local_files_only=not spec.get("allow_download")
+            )
         except Exception as error:
             raise ValueError(
                 f"model.lora {spec['lora']!r}: cannot load LoRA weights: {error}"

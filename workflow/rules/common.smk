@@ -1,4 +1,5 @@
 # Shared helpers: config validation, stage keys and the paths built from them.
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,22 @@ try:
     )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+
+# Before the first job, in the process that schedules (jobs parse this file again and skip it):
+# the data table, the user's functions, model paths and the design (surrogateshap.preflight).
+# SURROGATESHAP_PREFLIGHT=off skips them, e.g. where the data is mounted on the compute nodes only.
+if workflow.is_main_process and os.environ.get("SURROGATESHAP_PREFLIGHT", "on") != "off":
+    from surrogateshap.preflight import preflight
+
+    FINDINGS = preflight(config)
+    for warning in FINDINGS.warnings:
+        print(f"SurrogateSHAP warning: {warning}", file=sys.stderr)
+    if FINDINGS.problems:
+        raise WorkflowError(
+            f"the config and its inputs have {len(FINDINGS.problems)} problem(s); nothing was "
+            "run (surrogateshap check-data --configfile ... lists them too):\n  - "
+            + "\n  - ".join(FINDINGS.problems)
+        )
 
 
 report: "../report/workflow.rst"
@@ -98,7 +115,10 @@ DATA_DIR = stage_dir("data")
 MODEL_DIR = config["model"]["path"] or f"{stage_dir('model')}/model"
 # What the generation steps load: the class-conditional UNet folder, or a text-to-image pipeline spec.
 MODEL_SPEC = canonical(
-    {key: config["model"][key] for key in ("type", "lora", "lora_scale")} | {"path": MODEL_DIR}
+    {key: config["model"][key] for key in ("type", "lora", "lora_scale")}
+    | {"path": MODEL_DIR}
+    # only when set: a hub id is otherwise read from the local cache, never downloaded
+    | ({"allow_download": True} if config["model"].get("allow_download") else {})
 )
 TRAINED_EXTRACTOR = config["features"]["extractor"] == "trained"
 # The network whose features and class probabilities the metrics use (with features.extractor

@@ -9,6 +9,8 @@ rule prepare_data:
         log_path("prepare_data", KEYS["data"]),
     benchmark:
         benchmark_path("prepare_data", KEYS["data"])
+    # first among the ready jobs: it decodes every image, which the parse-time check does not
+    priority: 100
     conda:
         CPU_ENV
     resources:

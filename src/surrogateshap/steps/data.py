@@ -27,15 +27,7 @@ def prepare_data(*, data_cfg: dict, seed: int, out_dir: str) -> None:
             Path(data_cfg["root"]),
             Path(data_cfg["metadata"] or Path(data_cfg["root"]) / "metadata.csv"),
         )
-    dataset = data_mod.load_dataset(
-        root,
-        metadata,
-        data_cfg["contributor_column"],
-        data_cfg["label_column"],
-        data_cfg["min_items"],
-        caption_column=data_cfg.get("caption_column"),
-        caption_template=data_cfg.get("caption_template"),
-    )
+    dataset = data_mod.load_configured(data_cfg, root, metadata)
     if planted.entries(data_cfg):  # into the stage's own folder: the user's files stay as they are
         copy_to = None if data_cfg["source"] == "digits" else out / "planted"
         root = dataset.root = planted.plant(
