@@ -188,3 +188,47 @@ def test_a_grid_point_with_no_model_is_left_out_and_a_grid_of_only_those_refused
     }
     with pytest.raises(ValueError, match="n_estimators 0 with base none"):
         grid_candidates({"params": {}, "grid": {"base": ["none"], "n_estimators": [0]}})
+
+
+def test_a_90_percent_interval_cuts_5_percent_from_each_tail():
+    """The percentile interval at level 0.9 leaves (1 - 0.9) / 2 of the replicates on each side:
+    on replicates 0..99 its ends are the 5% and 95% quantiles (an 80% interval would give 9.9
+    and 89.1)."""
+    from surrogateshap.surrogate import bootstrap_intervals
+
+    boot = np.tile(np.arange(100.0)[:, None], (1, 3))
+    low, high, _ = bootstrap_intervals(boot, 0.9, 1)
+    assert np.allclose(low, 4.95) and np.allclose(high, 94.05)
+    low, high, _ = bootstrap_intervals(boot, 0.5, 1)
+    assert np.allclose(low, 24.75) and np.allclose(high, 74.25)
+
+
+def test_the_values_score_overrules_the_utilities_only_beyond_the_margin(monkeypatch):
+    """`select: heldout_values` keeps the family the utilities' held-out error picks unless another
+    family's values score lower by more than VALUE_MARGIN standard errors: another family ahead
+    by 0.57 of them (what a Fréchet proxy game's noise gave in 1 of 8 draws) does not win, one
+    ahead by 3 does."""
+    from surrogateshap import surrogate
+    from surrogateshap.games import polynomial_game
+
+    n = 6
+    x = indicators(sample_coalitions(n, 40, "leverage", seed=0), n, dtype=np.float64)
+    y = polynomial_game(n, seed=1).evaluate(x)
+    candidates = [
+        {"base": "kernel", "kernel_shrink": 0.0, "n_estimators": 0},
+        {"base": "kernel", "kernel_shrink": 0.0, "n_estimators": 20, "max_depth": 2},
+    ]
+    by_error, _ = surrogate.cross_validate(x, y, candidates, 3, 0, 1)
+
+    def crafted(ahead_by):
+        def scores(x, y, splits, fold_models, controls, correct, anchor, reference=0):
+            s, se = np.zeros(2), np.ones(2)
+            s[1 - reference], se[reference] = -ahead_by, 0.0
+            return s, se
+
+        return scores
+
+    for ahead_by, wins in ((0.57, False), (3.0, True)):
+        monkeypatch.setattr(surrogate, "heldout_value_scores", crafted(ahead_by))
+        chosen, _ = surrogate.cross_validate(x, y, candidates, 3, 0, 1, select="heldout_values")
+        assert (chosen != by_error) == wins, (ahead_by, chosen, by_error)
