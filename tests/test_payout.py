@@ -142,3 +142,29 @@ def test_command_writes_the_table_and_names_bad_input(tmp_path, capsys):
     assert "invalid choice: 'zero'" in capsys.readouterr().err
     assert main(["payout", str(tmp_path / "none.parquet"), "--budget", "1", "--out", str(out)]) == 2
     assert "attribution table not found" in capsys.readouterr().err
+
+
+def test_the_workflows_step_reads_the_config_section_and_the_report_shows_it(tmp_path):
+    """config/config.yaml's payout section (budget 1: fractions; every metric, weight 1) on two
+    published tables: the table sums to the budget, and the report's section shows its top
+    rows and what the rest share."""
+    from surrogateshap.config import load_yaml
+    from surrogateshap.report import payout_html
+    from surrogateshap.steps.attribution import payout as step
+
+    from .conftest import ROOT
+
+    cfg = load_yaml(ROOT / "config/config.yaml")["payout"]
+    paths = [
+        _write(tmp_path, "a", [1.0, 0.0, 2.0, 1.0], _meta("frechet_distance", "lower")),
+        _write(tmp_path, "b", [1.0, 0.0, 2.0, 1.0], _meta("marker_rate", "higher")),
+    ]
+    out = tmp_path / "payout.parquet"
+    step(attribution_paths=paths, cfg=cfg, out_path=str(out))
+    table, meta = pd.read_parquet(out), read_table_metadata(out)
+    assert table["payout"].sum() == pytest.approx(cfg["budget"])
+    assert meta["metrics"]["frechet_distance"]["equal_split"]  # no one lowers it
+    assert table.set_index("contributor")["payout"]["carol"] == pytest.approx(0.125 + 0.25)
+    page = payout_html(table, meta, top=2)
+    assert 'id="payout"' in page and "carol" in page and "dave" not in page
+    assert "2 more contributor(s) share" in page and "split equally" in page
