@@ -189,3 +189,20 @@ def test_key_order_and_new_null_settings_change_no_stage_key(default_config):
         None  # what a new optional setting with a null default adds
     )
     assert stage_keys(reordered) == stage_keys(default_config)
+
+
+def test_payout_settings_are_checked_against_the_metrics(default_config):
+    config = copy.deepcopy(default_config)
+    assert config["payout"]["budget"] > 0 and config["payout"]["negative"] == "clip"
+    config["payout"]["metrics"] = {"marker_rate": 2.0, "fid": 1.0}
+    with pytest.raises(
+        ConfigError, match=re.escape("payout.metrics names metric(s) not in metrics: ['fid']")
+    ):
+        validate_config(config, SCHEMA)
+    config["payout"]["metrics"] = {"marker_rate": 0}
+    with pytest.raises(ConfigError, match="payout.metrics.marker_rate"):
+        validate_config(config, SCHEMA)
+    # every payout stage setting changes no stage key: the payout is no cached stage
+    assert stage_keys(_changed(default_config, ("payout", "budget"), 5.0)) == stage_keys(
+        default_config
+    )

@@ -200,3 +200,50 @@ def test_doc_tables_go_between_the_markers_or_are_refused():
     assert out == "a\n<!-- evaluation-tables:begin -->\nnew\n<!-- evaluation-tables:end -->\nb"
     with pytest.raises(ValueError, match="evaluation-tables:begin"):
         evaluation.replace_between_markers("no markers", "new")
+
+
+def test_a_90_percent_lds_interval_cuts_5_percent_from_each_tail():
+    """(1 - level) / 2 on each side: on draws 0..99 the 90% interval is the 5% and 95% quantiles
+    (an 80% interval would give 9.9 and 89.1); a non-finite draw is left out."""
+    draws = np.append(np.arange(100.0), np.nan)
+    assert evaluation._interval(draws, 0.9) == pytest.approx((4.95, 94.05))
+    assert evaluation._interval(draws, 0.5) == pytest.approx((24.75, 74.25))
+
+
+@pytest.mark.parametrize("alpha", [0.2, 0.8])
+def test_heldout_coalitions_keep_each_contributor_with_probability_alpha(alpha):
+    """4,000 Bernoulli(alpha) draws: the share kept is within 5 standard errors (0.032) of alpha,
+    far from 1 - alpha. (Conditioning on 0 < |S| < n and distinctness moves it by < 0.001 at n=20.)"""
+    n, per_seed = 20, 100
+    table = evaluation.heldout_coalitions(n, per_seed, alpha, [0, 1])
+    drawn = table[table["draw"] >= 0]["members_index"]
+    kept = drawn.map(len).sum() / (len(drawn) * n)
+    bound = 5 * np.sqrt(alpha * (1 - alpha) / (len(drawn) * n))
+    assert abs(kept - alpha) < bound, (kept, alpha, bound)
+
+
+def test_placement_at_the_bottom_counts_exactly_the_last_k_places():
+    """Of 5 contributors, `bottom 1` is rank 5 only and `bottom 2` ranks 4 and 5; one place
+    further from the end is not found (and likewise at the top)."""
+    contributors = ["a", "b", "c", "d", "e"]
+    values = pd.DataFrame(
+        {
+            "method": ["m"] * 5,
+            "metric": ["fd"] * 5,
+            "contributor": contributors,
+            "rank": [1, 2, 3, 4, 5],
+        }
+    )
+
+    def found(side, within):
+        expected = [
+            {"contributor": c, "effect": "x", "metric": "fd", "side": side, "within": within}
+            for c in contributors
+        ]
+        table = evaluation.placement_table(values, expected)
+        return table.set_index("contributor")["found"].to_dict()
+
+    assert found("bottom", 1) == {"a": False, "b": False, "c": False, "d": False, "e": True}
+    assert found("bottom", 2) == {"a": False, "b": False, "c": False, "d": True, "e": True}
+    assert found("top", 1) == {"a": True, "b": False, "c": False, "d": False, "e": False}
+    assert found("top", 2) == {"a": True, "b": True, "c": False, "d": False, "e": False}

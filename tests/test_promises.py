@@ -284,7 +284,13 @@ def test_report_escapes_every_string_from_data_and_config(tmp_path, default_conf
     config["run"] = "<img src=x onerror=alert('run')>"
     config["report"]["grid_contributors"] = 3
     from surrogateshap.report import write_report
+    from surrogateshap.steps.attribution import payout
 
+    payout(
+        attribution_paths=[str(tmp_path / "u.parquet")],
+        cfg=config["payout"],
+        out_path=str(tmp_path / "payout.parquet"),
+    )
     write_report(
         tmp_path / "index.html",
         config,
@@ -295,8 +301,10 @@ def test_report_escapes_every_string_from_data_and_config(tmp_path, default_conf
         [str(tmp_path / "pool.parquet")],
         str(tmp_path / "classifier.json"),
         None,
+        payout_path=str(tmp_path / "payout.parquet"),
     )
     page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert '<section id="payout">' in page
     for markup in ("<script", "<img src=x", "<b>U</b>", "<i>key</i>"):
         assert markup not in page, markup
     for name in names:

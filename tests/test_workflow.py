@@ -133,13 +133,14 @@ def test_second_run_does_nothing(run_dir):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_surrogate_change_reruns_only_fit_and_report(run_dir):
+def test_surrogate_change_reruns_only_fit_payout_and_report(run_dir):
     extra = _extra(run_dir, "surrogate", {"surrogate": {"bootstrap": 5}})
     jobs = planned_jobs(run_dir, "--configfile", SMALL, extra)
     # record_fingerprints: results/<run>/fingerprints.json lists the (new) attribution key
     assert set(jobs) == {
         "attribute",
         "publish_attribution",
+        "payout",
         "html_report",
         "record_fingerprints",
         "all",
@@ -166,6 +167,7 @@ def test_two_runs_share_stages(run_dir):
         "publish_attribution",
         "publish_utilities",
         "publish_contributors",
+        "payout",
         "html_report",
         "record_fingerprints",
         "all",

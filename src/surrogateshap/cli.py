@@ -15,6 +15,7 @@ import pandas as pd
 from . import coalitions as coal
 from . import estimators
 from .io import write_table
+from .payout import DEFAULT_DRAWS, POLICIES
 
 # config/config.yaml's surrogate section (without its seed); tests/test_samplers.py keeps them equal.
 DEFAULT_SURROGATE = {
@@ -129,6 +130,31 @@ def _settings(args) -> dict:
     if args.config:
         cfg.update(json.loads(Path(args.config).read_text()))
     return cfg
+
+
+def cmd_payout(args) -> int:
+    from .payout import parse_metric, payout_from_files
+
+    table, meta = payout_from_files(
+        args.tables,
+        args.budget,
+        [parse_metric(m) for m in args.metric or []],
+        args.negative,
+        args.draws,
+        args.level,
+        args.seed,
+    )
+    if args.out.endswith(".csv"):
+        from .io import write_text
+
+        write_text(args.out, table.to_csv(index=False))
+    else:
+        write_table(args.out, table, metadata=meta)
+    print(table.to_string(index=False))
+    for name, m in meta["metrics"].items():
+        note = " (split equally: no contributor helps it)" if m["equal_split"] else ""
+        print(f"{name}: {m['part']:.6g} of {args.budget:.6g} ({m['direction']} is better){note}")
+    return 0
 
 
 def cmd_convergence(args) -> int:
@@ -252,6 +278,32 @@ def main(argv=None) -> int:
         "--interactions", help="Parquet output of the surrogate's pairwise interaction values"
     )
     attr.set_defaults(func=cmd_attribute)
+    pay = sub.add_parser(
+        "payout",
+        help="split a budget among the contributors by their values in attribution tables",
+        description="Each metric gets budget x weight / total weight, split by the values "
+        "(negated where lower is better); see docs/payout.md.",
+    )
+    pay.add_argument("tables", nargs="+", help="attribution tables (Parquet), one per metric")
+    pay.add_argument("--budget", type=float, required=True, help="what the payouts sum to")
+    pay.add_argument(
+        "--metric",
+        action="append",
+        help="NAME[:WEIGHT[:higher|lower]], repeatable (default: every table, weight 1; the "
+        "direction from the table, else the package's metric of that name)",
+    )
+    pay.add_argument(
+        "--negative",
+        default="clip",
+        choices=POLICIES,
+        help="contributors who hurt a metric: clip (paid 0), shift (paid relative to the most "
+        "harmful) or net (charged); default: %(default)s",
+    )
+    pay.add_argument("--draws", type=int, default=DEFAULT_DRAWS, help="for the intervals")
+    pay.add_argument("--level", type=float, help="interval level (default: the tables')")
+    pay.add_argument("--seed", type=int, default=0)
+    pay.add_argument("--out", required=True, help="the payout table: .csv, else Parquet")
+    pay.set_defaults(func=cmd_payout)
     conv = sub.add_parser(
         "convergence", help="values and ranks on growing prefixes of the table, and a stopping rule"
     )

@@ -198,6 +198,9 @@ def _check_semantics(config: dict, source: str) -> None:
         unknown = [m for m in rounds.get("metrics") or [] if m not in metrics]
         if unknown:
             problems.append(f"coalitions.rounds.metrics names metric(s) not in metrics: {unknown}")
+    unpaid = [m for m in (config.get("payout") or {}).get("metrics") or {} if m not in metrics]
+    if unpaid:
+        problems.append(f"payout.metrics names metric(s) not in metrics: {unpaid}")
     if problems:
         raise ConfigError(f"{source}:\n  " + "\n  ".join(problems))
 

@@ -340,6 +340,41 @@ def fingerprint_html(fingerprints: dict | None) -> str:
     )
 
 
+def payout_html(table: pd.DataFrame, meta: dict, top: int = 10) -> str:
+    """The payout table's first `top` rows (the rest summed) and how it was split."""
+    parts = []
+    for name, m in meta["metrics"].items():
+        better = "lower" if m["direction"] == "lower" else "higher"
+        note = " (split equally: no contributor helps it)" if m["equal_split"] else ""
+        parts.append(f"{_esc(name)}: {_esc(format_number(m['part']))} ({better} is better){note}")
+    policy = {
+        "clip": "contributors who hurt a metric get 0 of its part",
+        "shift": "each metric's part is split in proportion to each value minus the least value",
+        "net": "each metric's part is split in proportion to the values; those who hurt it are "
+        "charged (negative payouts)",
+    }[meta["negative"]]
+    shown = table.head(top)[["rank", "contributor", "payout", "payout_low", "payout_high", "share"]]
+    rest = table.iloc[top:]
+    more = (
+        f"<p class='note'>{len(rest)} more contributor(s) share "
+        f"{_esc(format_number(float(rest['payout'].sum())))} (results/&lt;run&gt;/payout.parquet "
+        "lists everyone).</p>"
+        if len(rest)
+        else ""
+    )
+    return (
+        '<section id="payout"><h2>Payout</h2>'
+        f"<p>A budget of {_esc(format_number(meta['budget']))} split among the contributors by "
+        "their Shapley values, each metric's part by its weight, a metric where lower is better by "
+        f"the negated values; {policy}. Parts: {'; '.join(parts)}. Intervals: "
+        f"{meta['level']:.0%}, the values redrawn from their intervals {meta['draws']} times and "
+        "the budget split again each time (docs/payout.md).</p>"
+        + _table_html(shown, set())
+        + more
+        + "</section>"
+    )
+
+
 def write_report(
     out_path,
     config: dict,
@@ -352,6 +387,7 @@ def write_report(
     check_summary_path: str | None,
     evaluation_dir: str | None = None,
     fingerprints: dict | None = None,
+    payout_path: str | None = None,
 ) -> None:
     contributors = pd.read_parquet(contributors_path)
     names = contributors["contributor"].tolist()
@@ -375,6 +411,8 @@ def write_report(
     results = [(pd.read_parquet(p), read_table_metadata(p)) for p in attribution_paths]
     parts = [f"<h1>SurrogateSHAP report: run {_esc(config['run'])}</h1>"]
     parts.append(summary_html(results, planted_list))
+    if payout_path:
+        parts.append(payout_html(pd.read_parquet(payout_path), read_table_metadata(payout_path)))
     parts.append(
         f"<p>{len(names)} contributors, {len(utilities)} coalitions, proxy game mode "
         f"<b>{_esc(config['game']['mode'])}</b>. Shapley values from an XGBoost surrogate of the utility "
@@ -404,6 +442,8 @@ def write_report(
             + _table_html(rows, set(), ("metric",))
         )
     toc = ['<li><a href="#summary">Summary</a></li>']
+    if payout_path:
+        toc.append('<li><a href="#payout">Payout</a></li>')
     for table, diag in results:
         metric = diag["metric"]
         anchor = _esc(metric["name"])

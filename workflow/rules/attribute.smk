@@ -77,3 +77,24 @@ rule publish_attribution:
         CPU_ENV
     shell:
         COPY
+
+
+rule payout:
+    """The budget of config `payout` split among the contributors by their values."""
+    input:
+        expand(f"{RUN}/attributions/{{metric}}.parquet", metric=METRICS),
+    output:
+        report(f"{RUN}/payout.parquet", category="Tables", caption="../report/payout.rst"),
+    log:
+        log_path("payout", config["run"]),
+    benchmark:
+        benchmark_path("payout", config["run"])
+    conda:
+        CPU_ENV
+    resources:
+        mem_mb=memory(2000),
+        runtime=10,
+    params:
+        cfg=config["payout"],
+    script:
+        "../scripts/payout.py"

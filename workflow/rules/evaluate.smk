@@ -182,6 +182,7 @@ rule evaluation_report:
     input:
         tables=rules.evaluation_tables.output[0],
         attributions=expand(f"{RUN}/attributions/{{metric}}.parquet", metric=METRICS),
+        payout=rules.payout.output[0],
         utilities=f"{RUN}/utilities.parquet",
         contributors=rules.prepare_data.output.contributors,
         pools=gather.pool(f"{stage_dir('pool')}/shards/{{scatteritem}}.parquet"),

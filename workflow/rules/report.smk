@@ -17,6 +17,7 @@ rule html_report:
     """The self-contained HTML report of the run."""
     input:
         attributions=expand(f"{RUN}/attributions/{{metric}}.parquet", metric=METRICS),
+        payout=rules.payout.output[0],
         utilities=f"{RUN}/utilities.parquet",
         contributors=rules.publish_contributors.output[0],
         pools=gather.pool(f"{stage_dir('pool')}/shards/{{scatteritem}}.parquet"),

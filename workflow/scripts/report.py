@@ -21,4 +21,5 @@ report.write_report(
     evaluation_dir=evaluation,
     evaluation_copy=out.tables if evaluation else None,
     fingerprints=snakemake.params.fingerprints,
+    payout_path=inp.get("payout"),
 )

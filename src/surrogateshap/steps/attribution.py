@@ -1,5 +1,5 @@
 """The rules of attribute.smk: the surrogate's Shapley values and interactions for one metric,
-(the publish_* rules of that file only copy files: no package)."""
+and the payout table (the publish_* rules of that file only copy files: no package)."""
 
 from __future__ import annotations
 
@@ -61,3 +61,24 @@ def attribute(
         ", ".join(map(repr, values["contributor"].head(3))),
     )
     write_table(out_path, values, metadata=diagnostics)
+
+
+def payout(*, attribution_paths: list[str], cfg: dict, out_path: str) -> None:
+    """The payout table of config `payout` from the published attribution tables."""
+    from ..payout import payout_from_files
+
+    weights = cfg.get("metrics")
+    table, meta = payout_from_files(
+        attribution_paths,
+        cfg["budget"],
+        [(m, float(w), None) for m, w in weights.items()] if weights else None,
+        cfg["negative"],
+        cfg["draws"],
+        None,  # the attribution tables' level
+        cfg["seed"],
+    )
+    for name, m in meta["metrics"].items():
+        if m["equal_split"]:
+            log.warning("payout: no contributor helps %s; its part is split equally", name)
+    log.info("payout of %s: %s", cfg["budget"], ", ".join(map(repr, table["contributor"].head(3))))
+    write_table(out_path, table, metadata=meta)
