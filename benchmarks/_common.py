@@ -19,8 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from surrogateshap.config import load_yaml, merge, validate_config
-from surrogateshap.steps import data as data_steps
-from surrogateshap.steps import models as model_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
@@ -70,6 +68,9 @@ def prepare_inputs(
     """The workflow's inputs for `config` under `workdir`, built by the rules' own functions:
     the exported dataset, the classifier and its reference features, and the diffusion model
     (`model` if given, else trained here for `train_steps` steps)."""
+    from surrogateshap.steps import data as data_steps  # torch: only where it is used
+    from surrogateshap.steps import models as model_steps
+
     workdir = Path(workdir)
     data_dir = workdir / "data"
     started = time.perf_counter()

@@ -24,6 +24,11 @@
 # /tmp/surrogateshap-gpu-site), which goes on PYTHONPATH after src/.
 set -uo pipefail
 
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    sed -n '2,/^set -uo pipefail/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
+    exit 0
+fi
+
 DRY=0
 if [[ "${1:-}" == "--dry" ]]; then
     DRY=1

@@ -331,7 +331,8 @@ def permutation(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not chains:
         raise EstimatorError(
             "permutation needs permutation chains in the table (empty to grand, one member "
-            "added per row); draw them with coalitions.sampler: permutation"
+            "added per row); build them with surrogateshap.estimators.permutation_coalitions "
+            "(n + 1 rows per chain, in table order)"
         )
     per_chain = np.empty((len(chains), x.shape[1]))
     for c, rows in enumerate(chains):
