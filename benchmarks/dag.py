@@ -4,9 +4,11 @@ shards grows, with the exponent of a log-log fit.
     .venv/bin/python benchmarks/dag.py [--shards 10 30 100 300 1000] [--contributors 1000] [--repeats 2]
 
 The workflow is copied to a temporary folder (as the tests do) with a config that points
-`data` at a folder dataset of `--contributors` contributors: the metadata table is written,
-the images are not, because a dry run reads no data (every input of the DAG is some rule's
-output; the contributors only enter when `prepare_data` runs, so they do not change the DAG).
+`data` at a folder dataset of `--contributors` contributors: the metadata table and a stand-in
+for each image (a PNG signature: the parse-time check of the table stats each file and reads its
+first bytes, and nothing decodes them in a dry run), with twice as many coalitions as
+contributors (fewer than n + 1 are refused). The contributors enter the DAG only through the
+parse-time check; the jobs are planned from the shards.
 Each size is a fresh `snakemake -n --quiet rules` process: its wall time includes Snakemake's
 start-up (the smallest size shows about how much), and the job counts it prints are checked.
 """
@@ -45,12 +47,12 @@ def main() -> None:
         data = Path(tmp) / "data"
         data.mkdir()
         names = [f"contributor-{i:04d}" for i in range(args.contributors)]
-        pd.DataFrame(
-            {
-                "file_name": [f"{name}-{k}.png" for name in names for k in range(2)],
-                "contributor": np.repeat(names, 2),
-            }
-        ).to_csv(data / "metadata.csv", index=False)
+        files = [f"{name}-{k}.png" for name in names for k in range(2)]
+        for file in files:
+            (data / file).write_bytes(b"\x89PNG\r\n\x1a\n")
+        pd.DataFrame({"file_name": files, "contributor": np.repeat(names, 2)}).to_csv(
+            data / "metadata.csv", index=False
+        )
         print(
             f"snakemake -n on the default config with a folder dataset of {args.contributors} contributors "
             f"(median of {args.repeats})"
@@ -64,6 +66,7 @@ def main() -> None:
                 # the default's digits features on a folder, as asked for (planning cost only)
                 "features": {"allow_digits_on_folder": True},
                 "generation": {"shards": shards},
+                "coalitions": {"count": 2 * args.contributors},
             }
             path = workdir / f"dag-{shards}.yaml"
             path.write_text(yaml.safe_dump(config))
