@@ -32,7 +32,7 @@ TINY = {
     "model": {"train": {"steps": 10, "batch_size": 64}},
     "classifier": {"epochs": 1},
     "generation": {"samples_per_contributor": 8, "steps": 3, "shards": 1},
-    "coalitions": {"count": 16},
+    "coalitions": {"count": 40},  # at least 2n for its 20 contributors
     "game": {"check": {"coalitions": 0}},
     "surrogate": {
         "params": {"n_estimators": 20},
