@@ -222,3 +222,52 @@ def test_a_colour_folder_runs_end_to_end_with_the_trained_extractor(tmp_path, mo
             assert grid.mode == "RGB"
             pixels = np.asarray(grid).astype(int)
         assert np.abs(pixels[..., 0] - pixels[..., 2]).max() > 20  # not grey stored as RGB
+
+
+def test_the_retraining_game_trains_on_colour(tmp_path, monkeypatch):
+    from surrogateshap import data as data_mod
+    from surrogateshap import retraining
+    from surrogateshap.metrics import Reference
+
+    root = _colour_folder(tmp_path / "colour", size=8, per=4)
+    items = pd.read_csv(root / "metadata.csv")[["file_name", "contributor"]]
+    names = list(HUES)
+    contributors = pd.DataFrame({"contributor": names, "n_items": [4] * 4})
+    dataset = data_mod.Dataset(root, items, contributors, "rgb")
+    shapes = []
+    real = models.train_diffusion
+
+    def spy(images, *args, **kwargs):
+        shapes.append(images.shape)
+        return real(images, *args, **kwargs)
+
+    monkeypatch.setattr(models, "train_diffusion", spy)
+    cfg = {
+        "evaluation.retrain": {
+            "game": "full",
+            "replicates": 1,
+            "common_random_numbers": True,
+            "train": {},
+            "samples": 4,
+        },  # fmt: skip
+        "model.train": TRAIN,
+        "generation": {
+            "guidance_scale": 2.0,
+            "steps": 2,
+            "batch_size": 8,
+            "device": "cpu",
+            "dtype": "float32",
+        },  # fmt: skip
+        "features": {"marker_threshold": 0.5},
+        "metrics": ["mean_confidence"],
+        "data.image_size": 8,
+        "seed": 0,
+    }
+    extractor = extractors.DigitsExtractor(models.DigitsClassifier(8, 16, 8, 4, channels=3).eval())
+    table = pd.DataFrame({"coalition": [0, 1], "members": [["red", "blue"], []]})
+    rows, _ = retraining.retrain_coalitions(
+        dataset, table, cfg, "full", 1, extractor,
+        Reference.from_features(np.random.default_rng(0).normal(size=(20, 16))), 2, None, "test",
+    )  # fmt: skip
+    assert shapes == [(8, 8, 8, 3)]  # the coalition's 8 items, in colour
+    assert len(rows) == 2 and np.isfinite(rows["mean_confidence"]).all()

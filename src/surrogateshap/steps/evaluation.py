@@ -276,7 +276,8 @@ def retrain_shard(
         cfg,
         game_name,
         replicates,
-        models.load_classifier(classifier_path),
+        # grey or RGB, resized to the extractor's input: what the proxy game's features see
+        extractors.load_feature_space(classifier_path),
         load_reference(reference_path),
         marker_size,
         model_dir,
