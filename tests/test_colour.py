@@ -271,3 +271,16 @@ def test_the_retraining_game_trains_on_colour(tmp_path, monkeypatch):
     )  # fmt: skip
     assert shapes == [(8, 8, 8, 3)]  # the coalition's 8 items, in colour
     assert len(rows) == 2 and np.isfinite(rows["mean_confidence"]).all()
+
+
+def test_your_functions_are_tried_on_images_in_the_models_colour(tmp_path, default_config):
+    from surrogateshap import preflight
+    from surrogateshap.config import merge
+
+    colour = _colour_folder(tmp_path / "colour")
+    folder = {"source": "folder", "root": str(colour), "metadata": str(colour / "metadata.csv")}
+    assert preflight.image_shape(default_config) == (8, 8)
+    config = merge(default_config, {"data": dict(folder, image_size=32)})
+    assert preflight.image_shape(config) == (32, 32, 3)
+    config["data"]["color"] = "grayscale"
+    assert preflight.image_shape(config) == (32, 32)
