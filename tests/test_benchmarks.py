@@ -42,6 +42,11 @@ SLOW = pytest.mark.slow
         ),
         ("fingerprint.py", ["--quick"], ["us/image", "read+hash s"]),
         (
+            "unet_sizes.py",
+            ["--steps", "1", "--sizes", "8", "16", "--batch-size", "4"],
+            ["s/1000 steps", "636,067", "[32, 64, 64]"],
+        ),
+        (
             "utility_throughput.py",
             ["--quick"],
             ["coalitions/s", "frechet_distance", "group moments"],

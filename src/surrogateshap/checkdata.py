@@ -14,7 +14,7 @@ from pathlib import Path
 from . import planted as planted_mod
 from . import preflight
 from .config import ConfigError, detector_box, generated_size, load_yaml, merge, validate_config
-from .data import DataError, load_dataset, read_metadata
+from .data import GREY_MODES, DataError, load_dataset, read_metadata, resolve_color
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTRACTOR_TEXT = {
@@ -161,7 +161,21 @@ def _describe(dataset, data: dict, config: dict, problems: list[str]) -> list[st
         + ", ".join(f"{m}: {n}" for m, n in modes.most_common())
     )
     size = generated_size(config)
-    if size and any(s != (size, size) for s in sizes):
+    if size and (config.get("model") or {}).get("type") == "class_conditional":
+        setting = data.get("color") or "auto"
+        color = "RGB" if resolve_color(data, dataset.root, items["file_name"]) == "rgb" else "grey"
+        resized = any(s != (size, size) for s in sizes)
+        out.append(
+            f"  the model sees them at {size}x{size} {color} (data.image_size {size}, "
+            f"data.color {setting})" + (", resized" if resized else "")
+        )
+        if color == "grey" and any(m not in GREY_MODES for m in modes):
+            out.append("    note: colour images turned grey; data.color: rgb keeps their colour")
+        if resized:
+            out.append(
+                "    note: planted markers and the detector box are in pixels of the stored images and of the generated ones"
+            )
+    elif size and any(s != (size, size) for s in sizes):
         out.append(
             f"    note: the model sees them at {size}x{size} (resized); planted markers and the detector box are in pixels of the stored images and of the generated ones"
         )

@@ -194,10 +194,47 @@ class Dataset:
     root: Path
     items: pd.DataFrame  # columns: file_name, contributor, label (optional)
     contributors: pd.DataFrame  # columns: contributor, key, index, n_items (see contributor_table)
+    color: str = "grayscale"  # what the class-conditional model sees: "grayscale" or "rgb"
 
     @property
     def n(self) -> int:
         return len(self.contributors)
+
+    @property
+    def mode(self) -> str:
+        """The PIL mode that `load_images` reads the items in for the model."""
+        return image_mode(self.color)
+
+
+# PIL modes without colour; any other mode (RGB, RGBA, P, CMYK, ...) counts as colour.
+GREY_MODES = frozenset({"L", "1", "I", "I;16", "LA", "F"})
+
+
+def image_mode(color: str) -> str:
+    return "RGB" if color == "rgb" else "L"
+
+
+def stored_color(root, file_names) -> str:
+    """ "rgb" when any stored image has colour channels, else "grayscale" (headers only; stops at
+    the first colour image). A palette image counts as colour: its palette may hold any."""
+    from PIL import Image
+
+    for name in file_names:
+        with Image.open(item_path(root, name)) as image:
+            if image.mode not in GREY_MODES:
+                return "rgb"
+    return "grayscale"
+
+
+def resolve_color(data_cfg: dict, root=None, file_names=()) -> str:
+    """data.color as the model will see it: rgb or grayscale as set; auto (or unset) is
+    grayscale for the digits and the stored images' colour for a folder."""
+    setting = data_cfg.get("color") or "auto"
+    if setting != "auto":
+        return setting
+    if data_cfg["source"] == "digits":
+        return "grayscale"
+    return stored_color(root, file_names)
 
 
 def read_metadata(path) -> pd.DataFrame:
@@ -468,7 +505,8 @@ def _has_signature(path: str) -> bool:
 
 
 def load_images(root: Path, file_names, size: int, mode: str = "L") -> np.ndarray:
-    """Grayscale (mode "L") or RGB images as float32 in [0, 1], resized to `size` when they differ."""
+    """Grayscale (mode "L": (n, size, size)) or RGB ((n, size, size, 3)) images as float32 in
+    [0, 1], resized to `size` when they differ."""
     from PIL import Image
 
     out = np.empty(

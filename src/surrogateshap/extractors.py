@@ -5,8 +5,8 @@ distance, Inception-Score-like, diversity, Vendi, attribute bias):
 - `digits` (default): the digits classifier trained by the workflow (images are turned to
   grayscale and resized to its input size);
 - `trained`: a classifier of the same kind trained by the workflow on the dataset itself (its
-  labels, else its contributors: `models.dataset_targets`); the Fréchet reference is then the
-  dataset's own images;
+  labels, else its contributors: `models.dataset_targets`), in the colour the model sees
+  (data.color); the Fréchet reference is then the dataset's own images;
 - `backbone`: a transformers vision backbone from a local folder (`features.backbone`: DINOv2,
   ViT, CLIP vision, SigLIP vision), its pooled output as features (no class probabilities);
 - `clip`: a local CLIP model folder (`features.clip`, transformers' CLIPModel format):
@@ -78,15 +78,17 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
 # --------------------------------------------------------------------------- extractors
 class DigitsExtractor:
     """A classifier of the workflow (the digits one, or the one trained on the dataset by
-    features.extractor: trained), fed grayscale images at its input size."""
+    features.extractor: trained), fed images at its input size, grayscale or (a classifier
+    trained on colour images) RGB."""
 
     def __init__(self, classifier):
         self.classifier = classifier
         self.size = classifier.config["image_size"]
+        self.rgb = classifier.config.get("channels", 1) == 3
 
     def embed(self, images: np.ndarray, prompts=None) -> tuple[np.ndarray, np.ndarray]:
         size = self.classifier.config["image_size"]
-        return self.classifier.embed(resize(to_gray(images), size))
+        return self.classifier.embed(resize(to_rgb(images) if self.rgb else to_gray(images), size))
 
 
 class ClipModel:

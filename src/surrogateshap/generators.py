@@ -1,7 +1,7 @@
 """The image generators of the proxy game behind one interface, chosen once when loaded.
 
 A generator maps (class, seed) pairs to images: a class-conditional UNet (our own model,
-grayscale, classes are contributors or labels) or a text-to-image pipeline (RGB, classes are
+grayscale or RGB, classes are contributors or labels) or a text-to-image pipeline (RGB, classes are
 captions, see t2i.py). The steps ask it for the dataset's conditioning, for images, and for
 what to record beside them; they never ask which kind it is.
 """
@@ -48,7 +48,9 @@ class ClassConditional:
         self.model, self.gen_cfg = model, gen_cfg
         self.device = models.resolve_device(gen_cfg["device"])
         self.dtype = models.resolve_dtype(gen_cfg["dtype"], self.device)
-        self.image_shape = (model.image_size, model.image_size)
+        self.image_shape = (model.image_size, model.image_size) + (
+            (3,) if model.channels == 3 else ()
+        )
 
     @property
     def null_class(self) -> int:
@@ -61,7 +63,7 @@ class ClassConditional:
 
     def generate(self, classes: np.ndarray, seeds: np.ndarray, empty_coalition: str) -> np.ndarray:
         if _is_empty(classes, self.null_class, empty_coalition):
-            return models.untrained_output(seeds, self.model.image_size)
+            return models.untrained_output(seeds, self.model.image_size, self.model.channels)
         cfg = self.gen_cfg
         return models.sample(
             self.model,

@@ -61,14 +61,19 @@ class DiffusionModel:
     def null_class(self) -> int:
         return len(self.class_names)
 
+    @property
+    def channels(self) -> int:
+        """1 (grayscale) or 3 (RGB), as the UNet was built."""
+        return int(self.unet.config.in_channels)
 
-def build_unet(n_classes: int, image_size: int, block_out_channels: list[int]):
+
+def build_unet(n_classes: int, image_size: int, block_out_channels: list[int], channels: int = 1):
     from diffusers import UNet2DModel
 
     return UNet2DModel(
         sample_size=image_size,
-        in_channels=1,
-        out_channels=1,
+        in_channels=channels,
+        out_channels=channels,
         block_out_channels=tuple(block_out_channels),
         layers_per_block=1,
         down_block_types=("DownBlock2D",) * len(block_out_channels),
@@ -91,7 +96,7 @@ def train_diffusion(
     init: torch.nn.Module | None = None,
     on_batch=None,
 ) -> DiffusionModel:
-    """Train the UNet with label dropout (to the null class) and an EMA copy, on `device` (CPU by default).
+    """Train the UNet on `images` (n, H, W) grayscale or (n, H, W, 3) RGB in [0, 1], with label dropout (to the null class) and an EMA copy, on `device` (CPU by default).
 
     Every random draw (batches, dropout, noise, timesteps) comes from CPU generators, so a
     run does not depend on the device beyond floating-point rounding. `init`: a UNet to start
@@ -101,10 +106,13 @@ def train_diffusion(
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    image_size = images.shape[-1]
+    image_size = images.shape[1]
+    channels = 3 if images.ndim == 4 else 1
     device = device or torch.device("cpu")
     if init is None:
-        unet = build_unet(len(class_names), image_size, cfg["block_out_channels"]).to(device)
+        unet = build_unet(len(class_names), image_size, cfg["block_out_channels"], channels).to(
+            device
+        )
     else:
         unet = copy.deepcopy(init).train().requires_grad_(True).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
@@ -116,7 +124,7 @@ def train_diffusion(
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
-    x_all = torch.from_numpy(images.astype(np.float32) * 2 - 1).unsqueeze(1).to(device)
+    x_all = to_channels_first(torch.from_numpy(images.astype(np.float32) * 2 - 1)).to(device)
     y_all = torch.from_numpy(classes.astype(np.int64)).to(device)
     null = len(class_names)
     gen = torch.Generator().manual_seed(seed)
@@ -191,19 +199,32 @@ def load_diffusion(path: str, allow_download: bool = False) -> DiffusionModel:
     )
 
 
-def starting_noise(noise_seeds: np.ndarray, size: int) -> torch.Tensor:
-    """The sampler's starting point x_T, one CPU generator per image seed: (n, 1, size, size)."""
+def to_channels_first(x: torch.Tensor) -> torch.Tensor:
+    """Images (n, H, W) or (n, H, W, 3) -> the UNet's (n, C, H, W)."""
+    return x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+
+
+def to_images(x: torch.Tensor) -> np.ndarray:
+    """The UNet's (n, C, H, W) in [-1, 1] -> images in [0, 1]: (n, H, W) grey, (n, H, W, 3) RGB."""
+    x = (x.clamp(-1, 1) + 1) / 2
+    x = x.squeeze(1) if x.shape[1] == 1 else x.permute(0, 2, 3, 1)
+    return x.cpu().numpy()
+
+
+def starting_noise(noise_seeds: np.ndarray, size: int, channels: int = 1) -> torch.Tensor:
+    """The sampler's starting point x_T, one CPU generator per image seed:
+    (n, channels, size, size)."""
     return torch.stack(
         [
-            torch.randn((1, size, size), generator=torch.Generator().manual_seed(int(s)))
+            torch.randn((channels, size, size), generator=torch.Generator().manual_seed(int(s)))
             for s in noise_seeds
         ]
     )
 
 
-def untrained_output(noise_seeds: np.ndarray, size: int) -> np.ndarray:
+def untrained_output(noise_seeds: np.ndarray, size: int, channels: int = 1) -> np.ndarray:
     """What a model that learned nothing returns: its starting noise, as images in [0, 1]."""
-    return ((starting_noise(noise_seeds, size).clamp(-1, 1) + 1) / 2).squeeze(1).numpy()
+    return to_images(starting_noise(noise_seeds, size, channels))
 
 
 @torch.no_grad()
@@ -221,19 +242,21 @@ def sample(
 
     Each image's starting noise comes from its own seed, drawn on the CPU, so the
     images do not depend on batch size, shard or device placement of other images.
-    Returns float32 images in [0, 1], shape (n, size, size).
+    Returns float32 images in [0, 1], shape (n, size, size) or (n, size, size, 3) (RGB model).
     """
     from diffusers import DDIMScheduler
 
     scheduler = DDIMScheduler.from_config(model.scheduler_config, steps_offset=1, clip_sample=True)
     scheduler.set_timesteps(steps)
     unet = model.unet.to(device=device, dtype=dtype)
-    size = model.image_size
-    out = np.empty((len(classes), size, size), dtype=np.float32)
+    size, channels = model.image_size, model.channels
+    out = np.empty((len(classes), size, size) + ((3,) if channels == 3 else ()), dtype=np.float32)
     null = model.null_class
     for start in range(0, len(classes), batch_size):
         stop = min(start + batch_size, len(classes))
-        x = starting_noise(noise_seeds[start:stop], size).to(device=device, dtype=torch.float32)
+        x = starting_noise(noise_seeds[start:stop], size, channels).to(
+            device=device, dtype=torch.float32
+        )
         cond = torch.as_tensor(classes[start:stop], device=device, dtype=torch.long)
         labels = torch.cat([cond, torch.full_like(cond, null)])
         for t in scheduler.timesteps:
@@ -241,16 +264,22 @@ def sample(
             eps_cond, eps_uncond = eps.chunk(2)
             eps = eps_uncond + guidance * (eps_cond - eps_uncond)
             x = scheduler.step(eps, t, x, eta=0.0).prev_sample
-        out[start:stop] = ((x.clamp(-1, 1) + 1) / 2).squeeze(1).cpu().numpy()
+        out[start:stop] = to_images(x)
     return out
 
 
 # --------------------------------------------------------------------------- classifier
 class DigitsClassifier(nn.Module):
-    """A small MLP on 8x8 images; its first hidden layer is the feature space of the metrics."""
+    """A small MLP on 8x8 images (or a dataset's own, grey or RGB: `channels` 3 reads
+    (n, H, W, 3)); its first hidden layer is the feature space of the metrics."""
 
     def __init__(
-        self, image_size: int = 8, hidden: int = 128, features: int = 64, n_classes: int = 10
+        self,
+        image_size: int = 8,
+        hidden: int = 128,
+        features: int = 64,
+        n_classes: int = 10,
+        channels: int = 1,
     ):
         super().__init__()
         self.config = {
@@ -259,9 +288,11 @@ class DigitsClassifier(nn.Module):
             "features": features,
             "n_classes": n_classes,
         }
+        if channels != 1:  # grey classifiers keep the files they always had
+            self.config["channels"] = channels
         self.body = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(image_size * image_size, hidden),
+            nn.Linear(image_size * image_size * channels, hidden),
             nn.ReLU(),
             nn.Linear(hidden, features),
             nn.ReLU(),
@@ -295,14 +326,18 @@ def train_classifier(
     images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, progress=None
 ) -> tuple[DigitsClassifier, float]:
     """Train on 80% of the images (the clean digits, or a dataset's own: features.extractor
-    trained); return the model and its held-out accuracy on the rest."""
+    trained; (n, H, W) grey or (n, H, W, 3) RGB); return the model and its held-out accuracy on the rest."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
     split = int(0.8 * len(images))
     train, held = order[:split], order[split:]
     model = DigitsClassifier(
-        images.shape[-1], cfg["hidden"], cfg["features"], int(labels.max()) + 1
+        images.shape[1],
+        cfg["hidden"],
+        cfg["features"],
+        int(labels.max()) + 1,
+        channels=3 if images.ndim == 4 else 1,
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     x = torch.from_numpy(images.astype(np.float32))

@@ -128,9 +128,28 @@ def image_shape(config: dict) -> tuple[int, ...]:
     """The shape of one generated image as the user's functions receive it."""
     if config["model"]["type"] == "class_conditional":
         size = generated_size(config)
-        return (size, size)
+        return (size, size) + ((3,) if model_color(config) == "rgb" else ())
     size = generated_size(config) or 64  # the pipeline's own size is unknown before loading it
     return (size, size, 3)
+
+
+def model_color(config: dict) -> str:
+    """data.color as the model will see it; auto on a folder reads the stored images' headers."""
+    from .data import read_metadata, resolve_color
+
+    data = config["data"]
+    if data["source"] == "folder" and (data.get("color") or "auto") == "auto":
+        if not data.get("root"):
+            return "grayscale"
+        located = table_location(data)
+        if located is None or located[2]:
+            return "grayscale"  # the table's own problems are reported elsewhere
+        try:
+            names = read_metadata(located[1])["file_name"]
+            return resolve_color(data, located[0], names)
+        except Exception:  # a bad table or file: reported by the dataset checks
+            return "grayscale"
+    return resolve_color(data)
 
 
 def configured_functions(config: dict) -> list[tuple[str, str]]:
@@ -147,9 +166,12 @@ def configured_functions(config: dict) -> list[tuple[str, str]]:
 def user_code_problems(config: dict) -> list[str]:
     from .usercode import check_callable
 
+    functions = configured_functions(config)
+    if not functions:  # the shape may read image headers: only when there is something to call
+        return []
     shape = image_shape(config)
     problems = []
-    for setting, spec in configured_functions(config):
+    for setting, spec in functions:
         problems.extend(check_callable(setting, spec, shape))
     return problems
 

@@ -251,7 +251,7 @@ def image_grid(images: np.ndarray, columns: int = 8, scale: int = 4) -> bytes:
     n = len(images)
     rows = max(1, -(-n // columns))
     size = images.shape[1]
-    colour = images.shape[3:]  # () for grayscale, (3,) for RGB (text-to-image)
+    colour = images.shape[3:]  # () for grayscale, (3,) for RGB
     canvas = (
         np.ones((rows * (size + 1) + 1, columns * (size + 1) + 1) + colour, dtype=np.float32) * 0.5
     )

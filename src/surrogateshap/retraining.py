@@ -164,7 +164,9 @@ def retrain_coalitions(
         mask = coalition_items(dataset.items["contributor"], names, members)
         items = dataset.items[mask].reset_index(drop=True)
         if members:
-            images = data_mod.load_images(dataset.root, items["file_name"], image_size)
+            images = data_mod.load_images(
+                dataset.root, items["file_name"], image_size, dataset.mode
+            )
             item_classes = items["contributor"].map(position).to_numpy()
         for replicate in range(replicates):
             started = time.time()
@@ -202,7 +204,9 @@ def retrain_coalitions(
                     gen_cfg["batch_size"],
                 )
             else:  # the empty coalition's model has learned nothing: the sampler's starting noise
-                generated = models.untrained_output(noise, image_size)
+                generated = models.untrained_output(
+                    noise, image_size, 3 if dataset.color == "rgb" else 1
+                )
             samples = feat.extract(
                 generated,
                 np.zeros(len(generated)),

@@ -57,6 +57,7 @@ def load_prepared(data_dir: str) -> data_mod.Dataset:
         Path(info["root"]),
         pd.read_parquet(data_dir / "items.parquet"),
         pd.read_parquet(data_dir / "contributors.parquet"),
+        info.get("color", "grayscale"),
     )
 
 

@@ -28,12 +28,20 @@ def prepare_data(*, data_cfg: dict, seed: int, out_dir: str) -> None:
             Path(data_cfg["metadata"] or Path(data_cfg["root"]) / "metadata.csv"),
         )
     dataset = data_mod.load_configured(data_cfg, root, metadata)
+    # from the user's files, before planting: a planted effect does not change the model's kind
+    dataset.color = data_mod.resolve_color(data_cfg, root, dataset.items["file_name"])
     if planted.entries(data_cfg):  # into the stage's own folder: the user's files stay as they are
         copy_to = None if data_cfg["source"] == "digits" else out / "planted"
         root = dataset.root = planted.plant(
             root, dataset.items, planted.entries(data_cfg), seed, copy_to, log.info
         )
-    log.info("dataset %s: %d items from %d contributors", root, len(dataset.items), dataset.n)
+    log.info(
+        "dataset %s: %d items from %d contributors (the model sees them in %s)",
+        root,
+        len(dataset.items),
+        dataset.n,
+        dataset.color,
+    )
     data_mod.write_dataset_tables(out, dataset)
     write_json(
         out / "dataset.json",
@@ -41,6 +49,7 @@ def prepare_data(*, data_cfg: dict, seed: int, out_dir: str) -> None:
             "root": str(Path(root).resolve()),
             "n_items": len(dataset.items),
             "n_contributors": dataset.n,
+            "color": dataset.color,
         },
     )
 

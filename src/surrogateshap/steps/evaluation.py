@@ -140,8 +140,8 @@ def _similarity(data_dir, pool_shards, classifier_path, names, space, how):
     generated = generated[
         frame["group"].to_numpy() < len(names)
     ]  # the contributors' pools, not the unconditional one
-    size = generated.shape[-1]
-    training = data_mod.load_images(dataset.root, dataset.items["file_name"], size)
+    size, mode = generated.shape[1], "RGB" if generated.ndim == 4 else "L"
+    training = data_mod.load_images(dataset.root, dataset.items["file_name"], size, mode)
     owner = dataset.items["contributor"].map({c: i for i, c in enumerate(names)}).to_numpy()
     if space == "feature":  # the metrics' feature space: a classifier, or a vision backbone
         extractor = extractors.load_feature_space(classifier_path)
@@ -276,7 +276,8 @@ def retrain_shard(
         cfg,
         game_name,
         replicates,
-        models.load_classifier(classifier_path),
+        # grey or RGB, resized to the extractor's input: what the proxy game's features see
+        extractors.load_feature_space(classifier_path),
         load_reference(reference_path),
         marker_size,
         model_dir,

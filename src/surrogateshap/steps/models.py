@@ -39,9 +39,14 @@ def train_extractor(
     `models.dataset_targets` for what it learns to predict)."""
     models.set_threads(threads)
     dataset = load_prepared(data_dir)
-    images = data_mod.load_images(dataset.root, dataset.items["file_name"], image_size)
+    # in the colour the model sees, so the features can tell colours apart when it does
+    images = data_mod.load_images(
+        dataset.root, dataset.items["file_name"], image_size, dataset.mode
+    )
     targets, target, names = models.dataset_targets(dataset.items, dataset.contributors)
-    log.info("extractor: %d images, %d classes (%s)", len(images), len(names), target)
+    log.info(
+        "extractor: %d %s images, %d classes (%s)", len(images), dataset.color, len(names), target
+    )
     model, accuracy = models.train_classifier(images, targets, cfg, seed, progress=log.info)
     log.info("extractor held-out accuracy %.3f", accuracy)
     models.save_classifier(model, out_path)
@@ -54,7 +59,9 @@ def train_model(
     models.set_threads(threads)
     dataset = load_prepared(data_dir)
     items = dataset.items
-    images = data_mod.load_images(dataset.root, items["file_name"], data_cfg["image_size"])
+    images = data_mod.load_images(
+        dataset.root, items["file_name"], data_cfg["image_size"], dataset.mode
+    )
     if cfg["conditioning"] == "contributor":
         class_names = dataset.contributors["contributor"].tolist()
         classes = items["contributor"].map({n: i for i, n in enumerate(class_names)}).to_numpy()
@@ -63,7 +70,9 @@ def train_model(
         classes = (
             items["label"].astype(str).map({n: i for i, n in enumerate(class_names)}).to_numpy()
         )
-    log.info("training on %d images, %d classes + null", len(images), len(class_names))
+    log.info(
+        "training on %d %s images, %d classes + null", len(images), dataset.color, len(class_names)
+    )
     model = models.train_diffusion(
         images, classes, class_names, cfg["conditioning"], cfg["train"], seed, progress=log.info
     )
