@@ -46,7 +46,9 @@ def train_extractor(
     images = data_mod.load_images(dataset.root, dataset.items["file_name"], image_size)
     targets, target, names = models.dataset_targets(dataset.items, dataset.contributors)
     device = models.resolve_device(device or "auto", "model.train.device")
-    log.info("extractor: %d images, %d classes (%s), on %s", len(images), len(names), target, device)
+    log.info(
+        "extractor: %d images, %d classes (%s), on %s", len(images), len(names), target, device
+    )
     model, accuracy = models.train_classifier(
         images, targets, cfg, seed, progress=log.info, device=device
     )
