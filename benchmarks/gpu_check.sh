@@ -160,10 +160,10 @@ write_table
 
 # ------------------------------------------------------------------ 2. the gpu tests
 t0=$SECONDS
-run_step "gpu tests" gpu_tests.log "$PY" -m pytest -m gpu -rA -q -p no:cacheprovider tests/test_gpu.py
+run_step "gpu tests" gpu_tests.log "$PY" -m pytest -m gpu -rA -q -p no:cacheprovider tests/test_gpu.py tests/test_training.py
 rc=$?
 summary="$(grep -E '^[0-9]+ (passed|failed|skipped)|(passed|failed|skipped|error).* in [0-9.]+s' "$OUT_DIR/gpu_tests.log" | tail -1)"
-row "gpu tests (tests/test_gpu.py)" "pytest -m gpu" "${summary:-no summary (rc $rc)}" $((SECONDS - t0))
+row "gpu tests (tests/test_gpu.py, test_training.py)" "pytest -m gpu" "${summary:-no summary (rc $rc)}" $((SECONDS - t0))
 
 # ------------------------------------------------------------------ 3. generation fp16 / fp32
 if [[ $DRY == 1 ]]; then GEN_ARGS=(--quick); else GEN_ARGS=(--train-steps 50 --repeats 3); fi

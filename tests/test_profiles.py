@@ -58,7 +58,13 @@ def test_slurm_profile_asks_for_gpus_the_plugin_way():
     assert profile["executor"] == "slurm"
     resources = profile["set-resources"]
     gpu_rules = {rule for rule, r in resources.items() if r.get("gpu")}
-    assert {"generate_pool", "per_coalition_utilities", "proxy_check_shard"} <= gpu_rules
+    assert {
+        "train_model",
+        "train_extractor",
+        "generate_pool",
+        "per_coalition_utilities",
+        "proxy_check_shard",
+    } <= gpu_rules
     assert {
         "train_classifier",
         "extract_features",

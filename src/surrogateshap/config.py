@@ -356,7 +356,7 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "classifier": (("classifier", "seed"), ()),
     # features.extractor: trained: the classifier trained on the dataset itself (it replaces
     # "classifier" upstream of every stage that reads features: see `stage_keys`)
-    "extractor": (("classifier", "seed", "data.image_size"), ("data",)),
+    "extractor": (("classifier", "seed", "data.image_size", "model.train.device"), ("data",)),
     "model": (("model", "seed"), ("data",)),
     "pool": (("generation", "seed", "game.empty_coalition"), ("model", "data")),
     "features": (("features",), ("pool", "classifier")),

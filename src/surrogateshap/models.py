@@ -26,11 +26,12 @@ log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- devices
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, setting: str = "generation.device") -> torch.device:
+    """auto: CUDA when torch sees a GPU, else the CPU; cuda[:i] refused where there is none."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"generation.device is {name!r} but torch sees no CUDA device")
+        raise RuntimeError(f"{setting} is {name!r} but torch sees no CUDA device")
     return torch.device(name)
 
 
@@ -84,6 +85,16 @@ def build_unet(n_classes: int, image_size: int, block_out_channels: list[int], c
     )
 
 
+def autocast_dtype(mixed_precision: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of training: none on the CPU; on a GPU bf16 unless set (`fp32`, `fp16`,
+    `bf16`; bf16 needs no loss scaling), fp16 where the GPU lacks bf16."""
+    if device.type != "cuda" or mixed_precision == "fp32":
+        return None
+    if mixed_precision == "fp16" or not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
 def train_diffusion(
     images: np.ndarray,
     classes: np.ndarray,
@@ -95,13 +106,20 @@ def train_diffusion(
     device: torch.device | None = None,
     init: torch.nn.Module | None = None,
     on_batch=None,
+    checkpoint: str | Path | None = None,
 ) -> DiffusionModel:
     """Train the UNet on `images` (n, H, W) grayscale or (n, H, W, 3) RGB in [0, 1], with label dropout (to the null class) and an EMA copy, on `device` (CPU by default).
 
     Every random draw (batches, dropout, noise, timesteps) comes from CPU generators, so a
     run does not depend on the device beyond floating-point rounding. `init`: a UNet to start
     from (fine-tuning; copied, not changed) instead of a fresh one; `on_batch(indices)`: called
-    with each batch's row indices into `images` (what the model was trained on)."""
+    with each batch's row indices into `images` (what the model was trained on).
+
+    `checkpoint`: a file where the whole training state (weights, EMA, optimiser, schedule, every
+    generator's state) is saved every `cfg["checkpoint_every"]` steps (steps / 10 when unset);
+    when it exists, training
+    resumes from it and ends with the same weights as a run that was never interrupted. On a GPU,
+    the forward pass runs under autocast (`cfg["mixed_precision"]`, see `autocast_dtype`)."""
     from diffusers import DDPMScheduler
 
     torch.manual_seed(seed)
@@ -124,12 +142,19 @@ def train_diffusion(
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
+    amp = autocast_dtype(cfg.get("mixed_precision"), device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     x_all = to_channels_first(torch.from_numpy(images.astype(np.float32) * 2 - 1)).to(device)
     y_all = torch.from_numpy(classes.astype(np.int64)).to(device)
     null = len(class_names)
     gen = torch.Generator().manual_seed(seed)
+    state = TrainingState(unet, ema, optimizer, lr_schedule, scaler, rng, gen)
+    first = state.restore(checkpoint, device) if checkpoint else 0
+    if first and progress is not None:
+        progress(f"resumed from {checkpoint} at step {first}/{steps}")
+    every = int(cfg.get("checkpoint_every") or max(1, steps // 10))
     started = time.time()
-    for step in range(steps):
+    for step in range(first, steps):
         idx = torch.from_numpy(rng.integers(0, len(x_all), cfg["batch_size"]))
         if on_batch is not None:
             on_batch(idx.numpy())
@@ -139,16 +164,21 @@ def train_diffusion(
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=gen).to(
             device
         )
-        pred = unet(scheduler.add_noise(x0, noise, t), t, class_labels=y).sample
-        loss = torch.nn.functional.mse_loss(pred, noise)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            pred = unet(scheduler.add_noise(x0, noise, t), t, class_labels=y).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), noise)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         lr_schedule.step()
         with torch.no_grad():
             for p_ema, p in zip(ema.parameters(), unet.parameters()):
                 p_ema.lerp_(p, 1 - cfg["ema_decay"])
+        if checkpoint and every and (step + 1) % every == 0 and step + 1 < steps:
+            state.save(checkpoint, step + 1)
         if progress is not None and (step % max(1, steps // 20) == 0 or step == steps - 1):
             progress(
                 f"diffusion step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - started:.0f}s)"
@@ -156,6 +186,51 @@ def train_diffusion(
     return DiffusionModel(
         ema.eval().cpu(), dict(scheduler.config), list(class_names), conditioning, image_size
     )
+
+
+@dataclass
+class TrainingState:
+    """Everything a training run's next step depends on, saved and restored as one file."""
+
+    unet: torch.nn.Module
+    ema: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_schedule: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    rng: np.random.Generator
+    gen: torch.Generator
+
+    def save(self, path, step: int) -> None:
+        """Atomically (a kill while saving keeps the previous checkpoint). torch.save of tensors,
+        numbers and strings only: it is read back with weights_only=True."""
+        state = {
+            "step": step,
+            "unet": self.unet.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_schedule": self.lr_schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            # numpy's state holds 128-bit integers: kept as JSON text
+            "rng": json.dumps(self.rng.bit_generator.state),
+            "gen": self.gen.get_state(),
+        }
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+
+    def restore(self, path, device: torch.device) -> int:
+        """The step to go on from: 0 without a checkpoint file."""
+        path = Path(path)
+        if not path.is_file():
+            return 0
+        state = torch.load(path, map_location=device, weights_only=True)
+        self.unet.load_state_dict(state["unet"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_schedule.load_state_dict(state["lr_schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self.gen.set_state(state["gen"].cpu())
+        return int(state["step"])
 
 
 def save_diffusion(model: DiffusionModel, out_dir) -> None:
@@ -323,10 +398,17 @@ class DigitsClassifier(nn.Module):
 
 
 def train_classifier(
-    images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, progress=None
+    images: np.ndarray,
+    labels: np.ndarray,
+    cfg: dict,
+    seed: int,
+    progress=None,
+    device: torch.device | None = None,
 ) -> tuple[DigitsClassifier, float]:
     """Train on 80% of the images (the clean digits, or a dataset's own: features.extractor
-    trained; (n, H, W) grey or (n, H, W, 3) RGB); return the model and its held-out accuracy on the rest."""
+    trained; (n, H, W) grey or (n, H, W, 3) RGB), on `device` (the CPU by default); return the
+    model (on the CPU) and its held-out accuracy on the rest."""
+    device = device or torch.device("cpu")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
@@ -338,10 +420,10 @@ def train_classifier(
         cfg["features"],
         int(labels.max()) + 1,
         channels=3 if images.ndim == 4 else 1,
-    )
+    ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    x = torch.from_numpy(images.astype(np.float32))
-    y = torch.from_numpy(labels.astype(np.int64))
+    x = torch.from_numpy(images.astype(np.float32)).to(device)
+    y = torch.from_numpy(labels.astype(np.int64)).to(device)
     for epoch in range(cfg["epochs"]):
         for batch in np.array_split(rng.permutation(train), max(1, len(train) // 64)):
             loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
@@ -353,7 +435,7 @@ def train_classifier(
     model.eval()
     with torch.no_grad():
         accuracy = float((model(x[held]).argmax(1) == y[held]).float().mean())
-    return model, accuracy
+    return model.cpu(), accuracy
 
 
 def dataset_targets(items, contributors) -> tuple[np.ndarray, str, list[str]]:

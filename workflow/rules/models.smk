@@ -32,11 +32,12 @@ rule train_extractor:
     benchmark:
         benchmark_path("train_extractor", KEYS["extractor"])
     conda:
-        CPU_ENV
+        GPU_ENV
     threads: 1
     resources:
         mem_mb=memory(4000),
         runtime=60,
+        gpu=1,
     params:
         cfg=section("extractor"),
     script:
@@ -76,11 +77,12 @@ if not config["model"]["path"]:
         benchmark:
             benchmark_path("train_model", KEYS["model"])
         conda:
-            CPU_ENV
+            GPU_ENV
         threads: 2
         resources:
             mem_mb=memory(8000),
             runtime=240,
+            gpu=1,
         params:
             cfg=section("model"),
             data=section("data"),

@@ -13,4 +13,5 @@ models.train_extractor(
     threads=snakemake.threads,
     out_path=snakemake.output.model,
     metrics_path=snakemake.output.metrics,
+    device=cfg["model.train.device"],
 )

@@ -3,6 +3,9 @@ the Fréchet reference features) and the class-conditional diffusion model."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -34,9 +37,10 @@ def train_extractor(
     threads: int,
     out_path: str,
     metrics_path: str,
+    device: str | None = None,
 ) -> None:
     """features.extractor: trained: the classifier trained on the dataset's own images (see
-    `models.dataset_targets` for what it learns to predict)."""
+    `models.dataset_targets` for what it learns to predict), on `device` (model.train.device)."""
     models.set_threads(threads)
     dataset = load_prepared(data_dir)
     # in the colour the model sees, so the features can tell colours apart when it does
@@ -44,10 +48,18 @@ def train_extractor(
         dataset.root, dataset.items["file_name"], image_size, dataset.mode
     )
     targets, target, names = models.dataset_targets(dataset.items, dataset.contributors)
+    device = models.resolve_device(device or "auto", "model.train.device")
     log.info(
-        "extractor: %d %s images, %d classes (%s)", len(images), dataset.color, len(names), target
+        "extractor: %d %s images, %d classes (%s), on %s",
+        len(images),
+        dataset.color,
+        len(names),
+        target,
+        device,
     )
-    model, accuracy = models.train_classifier(images, targets, cfg, seed, progress=log.info)
+    model, accuracy = models.train_classifier(
+        images, targets, cfg, seed, progress=log.info, device=device
+    )
     log.info("extractor held-out accuracy %.3f", accuracy)
     models.save_classifier(model, out_path)
     write_json(metrics_path, {"heldout_accuracy": accuracy, "target": target, "classes": names})
@@ -70,13 +82,31 @@ def train_model(
         classes = (
             items["label"].astype(str).map({n: i for i, n in enumerate(class_names)}).to_numpy()
         )
+    device = models.resolve_device(cfg["train"].get("device") or "auto", "model.train.device")
     log.info(
-        "training on %d %s images, %d classes + null", len(images), dataset.color, len(class_names)
+        "training on %d %s images, %d classes + null, on %s (CUDA_VISIBLE_DEVICES=%s)",
+        len(images),
+        dataset.color,
+        len(class_names),
+        device,
+        os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
     )
+    # beside the model folder, not in it: Snakemake removes a failed job's outputs, and the
+    # stage folder is keyed on everything the training reads, so a checkpoint there is this run's
+    checkpoint = Path(out_dir).parent / "training-checkpoint.pt"
     model = models.train_diffusion(
-        images, classes, class_names, cfg["conditioning"], cfg["train"], seed, progress=log.info
+        images,
+        classes,
+        class_names,
+        cfg["conditioning"],
+        cfg["train"],
+        seed,
+        progress=log.info,
+        device=device,
+        checkpoint=checkpoint,
     )
     models.save_diffusion(model, out_dir)
+    checkpoint.unlink(missing_ok=True)
 
 
 def reference_features(
