@@ -189,6 +189,17 @@ def cmd_make_tiny_pipeline(args) -> int:
     return 0
 
 
+def cmd_make_scenes(args) -> int:
+    from .scenes import make_scenes
+
+    table = make_scenes(args.out, args.contributors, args.per_contributor, args.size, args.seed)
+    print(
+        f"wrote {len(table)} {args.size}x{args.size} colour images from "
+        f"{table['contributor'].nunique()} contributors to {args.out} (metadata.csv)"
+    )
+    return 0
+
+
 def cmd_make_shapes(args) -> int:
     from .shapes import make_shapes
 
@@ -346,6 +357,17 @@ def main(argv=None) -> int:
     shapes.add_argument("--size", type=int, default=16)
     shapes.add_argument("--seed", type=int, default=0)
     shapes.set_defaults(func=cmd_make_shapes)
+    scenes = sub.add_parser(
+        "make-scenes",
+        help="write the scenes dataset (32x32 colour; each contributor a palette, texture, "
+        "composition and favourite shape; labels, captions) as an image folder",
+    )
+    scenes.add_argument("--out", required=True, help="folder to write (images/ and metadata.csv)")
+    scenes.add_argument("--contributors", type=int, default=16)
+    scenes.add_argument("--per-contributor", type=int, default=24)
+    scenes.add_argument("--size", type=int, default=32)
+    scenes.add_argument("--seed", type=int, default=0)
+    scenes.set_defaults(func=cmd_make_scenes)
     checker = sub.add_parser(
         "check-data",
         help="validate a dataset config and folder without running the workflow (every problem listed)",
