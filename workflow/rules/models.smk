@@ -64,9 +64,12 @@ rule reference_features:
         "../scripts/reference_features.py"
 
 
+# A GPU only for the tiny_text_to_image pipeline (the class-conditional UNet trains on the CPU).
 if not config["model"]["path"]:
 
     rule train_model:
+        """The class-conditional UNet (on the CPU), or the tiny_text_to_image pipeline (on a GPU
+        where there is one)."""
         input:
             rules.prepare_data.output.info,
         output:
@@ -76,9 +79,10 @@ if not config["model"]["path"]:
         benchmark:
             benchmark_path("train_model", KEYS["model"])
         conda:
-            CPU_ENV
+            GPU_ENV if TRAINED_PIPELINE else CPU_ENV
         threads: 2
         resources:
+            **({"gpu": 1} if TRAINED_PIPELINE else {}),
             mem_mb=memory(8000),
             runtime=240,
         params:
