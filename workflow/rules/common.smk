@@ -150,3 +150,18 @@ METRICS = config["metrics"]
 def model_input():
     """The trained model folder: our training rule's output, or the user's checkpoint (no rule)."""
     return [] if config["model"]["path"] else [MODEL_DIR]
+
+
+def retrainable(wildcards):
+    """The retraining game trains the class-conditional model: with model.type tiny_text_to_image
+    it would score another model than the one attributed, so the evaluation is refused when its
+    DAG is built, before any job runs."""
+    if TRAINED_PIPELINE:
+        raise WorkflowError(
+            f"model.type {TRAINED_TEXT_TO_IMAGE!r}: `snakemake evaluate` is not available for it. "
+            "Its retraining game (evaluation.retrain) trains the workflow's class-conditional "
+            "model, not a text-to-image pipeline, so it would score another model than the one "
+            "attributed. Evaluate with model.type: class_conditional; the default target (the "
+            "attribution and its report) runs with this model.type"
+        )
+    return []

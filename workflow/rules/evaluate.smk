@@ -58,21 +58,6 @@ rule evaluation_baselines:
 RETRAIN_BASE = [MODEL_DIR] if config["evaluation"]["retrain"]["game"] == "finetune" else []
 
 
-def retrainable(wildcards):
-    """The retraining game trains the class-conditional model: with model.type tiny_text_to_image
-    it would score another model than the one attributed, so the evaluation is refused when its
-    DAG is built, before any job runs."""
-    if TRAINED_PIPELINE:
-        raise WorkflowError(
-            f"model.type {TRAINED_TEXT_TO_IMAGE!r}: `snakemake evaluate` is not available for it. "
-            "Its retraining game (evaluation.retrain) trains the workflow's class-conditional "
-            "model, not a text-to-image pipeline, so it would score another model than the one "
-            "attributed. Evaluate with model.type: class_conditional; the default target (the "
-            "attribution and its report) runs with this model.type"
-        )
-    return []
-
-
 rule retrain_heldout:
     """Retraining game: a model trained on each held-out coalition's data alone, every replicate
     (one shard per job)."""
