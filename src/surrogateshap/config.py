@@ -295,11 +295,9 @@ def _size_problems(config: dict) -> list[str]:
         factor = vae * 2 ** (levels - 1)
         side = int(config["data"]["image_size"])
         if side % factor:
-            through = (
-                f"the VAE (it halves the side) and the UNet's {levels} levels"
-                if vae > 1
-                else (f"the UNet's {levels} levels")
-            )
+            through = f"the UNet's {levels} levels"
+            if vae > 1:
+                through = f"the VAE (it halves the side) and {through}"
             problems.append(
                 f"data.image_size {side} cannot go through {through} "
                 f"(model.train.block_out_channels has {levels} entries: each level halves the side, "
