@@ -9,6 +9,8 @@ LoRA from disk and must rank that contributor first for the spurious-feature rat
 measured by a user-supplied detector, and for the marker rate.
 """
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,7 +20,7 @@ from PIL import Image
 
 from surrogateshap import t2i, tiny
 
-from .conftest import copy_workflow, snakemake, write_random_backbone
+from .conftest import copy_workflow, planned_jobs, snakemake, write_random_backbone
 
 SIZE = 16
 BOX = 5  # side of the planted corner box
@@ -394,3 +396,238 @@ def test_pipeline_runs_the_whole_workflow_and_reports_truncated_captions(tmp_pat
     assert long_caption in prompts and "" in prompts
     report = (workdir / f"results/{kind}/report/index.html").read_text()
     assert "1 caption(s) of the generated pools were longer" in report
+
+
+# --------------------------------------------------------------------------- trained by the workflow
+TRAIN_TINY = {
+    "block_out_channels": [16, 32],
+    "train_timesteps": 100,
+    "steps": 3,
+    "batch_size": 4,
+    "lr": 1e-3,
+    "ema_decay": 0.9,
+    "label_dropout": 0.2,
+}
+
+
+def test_trained_pipeline_is_a_standard_diffusers_folder(tmp_path):
+    """model.type tiny_text_to_image: the pipeline trained on captioned colour images is written
+    as a diffusers folder that StableDiffusionPipeline.from_pretrained loads, and the generation
+    steps sample it through the stable_diffusion loader a user's folder goes through."""
+    from diffusers import StableDiffusionPipeline
+
+    from surrogateshap.config import model_spec
+    from surrogateshap.generators import TextToImage, load_generator
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    images = rng.random((6, SIZE, SIZE, 3)).astype(np.float32)
+    captions = ["a red square", "a blue circle", "a red square"] * 2
+    pipe = tiny.train_text_to_image(images, captions, TRAIN_TINY, {"vae_steps": 2}, seed=3)
+    again = tiny.train_text_to_image(images, captions, TRAIN_TINY, {"vae_steps": 2}, seed=3)
+    for a, b in zip(pipe.unet.state_dict().values(), again.unet.state_dict().values()):
+        assert torch.equal(a, b)  # every draw from the seed
+    tiny.save_pipeline(pipe, tmp_path / "model")
+    loaded = StableDiffusionPipeline.from_pretrained(tmp_path / "model", local_files_only=True)
+    assert type(loaded) is StableDiffusionPipeline
+    assert loaded.vae.config.scaling_factor == pipe.vae.config.scaling_factor != 0.18215
+    config = {"model": {"type": "tiny_text_to_image", "lora": None, "lora_scale": 1.0}}
+    spec = model_spec(config, str(tmp_path / "model"))
+    assert spec["type"] == "stable_diffusion"
+    gen_cfg = {
+        "device": "cpu",
+        "dtype": "float32",
+        "scheduler": None,
+        "resolution": None,
+        "steps": 2,
+        "guidance_scale": 3.0,
+        "batch_size": 4,
+    }
+    generator = load_generator(spec, gen_cfg)
+    assert isinstance(generator, TextToImage) and generator.image_shape == (SIZE, SIZE, 3)
+    items = pd.DataFrame({"caption": captions, "contributor": ["ann", "bob", "cy"] * 2})
+    cond = generator.conditioning(items, ["ann", "bob", "cy"])
+    out = generator.generate(np.array([0, 1, cond.null_class]), np.arange(3), "unconditional")
+    assert out.shape == (3, SIZE, SIZE, 3) and out.min() >= 0 and out.max() <= 1
+    assert generator.prompts(np.array([0, cond.null_class])) == ["a blue circle", ""]
+
+
+def _trained_config(**changes):
+    from surrogateshap.config import load_yaml, merge
+
+    from .conftest import ROOT
+
+    config = merge(
+        load_yaml(ROOT / "config/config.yaml"),
+        {
+            "model": {"type": "tiny_text_to_image"},
+            "data": {"caption_template": "a digit by {contributor}", "image_size": 16},
+        },
+    )
+    return merge(config, changes)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"model": {"path": "some/folder"}},
+            "unset model.path, or set model.type: stable_diffusion",
+        ),
+        ({"data": {"caption_template": None}}, "needs captions"),
+        ({"data": {"image_size": 10}}, "must be a multiple of 4"),
+        ({"generation": {"resolution": 32}}, "set generation.resolution to null"),
+    ],
+)
+def test_trained_pipeline_settings_are_checked(changes, message):
+    from surrogateshap.config import ConfigError, model_spec, validate_config
+
+    from .conftest import SCHEMA
+
+    config = validate_config(_trained_config(), SCHEMA)
+    # no model.path: the workflow trains it; its retraining game is not the finetune one
+    assert config["model"]["path"] is None and config["evaluation"]["retrain"]["game"] == "full"
+    assert model_spec(config, "results/m")["type"] == "stable_diffusion"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(_trained_config(**changes), SCHEMA)
+
+
+def test_trained_pipeline_is_a_workflow_stage_and_evaluate_is_refused(tmp_path):
+    """Without model.path the workflow trains the pipeline (train_model) and generates from it;
+    `snakemake evaluate` is refused before any job, naming model.type."""
+    write_dataset(tmp_path / "data", per_contributor=2)
+    workdir = copy_workflow(tmp_path / "wf")
+    config = {
+        "run": "trained",
+        "data": {
+            "source": "folder",
+            "root": str(tmp_path / "data"),
+            "metadata": str(tmp_path / "data/metadata.csv"),
+            "contributor_column": "artist",
+            "caption_column": "caption",
+            "label_column": None,
+            "image_size": SIZE,
+        },
+        "model": {"type": "tiny_text_to_image"},
+        "features": {"extractor": "trained"},
+        "generation": {"shards": 1},
+        "coalitions": {"count": 16},
+        "metrics": ["frechet_distance", "marker_rate"],
+    }
+    (workdir / "trained.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(workdir, "--configfile", "trained.yaml")
+    assert jobs["train_model"] == 1 and jobs["generate_pool"] == 1, jobs
+    refused = snakemake(workdir, "-n", "evaluate", "--configfile", "trained.yaml", check=False)
+    assert refused.returncode != 0
+    assert "model.type 'tiny_text_to_image': `snakemake evaluate` is not available" in (
+        refused.stdout + refused.stderr
+    )
+
+
+# A captioned colour dataset: each contributor draws one subject (colour and shape), in two sizes.
+SUBJECTS = {
+    "red-studio": ((0.9, 0.15, 0.1), "red square"),
+    "green-studio": ((0.15, 0.8, 0.2), "green circle"),
+    "blue-studio": ((0.15, 0.3, 0.95), "blue square"),
+    "yellow-studio": ((0.95, 0.85, 0.1), "yellow circle"),
+    "cyan-studio": ((0.1, 0.85, 0.9), "cyan square"),
+}
+# what each planted contributor's effect should move (planted.DEFAULT_EXPECT): noise and the colour
+# cast raise the Fréchet distance (the top two), the marker the marker rate, the near-duplicates
+# lower diversity
+PLANTED_COLOUR = [
+    {"contributor": "red-studio", "effect": "noise", "strength": 0.5},
+    {"contributor": "green-studio", "effect": "marker", "position": "bottom-right", "size": 3},
+    {"contributor": "blue-studio", "effect": "near_duplicates", "copies": 2},
+    {"contributor": "cyan-studio", "effect": "style", "style": "tint", "color": [1.0, 0.4, 0.4]},
+]
+
+
+def write_colour_dataset(root, per_contributor=16, seed=0):
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:SIZE, :SIZE] + 0.5
+    rows = []
+    for name, (colour, subject) in SUBJECTS.items():
+        for i in range(per_contributor):
+            large = i % 2 == 0
+            radius = SIZE * (0.3 if large else 0.2)
+            cy, cx = rng.uniform(SIZE * 0.35, SIZE * 0.65, 2)
+            if subject.endswith("circle"):
+                mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+            else:
+                mask = (abs(yy - cy) <= radius) & (abs(xx - cx) <= radius)
+            image = np.full((SIZE, SIZE, 3), 0.12, np.float32)
+            image[mask] = colour
+            image = np.clip(image + rng.normal(0, 0.02, image.shape), 0, 1)
+            file_name = f"images/{name}-{i:02d}.png"
+            Image.fromarray(np.round(image * 255).astype(np.uint8)).save(root / file_name)
+            size = "large" if large else "small"
+            rows.append({"file_name": file_name, "artist": name, "caption": f"a {size} {subject}"})
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+
+
+@pytest.mark.slow
+def test_trained_pipeline_finds_every_planted_contributor(tmp_path):
+    """Acceptance: the workflow trains the tiny_text_to_image pipeline on a captioned colour
+    dataset with planted noise, a marker, near-duplicates and a colour cast, generates from it
+    through the stable_diffusion path, and ranks every planted contributor where its effect
+    puts it."""
+    from surrogateshap.evaluation import expected_placements, placement_table
+
+    write_colour_dataset(tmp_path / "data")
+    workdir = copy_workflow(tmp_path / "wf")
+    config = {
+        "run": "colour",
+        "data": {
+            "source": "folder",
+            "root": str(tmp_path / "data"),
+            "metadata": str(tmp_path / "data/metadata.csv"),
+            "contributor_column": "artist",
+            "caption_column": "caption",
+            "label_column": None,
+            "image_size": SIZE,
+            "planted": PLANTED_COLOUR,
+        },
+        "model": {
+            "type": "tiny_text_to_image",
+            "train": {
+                "block_out_channels": [32, 64],
+                "steps": 1000,
+                "batch_size": 16,
+                "lr": 0.003,
+                "ema_decay": 0.98,
+            },
+            "text_to_image": {"vae_steps": 150},
+        },
+        "features": {"extractor": "trained"},
+        "classifier": {"epochs": 30},
+        "generation": {
+            "samples_per_contributor": 32,
+            "steps": 10,
+            "guidance_scale": 4.0,
+            "batch_size": 32,
+            "shards": 1,
+            "scheduler": "ddim",
+        },
+        "coalitions": {"count": 32},  # every coalition of 5 contributors
+        "game": {"check": {"coalitions": 0}},
+        "metrics": ["frechet_distance", "diversity", "marker_rate"],
+        "surrogate": {"grid": {"max_depth": [2]}, "cv_folds": 4, "bootstrap": 5},
+        "report": {"grid_samples": 4},
+    }
+    (workdir / "colour.yaml").write_text(yaml.safe_dump(config))
+    snakemake(workdir, "--configfile", "colour.yaml", "--set-threads", "train_model=1")
+    run = workdir / "results/colour"
+    model = next((workdir / "results/cache/model").glob("*/model"))
+    assert (model / "model_index.json").is_file() and (model / "unet/config.json").is_file()
+    names = pd.read_parquet(run / "contributors.parquet")["contributor"].tolist()
+    values = pd.concat(
+        pd.read_parquet(p).assign(method="surrogate", metric=p.stem)
+        for p in (run / "attributions").glob("*.parquet")
+    )
+    expected = expected_placements(PLANTED_COLOUR, names, list(values["metric"].unique()))
+    placement = placement_table(values, expected)
+    assert len(placement) == 4, placement
+    assert placement["found"].all(), placement.to_string()
+    assert "Planted contributors: 4 of 4 found" in (run / "report/index.html").read_text()

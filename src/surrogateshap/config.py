@@ -164,7 +164,14 @@ def _check_semantics(config: dict, source: str) -> None:
     problems.extend(_extractor_problems(config))
     problems.extend(_size_problems(config))
     if model.get("type", "class_conditional") != "class_conditional":
-        if not model.get("path"):
+        trained = model["type"] == TRAINED_TEXT_TO_IMAGE
+        if trained and model.get("path"):
+            problems.append(
+                f"model.path is set, but model.type {TRAINED_TEXT_TO_IMAGE!r} is the pipeline the "
+                "workflow trains: unset model.path, or set model.type: stable_diffusion to use the "
+                "pipeline folder in model.path"
+            )
+        if not trained and not model.get("path"):
             problems.append(
                 f"model.path (a local folder or hub id) is required for model.type {model['type']!r}"
             )
@@ -205,12 +212,34 @@ def _check_semantics(config: dict, source: str) -> None:
         raise ConfigError(f"{source}:\n  " + "\n  ".join(problems))
 
 
+# model.type of the small Stable Diffusion pipeline that the workflow trains on the captions
+TRAINED_TEXT_TO_IMAGE = "tiny_text_to_image"
+# its VAE halves the side once (tiny._tiny_vae's two levels)
+TRAINED_VAE_FACTOR = 2
+
+
 def generated_size(config: dict) -> int | None:
-    """The side of the generated images: data.image_size for our UNet, else the pipeline's
-    (generation.resolution; None when left to the pipeline)."""
-    if config["model"].get("type", "class_conditional") == "class_conditional":
+    """The side of the generated images: data.image_size for the models the workflow trains,
+    else the pipeline's (generation.resolution; None when left to the pipeline)."""
+    kind = config["model"].get("type", "class_conditional")
+    if kind == "class_conditional":
         return int(config["data"]["image_size"])
-    return (config.get("generation") or {}).get("resolution")
+    resolution = (config.get("generation") or {}).get("resolution")
+    if kind == TRAINED_TEXT_TO_IMAGE:
+        return int(resolution or config["data"]["image_size"])
+    return resolution
+
+
+def model_spec(config: dict, model_dir: str) -> dict:
+    """What the generation steps load. The pipeline the workflow trains is a Stable Diffusion
+    folder, loaded exactly as a user's: type stable_diffusion, path = the trained folder."""
+    model = config["model"]
+    kind = "stable_diffusion" if model["type"] == TRAINED_TEXT_TO_IMAGE else model["type"]
+    return canonical(
+        {"type": kind, "lora": model["lora"], "lora_scale": model["lora_scale"], "path": model_dir}
+        # only when set: a hub id is otherwise read from the local cache, never downloaded
+        | ({"allow_download": True} if model.get("allow_download") else {})
+    )
 
 
 def detector_box(config: dict) -> dict:
@@ -260,15 +289,26 @@ def _size_problems(config: dict) -> list[str]:
     model = config["model"]
     kind = model.get("type", "class_conditional")
     size = generated_size(config)
-    if kind == "class_conditional" and not model.get("path"):
+    if kind in ("class_conditional", TRAINED_TEXT_TO_IMAGE) and not model.get("path"):
         levels = len(model["train"]["block_out_channels"])
-        factor = 2 ** (levels - 1)
-        if size % factor:
+        vae = TRAINED_VAE_FACTOR if kind == TRAINED_TEXT_TO_IMAGE else 1
+        factor = vae * 2 ** (levels - 1)
+        side = int(config["data"]["image_size"])
+        if side % factor:
+            through = f"the UNet's {levels} levels"
+            if vae > 1:
+                through = f"the VAE (it halves the side) and {through}"
             problems.append(
-                f"data.image_size {size} cannot go through the UNet's {levels} levels "
+                f"data.image_size {side} cannot go through {through} "
                 f"(model.train.block_out_channels has {levels} entries: each level halves the side, "
                 f"so it must be a multiple of {factor}); set data.image_size to a multiple of {factor}"
             )
+    if kind == TRAINED_TEXT_TO_IMAGE and size != int(config["data"]["image_size"]):
+        problems.append(
+            f"generation.resolution {size}: the {TRAINED_TEXT_TO_IMAGE} pipeline generates at the "
+            f"side it is trained at, data.image_size {config['data']['image_size']}; set "
+            "generation.resolution to null"
+        )
     multiple = {"stable_diffusion": 8, "flux": 16}.get(kind)
     if multiple and size and size % multiple:
         problems.append(

@@ -532,3 +532,183 @@ def finetune_sd(
     unet.eval()
     save_lora(pipe, lora_out)
     return pipe
+
+
+# --------------------------------------------------------------------------- trained by the workflow
+TRAINED_VAE_STEPS = 300  # model.text_to_image.vae_steps when unset
+TRAIN_TEXT_ENCODER = True  # model.text_to_image.train_text_encoder when unset
+VAE_LR = 2e-3
+
+
+def text_to_image_unet(latent_size: int, block_out_channels, cross_attention_dim: int):
+    """A UNet2DConditionModel laid out as Stable Diffusion's: cross-attention to the captions at
+    every level but the first (and in the middle block); attention at the full latent side would
+    double the cost of a training step."""
+    from diffusers import UNet2DConditionModel
+
+    levels = len(block_out_channels)
+    down = ("CrossAttnDownBlock2D",) * levels
+    if levels > 1:
+        down = ("DownBlock2D",) + down[1:]
+    up = tuple(b.replace("Down", "Up") for b in reversed(down))
+    return UNet2DConditionModel(
+        sample_size=latent_size,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=1,
+        down_block_types=down,
+        up_block_types=up,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=8,  # as the class-conditional UNet: channels of 8, 16, ... are allowed
+        # the caption, pooled by attention, also joins the timestep embedding of every block:
+        # a global path for what a whole image shares (its colours), beside the cross-attention
+        addition_embed_type="text",
+        addition_embed_type_num_heads=4,
+    )
+
+
+def train_text_to_image(
+    images,
+    captions: list[str],
+    train_cfg: dict,
+    t2i_cfg: dict | None,
+    seed: int,
+    device: torch.device | None = None,
+    progress=None,
+):
+    """A small StableDiffusionPipeline trained from scratch on a captioned dataset.
+
+    `images`: float (n, H, W, 3) in [0, 1]; `captions`: one per image. First the (32, 64)
+    AutoencoderKL is trained as an autoencoder (`t2i_cfg["vae_steps"]` steps; its
+    `scaling_factor` then set so the latents have unit variance), then a fresh UNet2DConditionModel
+    (`train_cfg`: model.train's channels, timesteps, steps, batch size, learning rate with cosine
+    decay, EMA, and `label_dropout` as the rate at which a caption is replaced by the empty prompt,
+    for classifier-free guidance) on the latents with the noise-prediction loss, together with
+    the 2-layer CLIP text encoder (`t2i_cfg["train_text_encoder"]`, default true: a random
+    encoder's embeddings of two short captions are close, cosine 0.96-0.99, so training it lets
+    them move apart). Every random draw comes from CPU generators seeded by
+    `seed`, so the device changes only floating-point rounding. Returns the pipeline (EMA
+    weights, DDIM with the training schedule) on the CPU.
+    """
+    import copy
+    import math
+
+    import numpy as np
+    import torch.nn.functional as F
+    from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionPipeline
+
+    device = device or torch.device("cpu")
+    t2i_cfg = t2i_cfg or {}
+    vae_steps = t2i_cfg.get("vae_steps") or TRAINED_VAE_STEPS
+    batch = int(train_cfg["batch_size"])
+    size = int(images.shape[1])
+    gen = torch.Generator().manual_seed(seed)
+    text_encoder = _clip_text_model(seed).requires_grad_(False).to(device)
+    tokenizer = clip_tokenizer()
+    torch.manual_seed(seed)
+    vae = _tiny_vae(size).to(device).train()
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
+    x = (x * 2 - 1).to(device)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=VAE_LR)
+    for step in range(vae_steps):
+        idx = torch.randint(0, len(x), (min(batch, len(x)),), generator=gen).to(device)
+        posterior = vae.encode(x[idx]).latent_dist
+        eps = torch.randn(posterior.mean.shape, generator=gen).to(device)
+        z = posterior.mean + posterior.std * eps
+        loss = F.mse_loss(vae.decode(z).sample, x[idx]) + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if progress and (step % max(1, vae_steps // 10) == 0 or step == vae_steps - 1):
+            progress(f"vae step {step + 1}/{vae_steps} loss {loss.item():.4f}")
+    vae.eval().requires_grad_(False)
+    prompts = sorted(set(captions))
+    with torch.no_grad():
+        latents = torch.cat(
+            [vae.encode(x[i : i + 256]).latent_dist.mean for i in range(0, len(x), 256)]
+        )
+        scale = float(1.0 / latents.std())
+        vae.register_to_config(scaling_factor=scale)
+        latents = latents * scale
+        # the pipeline pads every prompt to the tokenizer's 77 tokens: train on the same
+        tokens = tokenizer(
+            prompts + [""],
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+    token_ids = tokens.input_ids.to(device)
+    position = {p: i for i, p in enumerate(prompts)}
+    caption_ids = torch.tensor([position[c] for c in captions], device=device)
+    empty = len(prompts)
+
+    torch.manual_seed(seed + 1)
+    unet = text_to_image_unet(
+        latents.shape[-1], train_cfg["block_out_channels"], text_encoder.config.hidden_size
+    ).to(device)
+    train_text = t2i_cfg.get("train_text_encoder")
+    train_text = TRAIN_TEXT_ENCODER if train_text is None else bool(train_text)
+    # the UNet and the text encoder are averaged (EMA) and saved together
+    trained = torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder})
+    text_encoder.train(train_text).requires_grad_(train_text)
+    ema = copy.deepcopy(trained).requires_grad_(False)
+    noise_schedule = DDPMScheduler(
+        num_train_timesteps=train_cfg["train_timesteps"],
+        beta_schedule="squaredcos_cap_v2",
+        clip_sample=False,
+    )
+    steps = int(train_cfg["steps"])
+    params = [p for p in trained.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=train_cfg["lr"], weight_decay=0.0)
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    for step in range(steps):
+        idx = torch.randint(0, len(latents), (batch,), generator=gen).to(device)
+        cond = caption_ids[idx].clone()
+        cond[(torch.rand(batch, generator=gen) < train_cfg["label_dropout"]).to(device)] = empty
+        noise = torch.randn((batch, *latents.shape[1:]), generator=gen).to(device)
+        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (batch,), generator=gen)
+        t = t.to(device)
+        # the batch's distinct prompts only: a dataset may have thousands of captions
+        distinct, inverse = torch.unique(cond, return_inverse=True)
+        with torch.set_grad_enabled(train_text):
+            context = text_encoder(token_ids[distinct])[0][inverse]
+        pred = unet(
+            noise_schedule.add_noise(latents[idx], noise, t), t, encoder_hidden_states=context
+        ).sample
+        loss = F.mse_loss(pred, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        lr_schedule.step()
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), trained.parameters()):
+                p_ema.lerp_(p, 1 - train_cfg["ema_decay"])
+        if progress and (step % max(1, steps // 20) == 0 or step == steps - 1):
+            progress(f"unet step {step + 1}/{steps} loss {loss.item():.4f}")
+    scheduler = DDIMScheduler.from_config(
+        noise_schedule.config, set_alpha_to_one=False, clip_sample=False, steps_offset=1
+    )
+    return StableDiffusionPipeline(
+        vae=vae.cpu(),
+        text_encoder=ema["text_encoder"].eval().cpu(),
+        tokenizer=tokenizer,
+        unet=ema["unet"].eval().cpu(),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def save_pipeline(pipe, out_dir) -> None:
+    """Write a pipeline as a standard diffusers folder (safetensors), atomically."""
+    from .io import atomic_dir
+
+    with atomic_dir(out_dir) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)

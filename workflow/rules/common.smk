@@ -11,10 +11,12 @@ if (PACKAGE_SRC / "surrogateshap" / "__init__.py").is_file():
     sys.path.insert(0, str(PACKAGE_SRC))
 try:
     from surrogateshap.config import (
+        TRAINED_TEXT_TO_IMAGE,
         ConfigError,
         canonical,
         coalition_rounds,
         detector_box,
+        model_spec,
         stage_keys,
         stage_section,
         validate_config,
@@ -113,13 +115,11 @@ scattergather:
 
 DATA_DIR = stage_dir("data")
 MODEL_DIR = config["model"]["path"] or f"{stage_dir('model')}/model"
-# What the generation steps load: the class-conditional UNet folder, or a text-to-image pipeline spec.
-MODEL_SPEC = canonical(
-    {key: config["model"][key] for key in ("type", "lora", "lora_scale")}
-    | {"path": MODEL_DIR}
-    # only when set: a hub id is otherwise read from the local cache, never downloaded
-    | ({"allow_download": True} if config["model"].get("allow_download") else {})
-)
+# What the generation steps load: the class-conditional UNet folder, or a text-to-image pipeline
+# spec (the pipeline trained by the workflow as a stable_diffusion folder, as a user's would be).
+MODEL_SPEC = model_spec(config, MODEL_DIR)
+# model.type tiny_text_to_image: train_model trains a Stable Diffusion pipeline (on a GPU if any)
+TRAINED_PIPELINE = config["model"]["type"] == TRAINED_TEXT_TO_IMAGE
 TRAINED_EXTRACTOR = config["features"]["extractor"] == "trained"
 # The network whose features and class probabilities the metrics use (with features.extractor
 # digits or trained): the digits classifier, or one trained on the dataset itself.
@@ -150,3 +150,18 @@ METRICS = config["metrics"]
 def model_input():
     """The trained model folder: our training rule's output, or the user's checkpoint (no rule)."""
     return [] if config["model"]["path"] else [MODEL_DIR]
+
+
+def retrainable(wildcards):
+    """The retraining game trains the class-conditional model: with model.type tiny_text_to_image
+    it would score another model than the one attributed, so the evaluation is refused when its
+    DAG is built, before any job runs."""
+    if TRAINED_PIPELINE:
+        raise WorkflowError(
+            f"model.type {TRAINED_TEXT_TO_IMAGE!r}: `snakemake evaluate` is not available for it. "
+            "Its retraining game (evaluation.retrain) trains the workflow's class-conditional "
+            "model, not a text-to-image pipeline, so it would score another model than the one "
+            "attributed. Evaluate with model.type: class_conditional; the default target (the "
+            "attribution and its report) runs with this model.type"
+        )
+    return []

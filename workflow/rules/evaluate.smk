@@ -67,6 +67,7 @@ rule retrain_heldout:
         classifier=CLASSIFIER,
         reference=REFERENCE,
         base=RETRAIN_BASE,
+        retrainable=retrainable,
     output:
         f"{stage_dir('retrain')}/shards/{{scatteritem}}.parquet",
     log:

@@ -65,9 +65,12 @@ rule reference_features:
         "../scripts/reference_features.py"
 
 
+# A GPU only for the tiny_text_to_image pipeline (the class-conditional UNet trains on the CPU).
 if not config["model"]["path"]:
 
     rule train_model:
+        """The class-conditional UNet, or the tiny_text_to_image pipeline, on a GPU where there is
+        one (model.train.device)."""
         input:
             rules.prepare_data.output.info,
         output:

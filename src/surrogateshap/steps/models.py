@@ -1,5 +1,6 @@
 """The rules of models.smk: the digits classifier or the extractor trained on the dataset (with
-the Fréchet reference features) and the class-conditional diffusion model."""
+the Fréchet reference features) and the model the workflow trains (class-conditional, or the
+tiny_text_to_image pipeline)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from .. import data as data_mod
-from .. import extractors, models
+from .. import extractors, models, tiny
+from ..config import TRAINED_TEXT_TO_IMAGE
 from ..io import write_json, write_table
 from .common import load_prepared, log
 
@@ -71,6 +73,28 @@ def train_model(
     models.set_threads(threads)
     dataset = load_prepared(data_dir)
     items = dataset.items
+    if cfg["type"] == TRAINED_TEXT_TO_IMAGE:
+        images = data_mod.load_images(
+            dataset.root, items["file_name"], data_cfg["image_size"], mode="RGB"
+        )
+        device = models.resolve_device(cfg["train"].get("device") or "auto", "model.train.device")
+        log.info(
+            "training a text-to-image pipeline on %d images and %d distinct captions, on %s",
+            len(images),
+            items["caption"].nunique(),
+            device,
+        )
+        pipe = tiny.train_text_to_image(
+            images,
+            items["caption"].tolist(),
+            cfg["train"],
+            cfg.get("text_to_image"),
+            seed,
+            device=device,
+            progress=log.info,
+        )
+        tiny.save_pipeline(pipe, out_dir)
+        return
     images = data_mod.load_images(
         dataset.root, items["file_name"], data_cfg["image_size"], dataset.mode
     )
