@@ -189,26 +189,26 @@ def cmd_make_tiny_pipeline(args) -> int:
     return 0
 
 
+def _made(table, args, what: str) -> int:
+    print(
+        f"wrote {len(table)} {args.size}x{args.size} {what} images from "
+        f"{table['contributor'].nunique()} contributors to {args.out} (metadata.csv)"
+    )
+    return 0
+
+
 def cmd_make_scenes(args) -> int:
     from .scenes import make_scenes
 
     table = make_scenes(args.out, args.contributors, args.per_contributor, args.size, args.seed)
-    print(
-        f"wrote {len(table)} {args.size}x{args.size} colour images from "
-        f"{table['contributor'].nunique()} contributors to {args.out} (metadata.csv)"
-    )
-    return 0
+    return _made(table, args, "colour")
 
 
 def cmd_make_shapes(args) -> int:
     from .shapes import make_shapes
 
     table = make_shapes(args.out, args.contributors, args.per_contributor, args.size, args.seed)
-    print(
-        f"wrote {len(table)} {args.size}x{args.size} shape images from "
-        f"{table['contributor'].nunique()} contributors to {args.out} (metadata.csv)"
-    )
-    return 0
+    return _made(table, args, "shape")
 
 
 def cmd_check_data(args) -> int:
