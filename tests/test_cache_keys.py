@@ -215,6 +215,7 @@ def companions(fx: Fixtures) -> dict[str, dict]:
         },
         "model.conditioning": {"model.conditioning": "label", "evaluation.retrain.game": "full"},
         "data.image_size": {"data.image_size": 16},
+        "model.train.device": {"model.train.device": "cpu"},
         "features.backbone": {"features.backbone": str(fx.folder)},
         "features.clip": {"features.clip": str(fx.folder)},
         "features.reward": {"features.reward": str(fx.folder)},
