@@ -251,7 +251,7 @@ def test_slurm_run_equals_local_run(slurm_run, local_run):
         assert a["png"].to_pylist() == b["png"].to_pylist(), shard
 
 
-def test_jobs_went_through_slurm_and_generation_got_gpus(slurm_run):
+def test_jobs_went_through_slurm_and_generation_and_training_got_gpus(slurm_run):
     workdir, log = slurm_run
     (run_id,) = run_ids(log)
     jobs = accounting(run_id)
@@ -268,10 +268,11 @@ def test_jobs_went_through_slurm_and_generation_got_gpus(slurm_run):
     assert not rules & {"publish_utilities", "publish_attribution", "publish_contributors"}, (
         "local rules were submitted"
     )
-    for job in jobs:  # a GPU for every generation job, none for the others
+    gpu_rules = ("rule_generate_pool", "rule_train_model")
+    for job in jobs:  # a GPU for every generation and training job, none for the others
         if job["state"] == "COMPLETED":
             on_gpu = "gres/gpu=1" in job["tres"].split(",")
-            assert on_gpu == job["comment"].startswith("rule_generate_pool"), job
+            assert on_gpu == job["comment"].startswith(gpu_rules), job
     # each generation job's own log names the GPU that SLURM gave it
     key = pool_dir(workdir).parent.name
     for shard in SHARDS:
