@@ -71,7 +71,7 @@ def check(configfiles: list[str], base: str | None = None) -> tuple[list[str], l
             )
         except DataError as error:
             problems.extend(_lines(str(error)))
-            problems.extend(_planted_on_raw(metadata, data))
+            problems.extend(preflight.planted_on_raw(metadata, data))
     elif data.get("source") == "digits":
         lines.append("  scikit-learn's digits, exported by the workflow (nothing to check on disk)")
     if dataset is not None:
@@ -87,19 +87,6 @@ def check(configfiles: list[str], base: str | None = None) -> tuple[list[str], l
     lines.extend(f"warning: {warning}" for warning in found.warnings)
     lines.extend(_metric_needs(config))
     return problems, lines
-
-
-def _planted_on_raw(metadata: Path, data: dict) -> list[str]:
-    """The planted entries against the metadata's contributors, when the dataset did not load."""
-    try:
-        raw = read_metadata(metadata)
-    except DataError:
-        return []
-    column = data.get("contributor_column", "contributor")
-    if column not in raw.columns:
-        return []
-    counts = raw[column].astype(str).value_counts().to_dict()
-    return planted_mod.problems(planted_mod.entries(data), contributors=counts)
 
 
 def _default_base() -> Path:

@@ -38,13 +38,12 @@ class Findings:
     )
 
 
-def preflight(config: dict, call_user_code: bool = True) -> Findings:
+def preflight(config: dict) -> Findings:
     """Every check of this module on a validated config (defaults filled in)."""
     found = Findings()
     dataset_findings(config, found)
     found.problems.extend(path_problems(config))
-    if call_user_code:
-        found.problems.extend(user_code_problems(config))
+    found.problems.extend(user_code_problems(config))
     if found.contributors is not None:
         design_findings(config, len(found.contributors), found)
     return found
@@ -54,7 +53,7 @@ def preflight(config: dict, call_user_code: bool = True) -> Findings:
 def dataset_findings(config: dict, found: Findings, decode_images: bool = False) -> None:
     """The metadata table and the planted entries' contributors; fills found.contributors."""
     from . import planted
-    from .data import DataError, digits_contributor, load_configured, read_metadata
+    from .data import DataError, digits_contributor, load_configured
 
     data = config["data"]
     entries = planted.entries(data)
@@ -77,19 +76,28 @@ def dataset_findings(config: dict, found: Findings, decode_images: bool = False)
         dataset = load_configured(data, root, metadata, decode_images=decode_images)
     except DataError as error:
         found.problems.append(_first_line_fix(str(error)))
-        # planted names against the table's raw contributor column, when it has one
-        try:
-            raw = read_metadata(metadata)
-        except DataError:
-            return
-        column = data["contributor_column"]
-        if column in raw.columns:
-            counts = raw[column].astype(str).value_counts().to_dict()
-            found.problems.extend(planted.problems(entries, contributors=counts))
+        found.problems.extend(planted_on_raw(metadata, data))
         return
     counts = dataset.contributors.set_index("contributor")["n_items"].to_dict()
     found.contributors = list(counts)
     found.problems.extend(planted.problems(entries, contributors=counts))
+
+
+def planted_on_raw(metadata: Path, data: dict) -> list[str]:
+    """The planted entries against the table's raw contributor column, when the dataset did not
+    load (so that a wrong planted name is reported with the table's own problems)."""
+    from . import planted
+    from .data import DataError, read_metadata
+
+    try:
+        raw = read_metadata(metadata)
+    except DataError:
+        return []
+    column = data.get("contributor_column", "contributor")
+    if column not in raw.columns:
+        return []
+    counts = raw[column].astype(str).value_counts().to_dict()
+    return planted.problems(planted.entries(data), contributors=counts)
 
 
 def table_location(data: dict) -> tuple[Path, Path, list[str]]:
