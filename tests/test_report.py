@@ -6,6 +6,8 @@ import pytest
 
 from surrogateshap.report import (
     _low_ceiling_note,
+    _table_html,
+    bar_chart,
     format_number,
     interaction_heatmap,
     planted_contributors,
@@ -129,6 +131,46 @@ def test_interaction_heatmap_is_a_png_for_any_names():
     )
     png = interaction_heatmap(pairs, "test")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+
+
+def _values(n: int) -> pd.DataFrame:
+    shapley = np.linspace(1.0, -1.0, n)
+    return pd.DataFrame(
+        {
+            "contributor": [f"c{i:03d}" for i in range(n)],
+            "shapley": shapley,
+            "ci_low": shapley - 0.1,
+            "ci_high": shapley + 0.1,
+            "rank": np.arange(1, n + 1),
+        }
+    )
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        return image.size
+
+
+def test_a_chart_of_hundreds_shows_the_top_and_bottom_bars_only():
+    """300 contributors: the chart is as tall as one of 41 (40 bars and the gap between the top and
+    the bottom), not 300 bars; up to the limit every contributor has a bar."""
+    _, tall = _png_size(bar_chart(_values(300), "m", set(), limit=40))
+    _, forty_one = _png_size(bar_chart(_values(41), "m", set(), limit=40))
+    _, forty = _png_size(bar_chart(_values(40), "m", set(), limit=40))
+    _, every = _png_size(bar_chart(_values(300), "m", set(), limit=300))
+    assert tall == forty_one and forty < tall < every / 4
+
+
+def test_sortable_tables_keep_each_number_whole_for_sorting():
+    frame = pd.DataFrame({"contributor": ["a", "b"], "shapley": [0.123456, float("nan")]})
+    html = _table_html(frame, set(), sortable=True)
+    assert '<table class="sortable">' in html
+    assert 'data-sort="0.123456"' in html and 'data-sort=""' in html  # n/a sorts last
+    assert "sortable" not in _table_html(frame, set())
 
 
 def test_low_ceilings_are_named_with_where_their_noise_comes_from():

@@ -63,11 +63,12 @@ def open_report(path: Path, screenshot: Path, summary_shot: Path | None = None) 
             "Array.from(document.querySelectorAll('td.name')).map(td => td.textContent)"
         )
         problems["contributors"] = page.evaluate(
-            "Array.from([...document.querySelectorAll('h2')].find(h => h.textContent === 'Contributors')"
-            ".nextElementSibling.querySelectorAll('tbody td.name')).map(td => td.textContent)"
+            "Array.from(document.querySelectorAll('#contributors tbody td.name'))"
+            ".map(td => td.textContent)"
         )
         problems["injected"] = page.evaluate(
-            "document.querySelectorAll('script, iframe, object, embed, img[src=\"x\"], pre *').length"
+            "document.querySelectorAll('script:not(#report-script), iframe, object, embed,"
+            ' img[src="x"], pre *\').length'
         )
         problems["config"] = page.evaluate("document.querySelector('pre').textContent")
         problems["summary"] = page.evaluate(
@@ -77,10 +78,35 @@ def open_report(path: Path, screenshot: Path, summary_shot: Path | None = None) 
             " first: s.contains(document.querySelector('h2'))}; })()"
         )
         page.screenshot(path=str(screenshot), full_page=False)
+        problems["find"] = find_and_sort(page, problems["contributors"])
         if summary_shot and problems["summary"] is not None:
             page.locator("#summary").screenshot(path=str(summary_shot))
         browser.close()
     return problems
+
+
+def find_and_sort(page, names: list[str]) -> dict:
+    """Type each name into the find box (the rows of the contributors' table left visible), then
+    sort the first metric's table by its value column, down and up."""
+    visible = (
+        "Array.from(document.querySelectorAll('#contributors tbody tr:not([hidden]) td.name'))"
+        ".map(td => td.textContent)"
+    )
+    found = {}
+    for name in names:
+        page.fill("#find", name)
+        found[name] = page.evaluate(visible)
+    page.fill("#find", "")
+    found[""] = page.evaluate(visible)
+    column = (
+        "Array.from(document.querySelector('table.sortable').querySelectorAll('tbody tr'))"
+        ".map(r => parseFloat(r.children[2].dataset.sort))"
+    )
+    header = page.locator("table.sortable").first.locator("thead th").nth(2)
+    header.click()
+    ascending = page.evaluate(column)
+    header.click()
+    return {"found": found, "ascending": ascending, "descending": page.evaluate(column)}
 
 
 def test_report_opens_cleanly(run_dir):
@@ -100,6 +126,12 @@ def test_report_opens_cleanly(run_dir):
     assert (shot.with_name("report-summary.png")).stat().st_size > 5000
     heatmaps = [alt for alt, _ in seen["images"] if alt.startswith("Interaction heatmap")]
     assert len(heatmaps) == 5, seen["images"]  # one per metric, each loaded (checked above)
+    # find a contributor by name, sort a metric's table by its values
+    for name, rows in seen["find"]["found"].items():
+        expected = [n for n in seen["contributors"] if name.lower() in n.lower()]
+        assert rows == expected and (rows or not name), (name, rows)
+    assert seen["find"]["ascending"] == sorted(seen["find"]["ascending"])
+    assert seen["find"]["descending"] == sorted(seen["find"]["ascending"], reverse=True)
 
 
 def test_hostile_names_show_as_text(hostile_run_dir):
@@ -111,7 +143,11 @@ def test_hostile_names_show_as_text(hostile_run_dir):
     assert (
         not seen["console"] and not seen["page"] and not seen["failed"] and not seen["dialogs"]
     ), seen
-    assert seen["injected"] == 0  # no <script>, no <img src=x>, no markup from the config
+    assert seen["injected"] == 0  # no <script> but the page's own, no <img src=x>, no markup
+    found = seen["find"]["found"]
+    assert sorted(found.pop("")) == sorted(HOSTILE_NAMES)  # the box emptied: everyone again
+    for name, rows in found.items():  # each found by its name, as text
+        assert name in rows, (name, rows)
     assert all(ok for _, ok in seen["images"]), seen["images"]
     assert sorted(seen["contributors"]) == sorted(HOSTILE_NAMES)  # character for character
     assert set(HOSTILE_NAMES) <= set(seen["name_cells"])  # in every metric's table too

@@ -4,6 +4,7 @@ and every string that came from data or config is HTML-escaped."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -31,6 +32,9 @@ pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.85em}.note{color:#55
 #summary{background:#f4f8fc;border:1px solid #c9d8ea;padding:.2em 1em 1em;margin:1em 0}#summary h2{margin-top:.6em}
 #summary td{text-align:left}.found{color:#17692e;font-weight:600}.missed{color:#a3261b;font-weight:600}
 .weak{color:#8a5a00}
+.scroll{max-height:32em;overflow:auto;display:inline-block}.scroll thead th{position:sticky;top:0;background:#fff}
+table.sortable th{cursor:pointer}th[data-order=up]::after{content:" ▲"}th[data-order=down]::after{content:" ▼"}
+nav .find{margin:.3em 0}nav input{font:inherit;padding:.1em .3em}#found{color:#555}
 """
 
 
@@ -81,21 +85,46 @@ def _figure_png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def bar_chart(table: pd.DataFrame, title: str, planted: set[str]) -> bytes:
+def bar_chart(table: pd.DataFrame, title: str, planted: set[str], limit: int = 40) -> bytes:
+    """One bar per contributor with its interval, in rank order; above `limit` contributors the
+    top and bottom `limit // 2` only (a chart of hundreds of bars cannot be read: the table below
+    it has everyone)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     table = table.sort_values("rank")
-    fig, ax = plt.subplots(figsize=(7, 0.28 * len(table) + 1.2))
-    y = np.arange(len(table))[::-1]
+    hidden = max(0, len(table) - limit)
+    if hidden:
+        half = limit // 2
+        table = pd.concat([table.head(half), table.tail(limit - half)])
+    y = np.arange(len(table))[::-1].astype(float)
+    if hidden:  # a blank row between the top and the bottom, where the others would be
+        y[: limit // 2] += 1
+    fig, ax = plt.subplots(figsize=(7, 0.28 * (len(table) + bool(hidden)) + 1.2))
     err = np.vstack([table["shapley"] - table["ci_low"], table["ci_high"] - table["shapley"]])
     err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
     colours = ["#d9822b" if name in planted else "#4a78b0" for name in table["contributor"]]
     ax.barh(y, table["shapley"], xerr=err, color=colours, ecolor="#333", capsize=2)
     # Names as plain text ('$' is not math), shortened: the table below has them in full.
     ax.set_yticks(y, [short_name(n) for n in table["contributor"]], fontsize=8, parse_math=False)
+    if hidden:
+        ax.axhline(len(table) - limit // 2, color="#aaa", lw=0.8, ls=":")
+        ax.text(
+            0.5,
+            len(table) - limit // 2,
+            f"{hidden} contributors ranked between (the table lists all)",
+            transform=ax.get_yaxis_transform(),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="#555",
+            backgroundcolor="white",
+        )
+        title = (
+            f"{title}: top {limit // 2} and bottom {limit - limit // 2} of {len(table) + hidden}"
+        )
     ax.axvline(0, color="#888", lw=0.8)
     ax.set_xlabel("Shapley value (orange: planted contributor)")
     ax.set_title(title, fontsize=10)
@@ -270,7 +299,17 @@ def image_grid(images: np.ndarray, columns: int = 8, scale: int = 4) -> bytes:
     return buffer.getvalue()
 
 
-def _table_html(frame: pd.DataFrame, planted: set[str], name_columns=("contributor",)) -> str:
+def _is_number(value) -> bool:
+    return isinstance(value, (float, np.floating, int, np.integer)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _table_html(
+    frame: pd.DataFrame, planted: set[str], name_columns=("contributor",), sortable: bool = False
+) -> str:
+    """A table; `sortable` ones sort by a click on a column's header and are filtered by the
+    page's "find a contributor" box (numbers sort by their full value, kept in data-sort)."""
     head = "".join(
         f'<th class="{"name" if c in name_columns else ""}">{_esc(c)}</th>' for c in frame.columns
     )
@@ -279,19 +318,65 @@ def _table_html(frame: pd.DataFrame, planted: set[str], name_columns=("contribut
         cells = []
         for column in frame.columns:
             value = row[column]
-            text = (
-                format_number(value)
-                if isinstance(value, (float, np.floating, int, np.integer))
-                and not isinstance(value, (bool, np.bool_))
-                else str(value)
-            )
+            text = format_number(value) if _is_number(value) else str(value)
             if column in name_columns:  # <bdi>: right-to-left text cannot reorder what follows it
                 cells.append(f'<td class="name"><bdi>{_esc(text)}</bdi></td>')
+            elif sortable and _is_number(value):
+                key = repr(float(value)) if np.isfinite(float(value)) else ""  # n/a: last
+                cells.append(f'<td data-sort="{key}">{_esc(text)}</td>')
             else:
                 cells.append(f'<td class="">{_esc(text)}</td>')
         marker = ' class="planted"' if row.get("contributor") in planted else ""
         rows.append(f"<tr{marker}>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    kind = ' class="sortable"' if sortable else ""
+    return f"<table{kind}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+# The page's one script: the "find a contributor" box and sorting by a column. It reads and moves
+# existing nodes and sets only `hidden`; no string becomes markup. The page's Content-Security-Policy
+# lets this script run (by its hash) and nothing else.
+SCRIPT = """
+const find = document.getElementById('find');
+find.addEventListener('input', () => {
+  const query = find.value.trim().toLowerCase();
+  let shown = 0;
+  for (const row of document.querySelectorAll('table.sortable tbody tr')) {
+    const name = row.querySelector('td.name');
+    row.hidden = query !== '' && !(name && name.textContent.toLowerCase().includes(query));
+    if (!row.hidden && name && row.closest('#contributors')) shown += 1;
+  }
+  document.getElementById('found').textContent = query ? shown + ' found' : '';
+});
+for (const table of document.querySelectorAll('table.sortable')) {
+  table.querySelectorAll('thead th').forEach((th, column) => {
+    th.title = 'sort by this column';
+    th.addEventListener('click', () => {
+      const up = th.dataset.order !== 'up';
+      table.querySelectorAll('thead th').forEach((h) => delete h.dataset.order);
+      th.dataset.order = up ? 'up' : 'down';
+      const key = (row) => {
+        const cell = row.children[column];
+        if (!('sort' in cell.dataset)) return cell.textContent.toLowerCase();
+        return cell.dataset.sort === '' ? null : parseFloat(cell.dataset.sort);
+      };
+      const body = table.tBodies[0];
+      const rows = Array.from(body.rows);
+      rows.sort((a, b) => {
+        const x = key(a), y = key(b);
+        if (x === null || y === null) return (x === null) - (y === null);  // n/a last
+        return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1);
+      });
+      rows.forEach((row) => body.appendChild(row));
+    });
+  });
+}
+"""
+
+
+def scrolled(table_html: str, rows_before_scrolling: int = 40) -> str:
+    """A long table in a box of its own height, so that the page around it stays short."""
+    rows = table_html.count("<tr") - 1
+    return f'<div class="scroll">{table_html}</div>' if rows > rows_before_scrolling else table_html
 
 
 def _coalition_rounds_html(rounds: list | None) -> list[str]:
@@ -456,7 +541,7 @@ def write_report(
             "this metric.</p>"
         )
         parts.append(
-            f'<img alt="Shapley values for {anchor}" src="{_png_uri(bar_chart(table, metric["title"], set(planted)))}">'
+            f'<img alt="Shapley values for {anchor}" src="{_png_uri(bar_chart(table, metric["title"], set(planted), rcfg["bars"]))}">'
         )
         shown = table[["rank", "contributor", "shapley", "ci_low", "ci_high", "p_top_k"]].rename(
             columns={"p_top_k": f"P(rank<={diag['top_k']})"}
@@ -468,7 +553,8 @@ def write_report(
             )
         parts.append(
             f"<p>Intervals: {diag['ci_level']:.0%} percentile bootstrap over coalitions "
-            f"({diag['bootstrap']} refits).</p>" + _table_html(shown, set(planted))
+            f"({diag['bootstrap']} refits). Click a column's header to sort.</p>"
+            + scrolled(_table_html(shown, set(planted), sortable=True))
         )
         k = rcfg["grid_contributors"]
         top = table.sort_values("rank")["contributor"].tolist()
@@ -517,8 +603,19 @@ def write_report(
         parts.append(evaluation_section(evaluation_dir, set(planted)))
     if "key" not in contributors:  # a data stage cached before keys existed
         contributors = contributors.assign(key=contributors["contributor"].map(contributor_key))
-    contributor_table = contributors[["contributor", "key", "n_items"]]
-    parts.append("<h2>Contributors</h2>" + _table_html(contributor_table, set(planted)))
+    contributor_table = contributors[["contributor", "key", "n_items"]].copy()
+    for table, diag in results:  # where each contributor ranks, metric by metric
+        ranks = table.set_index("contributor")["rank"]
+        contributor_table[f"rank: {diag['metric']['name']}"] = contributor_table["contributor"].map(
+            ranks
+        )
+    parts.append(
+        '<section id="contributors"><h2>Contributors</h2><p>Every contributor, its items and its '
+        "rank on each metric (1 raises the metric most). Find one by name with the box at the top; "
+        "click a column's header to sort.</p>"
+        + scrolled(_table_html(contributor_table, set(planted), sortable=True))
+        + "</section>"
+    )
     if classifier_metrics_path:
         accuracy = json.loads(Path(classifier_metrics_path).read_text()).get("heldout_accuracy")
         parts.append(
@@ -532,10 +629,19 @@ def write_report(
         + fingerprint_html(fingerprints)
         + f"<pre>{_esc(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))}</pre>"
     )
-    body = parts[0] + f"<nav><ul>{''.join(toc)}</ul></nav>" + "".join(parts[1:])
+    toc.append('<li><a href="#contributors">All contributors</a></li>')
+    find = (
+        '<p class="find"><label>Find a contributor: <input id="find" type="search" '
+        'placeholder="part of a name" autocomplete="off"></label> <span id="found"></span></p>'
+    )
+    body = parts[0] + f"<nav><ul>{''.join(toc)}</ul>{find}</nav>" + "".join(parts[1:])
+    script_hash = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
     page = (
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>SurrogateSHAP report: "
-        f"{_esc(config['run'])}</title><style>{CSS}</style></head><body>{body}</body></html>\n"
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        f"img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'\">"
+        f"<title>SurrogateSHAP report: {_esc(config['run'])}</title><style>{CSS}</style></head>"
+        f'<body>{body}<script id="report-script">{SCRIPT}</script></body></html>\n'
     )
     write_text(out_path, page)
 
@@ -586,7 +692,7 @@ def _counterfactual_png(table: pd.DataFrame, metric: str) -> bytes:
     return data
 
 
-# A noise ceiling below this visibly bounds the LDS any method can reach (issue 14's aim).
+# A noise ceiling below this visibly bounds the LDS any method can reach.
 LOW_CEILING = 0.8
 
 
