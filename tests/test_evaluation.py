@@ -117,6 +117,26 @@ def test_placement_finds_the_planted_group_at_its_end():
     }
 
 
+def test_a_tie_is_found_only_if_its_last_place_is_within_reach():
+    """A constant utility ties everyone at rank 1: no planted contributor is found at either end.
+    A tie of two at the top is within a top 2, not a top 1."""
+    values = pd.DataFrame(
+        {
+            "method": ["constant"] * 4 + ["pair"] * 4,
+            "metric": ["m"] * 8,
+            "contributor": ["a", "b", "c", "d"] * 2,
+            "rank": [1, 1, 1, 1, 1, 1, 3, 4],
+        }
+    )
+    top = {"contributor": "a", "effect": "marker", "metric": "m", "side": "top"}
+    bottom = {"contributor": "d", "effect": "near_duplicates", "metric": "m", "side": "bottom"}
+    table = evaluation.placement_table(values, [top, bottom]).set_index(["method", "contributor"])
+    assert not table.loc[("constant", "a"), "found"] and not table.loc[("constant", "d"), "found"]
+    assert not table.loc[("pair", "a"), "found"] and table.loc[("pair", "d"), "found"]
+    wider = evaluation.placement_table(values, [dict(top, within=2)]).set_index("method")
+    assert wider.loc["pair", "found"] and not wider.loc["constant", "found"]
+
+
 def test_expected_placements_from_the_planted_config():
     planted = [
         {"contributor": "x", "effect": "noise"},

@@ -249,7 +249,10 @@ def placement_table(values: pd.DataFrame, expected: list[dict]) -> pd.DataFrame:
         for e in (e for e in expected if e["metric"] == metric):
             r = int(rank[e["contributor"]])
             k = e.get("within") or groups[(metric, e["side"])]
-            where = r if e["side"] == "top" else n + 1 - r
+            # its last place among those tied with it (ties share the best rank): a constant
+            # utility, every contributor tied at rank 1, finds nobody at either end
+            tied = int((table["rank"] == r).sum())
+            where = r + tied - 1 if e["side"] == "top" else n + 1 - r
             rows.append(
                 {
                     "method": method,
