@@ -174,3 +174,29 @@ def test_the_documented_former_default_config_is_the_benchmarked_today():
     assert _points(config["surrogate"]) == _points(today)
     for key in ("odd_targets", "residual_correction", "select", "cv_folds"):
         assert config["surrogate"][key] == today[key]
+
+
+def test_the_stage_table_sums_the_jobs_written_since_the_run_started(tmp_path, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import stages
+
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    jobs = {
+        "generate_pool/pool-a/1-of-2.tsv": (10.0, 600.0, 9.0),
+        "generate_pool/pool-a/2-of-2.tsv": (30.0, 700.0, 28.0),
+        "train_model/model-a.tsv": (50.0, 900.0, 95.0),
+        "train_model/model-old.tsv": (99.0, 999.0, 99.0),  # an earlier run's: left out
+    }
+    for name, (seconds, rss, cpu) in jobs.items():
+        path = tmp_path / "benchmarks" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(head + f"{seconds}\t0:00:00\t{rss}\t0\t0\t0\t0\t0\t0\t{cpu}\n")
+    since = time.time() - 60
+    os.utime(tmp_path / "benchmarks/train_model/model-old.tsv", (since - 60, since - 60))
+    table = stages.stage_table(since, tmp_path).set_index("rule")
+    assert table.index.tolist() == ["train_model", "generate_pool"]  # longest first
+    assert table.loc["generate_pool"].tolist() == [2, 40.0, 30.0, 700.0, 37.0]
+    assert table.loc["train_model"].tolist() == [1, 50.0, 50.0, 900.0, 95.0]

@@ -220,6 +220,10 @@ def test_every_documented_command_runs():
                             problems.append(f"{where}: no module {module}")
                 elif not (ROOT / words[1]).exists():
                     problems.append(f"{where}: no such script")
+                elif "--" in words:  # benchmarks/stages.py -- <Snakemake's arguments>
+                    cut = words.index("--")
+                    helps.append((_help_command(ROOT / words[1]), words[:cut], where))
+                    dry.setdefault(_snakemake_dry(["snakemake", *words[cut + 1 :]]), where)
                 else:
                     helps.append((_help_command(ROOT / words[1]), words, where))
             else:
