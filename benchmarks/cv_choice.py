@@ -4,8 +4,8 @@
         [--games fd:12 tanh:14 vote:20 poly:40] [--multipliers 2 5 10 20] [--seeds 5]
 
 For each game (game seed 100 + s) and budget (multiplier x n coalitions of the variant's sampler,
-sampling seed s), the variant of `benchmarks/estimators.py` (`--variant`, default the candidate
-issue 15 proposed) is fitted twice over: once as it runs, its grid chosen by cross-validation, and
+sampling seed s), the variant of `benchmarks/estimators.py` (`--variant`, default `candidate`: the
+workflow's default with its grid point chosen by the utilities' held-out error) is fitted twice over: once as it runs, its grid chosen by cross-validation, and
 once per grid point with that point fixed. Each fit's relative L2 error against the exact values
 says which grid point was best for the values. Per row: how often cross-validation picked a
 best point (`right`: within 1% of the least error; points that give the same values, such as

@@ -14,7 +14,7 @@ game; a row is one game family, size and budget, its errors the mean relative L2
 `--seeds` games of that family (game seed s, sampling seed s). Ours: `default` is the workflow's
 default, the `surrogate` estimator with config/config.yaml's surrogate settings (bootstrap off) on
 the default sampler's coalitions; `kernel` our KernelSHAP on the same coalitions; `today` the
-default before issue 15 (the surrogate with its old grid on paired Shapley-kernel coalitions).
+former default (the surrogate with its old grid on paired Shapley-kernel coalitions).
 shapiq's (its defaults unless said): KernelSHAP (paired, border trick), LeverageSHAP,
 RegressionMSR with an XGBoost proxy and with a linear proxy (RegressionMSR-lin), OddSHAP (LightGBM
 screening), SVARM, PermutationSamplingSV. After each row: ours / best-of-shapiq ratio and the
@@ -47,7 +47,7 @@ from surrogateshap.coalitions import DEFAULT_SAMPLER, indicators, sample_coaliti
 from surrogateshap.estimators import DEFAULT_ESTIMATOR
 
 ROOT = Path(__file__).resolve().parents[1]
-# The surrogate's settings before issue 15, for the `today` column.
+# The former default surrogate settings, for the `today` column.
 TODAY = {
     "params": {"n_estimators": 300, "subsample": 1.0, "min_child_weight": 1},
     "grid": {"max_depth": [2, 3, 4], "learning_rate": [0.05, 0.1], "base": ["none", "linear"]},
@@ -77,8 +77,8 @@ VARIANTS = {
         },
     ),
     "lev-today": ("surrogate", "leverage", dict(TODAY, odd_targets=False)),
-    # the default this issue proposed and reverted (commit 7e33cda): leverage design, odd targets,
-    # a shrunk kernel base with trees or none, and the MSR residual correction
+    # leverage design, odd targets, a shrunk kernel base with trees or none, and the MSR residual
+    # correction; the default is this with select: heldout_values (candidate-values, below)
     "candidate": (
         "surrogate",
         "leverage",

@@ -8,8 +8,8 @@ Utilities come from a polynomial game (pairs and triples). With --cv-folds 0 the
 hyperparameters are fixed (the default grid's middle); otherwise the grid is searched.
 --defaults: what the workflow's attribute stage does, config/config.yaml's surrogate settings
 (grid search, bootstrap, the strongest interactions) on the default sampler's coalitions;
---candidate: the same with the settings of benchmarks/estimators.py's `candidate` (issue 15's
-proposed default) over them, on the leverage design; --variant NAME: of any of that file's
+--candidate: the same with the settings of benchmarks/estimators.py's `candidate` (the default's
+settings, its grid point chosen by the utilities' held-out error) over them, on the leverage design; --variant NAME: of any of that file's
 surrogate variants (e.g. `candidate-values`), on its sampler.
 """
 
