@@ -283,7 +283,7 @@ def test_report_escapes_every_string_from_data_and_config(tmp_path, default_conf
     config = json.loads(json.dumps(default_config))
     config["run"] = "<img src=x onerror=alert('run')>"
     config["report"]["grid_contributors"] = 3
-    from surrogateshap.report import write_report
+    from surrogateshap.report import SCRIPT, write_report
     from surrogateshap.steps.attribution import payout
 
     payout(
@@ -305,6 +305,9 @@ def test_report_escapes_every_string_from_data_and_config(tmp_path, default_conf
     )
     page = (tmp_path / "index.html").read_text(encoding="utf-8")
     assert '<section id="payout">' in page
+    own = f'<script id="report-script">{SCRIPT}</script>'  # the page's own script, once
+    assert page.count(own) == 1
+    page = page.replace(own, "")
     for markup in ("<script", "<img src=x", "<b>U</b>", "<i>key</i>"):
         assert markup not in page, markup
     for name in names:
