@@ -95,13 +95,14 @@ def bar_chart(table: pd.DataFrame, title: str, planted: set[str], limit: int = 4
     import matplotlib.pyplot as plt
 
     table = table.sort_values("rank")
-    hidden = max(0, len(table) - limit)
+    total, top = len(table), limit // 2
+    hidden = max(0, total - limit)
     if hidden:
-        half = limit // 2
-        table = pd.concat([table.head(half), table.tail(limit - half)])
+        table = pd.concat([table.head(top), table.tail(limit - top)])
     y = np.arange(len(table))[::-1].astype(float)
-    if hidden:  # a blank row between the top and the bottom, where the others would be
-        y[: limit // 2] += 1
+    gap = len(table) - top  # hidden: a blank row between the top and the bottom bars
+    if hidden:
+        y[:top] += 1
     fig, ax = plt.subplots(figsize=(7, 0.28 * (len(table) + bool(hidden)) + 1.2))
     err = np.vstack([table["shapley"] - table["ci_low"], table["ci_high"] - table["shapley"]])
     err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
@@ -110,10 +111,10 @@ def bar_chart(table: pd.DataFrame, title: str, planted: set[str], limit: int = 4
     # Names as plain text ('$' is not math), shortened: the table below has them in full.
     ax.set_yticks(y, [short_name(n) for n in table["contributor"]], fontsize=8, parse_math=False)
     if hidden:
-        ax.axhline(len(table) - limit // 2, color="#aaa", lw=0.8, ls=":")
+        ax.axhline(gap, color="#aaa", lw=0.8, ls=":")
         ax.text(
             0.5,
-            len(table) - limit // 2,
+            gap,
             f"{hidden} contributors ranked between (the table lists all)",
             transform=ax.get_yaxis_transform(),
             ha="center",
@@ -122,9 +123,7 @@ def bar_chart(table: pd.DataFrame, title: str, planted: set[str], limit: int = 4
             color="#555",
             backgroundcolor="white",
         )
-        title = (
-            f"{title}: top {limit // 2} and bottom {limit - limit // 2} of {len(table) + hidden}"
-        )
+        title = f"{title}: top {top} and bottom {limit - top} of {total}"
     ax.axvline(0, color="#888", lw=0.8)
     ax.set_xlabel("Shapley value (orange: planted contributor)")
     ax.set_title(title, fontsize=10)
@@ -373,9 +372,9 @@ for (const table of document.querySelectorAll('table.sortable')) {
 """
 
 
-def scrolled(table_html: str, rows_before_scrolling: int = 40) -> str:
-    """A long table in a box of its own height, so that the page around it stays short."""
-    rows = table_html.count("<tr") - 1
+def scrolled(table_html: str, rows: int, rows_before_scrolling: int = 40) -> str:
+    """A table of `rows` rows; a long one in a box of its own height, so that the page around it
+    stays short."""
     return f'<div class="scroll">{table_html}</div>' if rows > rows_before_scrolling else table_html
 
 
@@ -554,7 +553,7 @@ def write_report(
         parts.append(
             f"<p>Intervals: {diag['ci_level']:.0%} percentile bootstrap over coalitions "
             f"({diag['bootstrap']} refits). Click a column's header to sort.</p>"
-            + scrolled(_table_html(shown, set(planted), sortable=True))
+            + scrolled(_table_html(shown, set(planted), sortable=True), len(shown))
         )
         k = rcfg["grid_contributors"]
         top = table.sort_values("rank")["contributor"].tolist()
@@ -613,7 +612,7 @@ def write_report(
         '<section id="contributors"><h2>Contributors</h2><p>Every contributor, its items and its '
         "rank on each metric (1 raises the metric most). Find one by name with the box at the top; "
         "click a column's header to sort.</p>"
-        + scrolled(_table_html(contributor_table, set(planted), sortable=True))
+        + scrolled(_table_html(contributor_table, set(planted), sortable=True), len(names))
         + "</section>"
     )
     if classifier_metrics_path:
