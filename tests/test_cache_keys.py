@@ -109,7 +109,23 @@ def base_configs(fx: Fixtures) -> dict[str, dict]:
             "evaluation": {"retrain": {"game": "full"}},
         },
     )
-    bases = {"small": small, "folder": folder, "checkpoint": checkpoint, "lora": lora}
+    # the pipeline the workflow trains, with a LoRA: the LoRA is the generation jobs' (pool key)
+    trained_lora = merge(
+        folder,
+        {
+            "run": "trained-lora",
+            "model": {"type": "tiny_text_to_image", "lora": str(fx.lora)},
+            "data": {"caption_template": "a picture by {contributor}", "image_size": 8},
+            "evaluation": {"retrain": {"game": "full"}},
+        },
+    )
+    bases = {
+        "small": small,
+        "folder": folder,
+        "checkpoint": checkpoint,
+        "lora": lora,
+        "trained_lora": trained_lora,
+    }
     return {name: validate_config(config, SCHEMA) for name, config in bases.items()}
 
 
@@ -117,6 +133,9 @@ def base_configs(fx: Fixtures) -> dict[str, dict]:
 # the sections their dataset or model changes.
 VARIED = {"small": ("",), "folder": ("data.", "features."), "checkpoint": ("model.",)}
 VARIED["lora"] = ("model.", "data.caption")
+VARIED["trained_lora"] = ("model.",)
+# `snakemake evaluate` is refused for the pipeline the workflow trains
+TARGETS_OF = {"trained_lora": ["all"]}
 
 
 # --------------------------------------------------------------------------- schema leaves
@@ -214,6 +233,22 @@ def companions(fx: Fixtures) -> dict[str, dict]:
             "evaluation.retrain.game": "full",
         },
         "model.conditioning": {"model.conditioning": "label", "evaluation.retrain.game": "full"},
+        # the pipeline the workflow trains has no model.path: a user's folder is another type
+        "model.path": [
+            {"model.path": str(fx.folder)},
+            {"model.path": str(fx.folder), "model.type": "stable_diffusion"},
+        ],
+        # a LoRA goes into a text-to-image pipeline only: on the class-conditional bases, with one
+        "model.lora": [
+            {"model.lora": fx.file()},
+            {
+                "model.lora": str(fx.lora),
+                "model.type": "stable_diffusion",
+                "model.path": str(fx.folder),
+                "data.caption_template": "a picture by {contributor}",
+                "evaluation.retrain.game": "full",
+            },
+        ],
         "data.image_size": {"data.image_size": 16},
         "model.train.device": {"model.train.device": "cpu"},
         "features.backbone": {"features.backbone": str(fx.folder)},
@@ -380,10 +415,11 @@ def test_every_job_is_keyed_on_everything_it_reads(workdir, fx):
     bases = base_configs(fx)
     requests, labels = [], []
     for name, base in bases.items():
-        requests.append({"config": base, "targets": TARGETS, "forceall": True})
+        targets = TARGETS_OF.get(name, TARGETS)
+        requests.append({"config": base, "targets": targets, "forceall": True})
         labels.append((name, None))
         for leaf, changed in mutations(base, schema, VARIED[name], fx):
-            requests.append({"config": changed, "targets": TARGETS, "forceall": True})
+            requests.append({"config": changed, "targets": targets, "forceall": True})
             labels.append((name, leaf))
     start = time.monotonic()
     dags = build_dags(workdir, requests)

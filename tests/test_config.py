@@ -146,6 +146,31 @@ def test_user_checkpoint_skips_data_dependence(default_config):
     assert stage_keys(config)["model"] == keys["model"]
 
 
+def test_a_lora_regenerates_the_pools_without_retraining_the_pipeline(default_config):
+    """model.lora and model.lora_scale are loaded with the pipeline by the generation jobs: the
+    tiny_text_to_image pipeline the workflow trains is trained once for every LoRA and scale."""
+    config = _changed(default_config, ("model", "type"), "tiny_text_to_image")
+    config = _changed(config, ("data", "caption_template"), "a picture by {contributor}")
+    config = _changed(config, ("evaluation", "retrain", "game"), "full")
+    config = _changed(config, ("model", "lora"), "lora-dir")
+    keys = stage_keys(validate_config(config, SCHEMA), {"files": {"model.lora": "weights-1"}})
+    for path, value in ((("model", "lora"), "other-dir"), (("model", "lora_scale"), 0.0)):
+        changed = stage_keys(
+            validate_config(_changed(config, path, value), SCHEMA),
+            {"files": {"model.lora": "weights-1"}},
+        )
+        assert changed["model"] == keys["model"], path
+        assert changed["pool"] != keys["pool"], path
+    # new weights in the same LoRA folder: new pools, the same pipeline
+    changed = stage_keys(validate_config(config, SCHEMA), {"files": {"model.lora": "weights-2"}})
+    assert changed["model"] == keys["model"] and changed["pool"] != keys["pool"]
+
+
+def test_a_lora_is_refused_for_the_class_conditional_model(default_config):
+    with pytest.raises(ConfigError, match="model.lora: a LoRA is loaded into a text-to-image"):
+        validate_config(_changed(default_config, ("model", "lora"), "lora-dir"), SCHEMA)
+
+
 def test_empty_coalition_definition_regenerates_only_the_pool_and_below(default_config):
     changed = _diff(default_config, ("game", "empty_coalition"), "noise")
     assert {"pool", "features", "utilities", "attribution"} <= changed

@@ -1,15 +1,12 @@
-"""Text-to-image: tiny pipelines written offline, and the whole workflow on a fine-tuned one.
-
-The acceptance test is honest about where its effect comes from: a randomly initialised
-pipeline shows no effect of any contributor, so the test fine-tunes the tiny Stable
-Diffusion pipeline (VAE, then a UNet LoRA) on a small captioned dataset in which one
-contributor ("stamp-studio") puts a white box in the top-left corner of its images and the
-trigger word "zqx" in its captions. The workflow then loads the base pipeline and the
-LoRA from disk and must rank that contributor first for the spurious-feature rate
-measured by a user-supplied detector, and for the marker rate.
+"""Text-to-image: tiny pipelines written offline, the pipeline the workflow trains on captions,
+and the whole workflow on it: every planted contributor found through prompts, and a LoRA
+trained on one contributor that moves that contributor's value (scale 0: the base values).
 """
 
 import re
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -31,16 +28,6 @@ COLOURS = {
     "yellow-studio": (0.9, 0.9, 0.1),
 }
 PLANTED = "stamp-studio"
-
-DETECTOR = f'''
-import numpy as np
-
-
-def white_corner(images, prompts):
-    """Fires when the top-left {BOX}x{BOX} box is nearly white (the planted artefact)."""
-    images = np.asarray(images)
-    return images[:, :{BOX}, :{BOX}].reshape(len(images), -1).mean(axis=1) > 0.6
-'''
 
 
 def write_dataset(root, per_contributor=8, seed=0):
@@ -64,26 +51,6 @@ def write_dataset(root, per_contributor=8, seed=0):
             rows.append({"file_name": file_name, "artist": name, "caption": caption})
     pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
     return rows
-
-
-@pytest.fixture(scope="module")
-def finetuned(tmp_path_factory):
-    """The captioned dataset, a tiny SD pipeline fine-tuned on it (base folder + LoRA folder)."""
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("stamps")
-    rows = write_dataset(root / "data")
-    images = np.stack(
-        [
-            np.asarray(Image.open(root / "data" / r["file_name"]).convert("RGB"), np.float32) / 255
-            for r in rows
-        ]
-    )
-    pipe = tiny.tiny_sd_pipeline(SIZE, seed=0)
-    tiny.finetune_sd(
-        pipe, images, [r["caption"] for r in rows], root / "base", root / "lora", seed=0
-    )
-    (root / "detector.py").write_text(DETECTOR)
-    return root
 
 
 def test_clip_tokenizer_is_the_real_vocabulary():
@@ -226,68 +193,6 @@ def test_long_captions_are_counted(tmp_path):
     )
     cond = t2i.caption_conditioning(items, ["a", "b"], model)
     assert model.truncated == 1 and cond.n == 2 and cond.null_class == 3
-
-
-@pytest.mark.slow
-def test_planted_contributor_ranks_first_end_to_end(tmp_path, finetuned):
-    """Acceptance: dataset by config file, tiny SD + LoRA from disk, planted contributor first."""
-    workdir = copy_workflow(tmp_path / "wf")
-    dataset_config = {
-        "run": "stamps",
-        "data": {
-            "source": "folder",
-            "root": str(finetuned / "data"),
-            "metadata": str(finetuned / "data/metadata.csv"),
-            "contributor_column": "artist",
-            "caption_column": "caption",
-            "label_column": None,
-        },
-        "model": {
-            "type": "stable_diffusion",
-            "path": str(finetuned / "base"),
-            "lora": str(finetuned / "lora"),
-        },
-        "generation": {
-            "samples_per_contributor": 16,
-            "guidance_scale": 3.0,
-            "steps": 10,
-            "batch_size": 16,
-            "shards": 1,
-            "resolution": SIZE,
-            "scheduler": "ddim",
-        },
-        "features": {
-            "spurious_detector": f"{finetuned / 'detector.py'}:white_corner",
-            "allow_digits_on_folder": True,  # the FD's feature space does not matter here
-        },
-        "coalitions": {"count": 16},
-        "game": {"check": {"coalitions": 0}},
-        "metrics": ["spurious_rate", "marker_rate", "vendi_score", "frechet_distance"],
-        "surrogate": {
-            "grid": {"max_depth": [2], "learning_rate": [0.1]},
-            "cv_folds": 4,
-            "bootstrap": 5,
-        },
-        "report": {"grid_samples": 8, "grid_contributors": 2},
-    }
-    (workdir / "config/datasets").mkdir(parents=True, exist_ok=True)
-    (workdir / "config/datasets/stamps.yaml").write_text(yaml.safe_dump(dataset_config))
-    snakemake(workdir, "--configfile", "config/datasets/stamps.yaml")
-    for metric in ("spurious_rate", "marker_rate"):
-        table = pd.read_parquet(
-            workdir / f"results/stamps/attributions/{metric}.parquet"
-        ).set_index("contributor")
-        assert table.loc[PLANTED, "rank"] == 1, (metric, table.sort_values("rank"))
-        others = table.drop(index=PLANTED)["shapley"].abs().max()
-        assert (
-            table.loc[PLANTED, "shapley"] > 0.1 and others < 0.5 * table.loc[PLANTED, "shapley"]
-        ), table
-    pools = list((workdir / "results/cache/pool").rglob("*.parquet"))
-    prompts = set(pd.concat(pd.read_parquet(p) for p in pools)["prompt"])
-    assert (
-        "a blue square zqx" in prompts and "" in prompts
-    )  # captions drawn from items; "" = empty coalition
-    assert (workdir / "results/stamps/report/index.html").exists()
 
 
 def _captioned(root, captions):
@@ -634,3 +539,56 @@ def test_trained_pipeline_finds_every_planted_contributor(tmp_path):
     assert len(placement) == 4, placement
     assert placement["found"].all(), placement.to_string()
     assert "Planted contributors: 4 of 4 found" in (run / "report/index.html").read_text()
+
+    # A LoRA fine-tuned on the marker contributor's images as they were before the marker was
+    # planted, on top of the trained pipeline: at scale 1 it takes the marker out of that
+    # contributor's images, and its marker-rate value falls, more than anyone's moves; at scale 0
+    # every value is the base run's, exactly. The pipeline is not retrained (a LoRA is a
+    # generation setting: only the pools are new).
+    clean = tmp_path / "clean-green"
+    (clean / "images").mkdir(parents=True)
+    own = pd.read_csv(tmp_path / "data/metadata.csv")
+    own = own[own["artist"] == LORA_CONTRIBUTOR]
+    for name in own["file_name"]:
+        shutil.copy(tmp_path / "data" / name, clean / name)
+    own[["file_name", "caption"]].to_csv(clean / "metadata.csv", index=False)
+    lora = tmp_path / "lora-green"
+    done = subprocess.run(
+        [sys.executable, "-m", "surrogateshap.cli", "train-lora", "--run", str(run)]
+        + ["--images", str(clean), "--out", str(lora), "--threads", "1"]
+        + ["--steps", "300", "--lr", "3e-3"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (lora / "pytorch_lora_weights.safetensors").is_file()
+    moved = {}
+    for scale in (0.0, 1.0):
+        name = f"colour-lora-{scale:g}"
+        lora_model = dict(config["model"], lora=str(lora), lora_scale=scale)
+        (workdir / f"{name}.yaml").write_text(
+            yaml.safe_dump(dict(config, run=name, model=lora_model))
+        )
+        snakemake(workdir, "--configfile", f"{name}.yaml", "--set-threads", "train_model=1")
+        moved[scale] = read_values(workdir / "results" / name)
+    assert len(list((workdir / "results/cache/model").glob("*/model"))) == 1
+    base = read_values(run)
+    pd.testing.assert_frame_equal(moved[0.0], base)
+    shift = moved[1.0] - base
+    print(f"values with the LoRA on {LORA_CONTRIBUTOR}'s unmarked images (scale 1), base values:")
+    print(pd.concat({"with LoRA - base": shift, "base": base}, axis=1).round(3).to_string())
+    assert shift.loc[LORA_CONTRIBUTOR, "marker_rate"] < -0.1, shift
+    assert shift["marker_rate"].abs().idxmax() == LORA_CONTRIBUTOR, shift
+
+
+LORA_CONTRIBUTOR = "green-studio"  # the planted marker
+
+
+def read_values(run) -> pd.DataFrame:
+    """Shapley value per contributor (rows) and metric (columns) of a finished run."""
+    return pd.DataFrame(
+        {
+            p.stem: pd.read_parquet(p).set_index("contributor")["shapley"]
+            for p in sorted((run / "attributions").glob("*.parquet"))
+        }
+    )

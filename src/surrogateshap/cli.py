@@ -189,6 +189,33 @@ def cmd_make_tiny_pipeline(args) -> int:
     return 0
 
 
+def cmd_train_lora(args) -> int:
+    from .models import set_threads
+    from .steps.models import train_lora
+
+    if args.threads:
+        set_threads(args.threads)
+    done = train_lora(
+        args.out,
+        run_dir=args.run,
+        contributor=args.contributor,
+        images_dir=args.images,
+        pipeline=args.pipeline,
+        device=args.device,
+        progress=print,
+        rank=args.rank,
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    print(
+        f"wrote a rank-{args.rank} LoRA trained on {done['images']} images of {done['source']} "
+        f"to {args.out} (set model.lora to it)"
+    )
+    return 0
+
+
 def _made(table, args, what: str) -> int:
     print(
         f"wrote {len(table)} {args.size}x{args.size} {what} images from "
@@ -347,6 +374,33 @@ def main(argv=None) -> int:
     )
     tiny.add_argument("--lora-rank", type=int, default=4)
     tiny.set_defaults(func=cmd_make_tiny_pipeline)
+    lora = sub.add_parser(
+        "train-lora",
+        help="fine-tune a LoRA (for model.lora) on one contributor's images or a folder, on top of "
+        "a finished run's text-to-image pipeline or a Stable Diffusion folder",
+    )
+    lora.add_argument(
+        "--run", help="a finished run's folder, results/<run>: its images and trained pipeline"
+    )
+    lora.add_argument("--contributor", help="train on this contributor's images of the run")
+    lora.add_argument(
+        "--images", help="or train on this folder (images and a metadata.csv: file_name, caption)"
+    )
+    lora.add_argument("--out", required=True, help="LoRA folder to write (save_lora_weights)")
+    lora.add_argument(
+        "--pipeline",
+        help="the Stable Diffusion folder to start from (default: the pipeline the run trained)",
+    )
+    lora.add_argument("--rank", type=int, default=8)
+    lora.add_argument("--steps", type=int, default=300)
+    lora.add_argument("--lr", type=float, default=1e-3)
+    lora.add_argument("--batch-size", type=int, default=16)
+    lora.add_argument("--seed", type=int, default=0)
+    lora.add_argument("--device", default="auto", help="auto (CUDA when visible), cpu, cuda[:i]")
+    lora.add_argument(
+        "--threads", type=int, help="torch threads on the CPU (default: torch's own choice)"
+    )
+    lora.set_defaults(func=cmd_train_lora)
     shapes = sub.add_parser(
         "make-shapes",
         help="write the shapes dataset (16x16 circles, squares, ...; labels, captions) as an image folder",

@@ -163,6 +163,11 @@ def _check_semantics(config: dict, source: str) -> None:
     problems.extend(_planted_problems(config))
     problems.extend(_extractor_problems(config))
     problems.extend(_size_problems(config))
+    if model.get("type", "class_conditional") == "class_conditional" and model.get("lora"):
+        problems.append(
+            "model.lora: a LoRA is loaded into a text-to-image pipeline (model.type "
+            "stable_diffusion, flux or tiny_text_to_image); the class-conditional UNet takes none"
+        )
     if model.get("type", "class_conditional") != "class_conditional":
         trained = model["type"] == TRAINED_TEXT_TO_IMAGE
         if trained and model.get("path"):
@@ -391,6 +396,11 @@ FULL_RETRAINING = (
     "seed",
 )
 
+# model settings read when the pipeline is loaded for generation, not by its training: a LoRA or
+# its scale changes the pool stage's key, and the pipeline the workflow trains is trained once
+GENERATION_TIME_MODEL = ("lora", "lora_scale", "allow_download")
+
+
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "data": (("data", "seed"), ()),
     "classifier": (("classifier", "seed"), ()),
@@ -398,7 +408,12 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # "classifier" upstream of every stage that reads features: see `stage_keys`)
     "extractor": (("classifier", "seed", "data.image_size", "model.train.device"), ("data",)),
     "model": (("model", "seed"), ("data",)),
-    "pool": (("generation", "seed", "game.empty_coalition"), ("model", "data")),
+    # the LoRA is loaded with the pipeline by each generation job
+    "pool": (
+        ("generation", "seed", "game.empty_coalition")
+        + tuple(f"model.{name}" for name in GENERATION_TIME_MODEL),
+        ("model", "data"),
+    ),
     "features": (("features",), ("pool", "classifier")),
     # the Fréchet reference of another extractor than digits: the dataset's images in its features
     # (the digits extractor's reference is the classifier's: it lives in the classifier stage)
@@ -452,7 +467,12 @@ STAGE_SCRIPTS: dict[str, tuple[str, ...]] = {
 
 def stage_section(config: dict, stage: str) -> dict:
     sections, _ = STAGES[stage]
-    return _settings(config, sections)
+    section = _settings(config, sections)
+    if stage == "model" and isinstance(section.get("model"), dict):
+        section["model"] = {
+            k: v for k, v in section["model"].items() if k not in GENERATION_TIME_MODEL
+        }
+    return section
 
 
 def _settings(config: dict, names) -> dict:
@@ -463,6 +483,21 @@ def _settings(config: dict, names) -> dict:
             value = value.get(part) if isinstance(value, dict) else None
         section[name] = value
     return section
+
+
+def _in_section(section: dict, path: str) -> bool:
+    """Whether the dotted setting `path` is in a stage's section (a name of it, or inside one;
+    not a setting the section leaves out, like the model stage's LoRA)."""
+    for name, value in section.items():
+        if path == name:
+            return True
+        if path.startswith(name + "."):
+            for part in path[len(name) + 1 :].split("."):
+                if not isinstance(value, dict) or part not in value:
+                    return False
+                value = value[part]
+            return True
+    return False
 
 
 def stage_keys(config: dict, fingerprints: dict | None = None) -> dict[str, str]:
@@ -483,8 +518,6 @@ def stage_keys(config: dict, fingerprints: dict | None = None) -> dict[str, str]
                     (
                         "model.path",
                         "model.type",
-                        "model.lora",
-                        "model.lora_scale",
                         "model.allow_download",  # null unless set: no key changes
                     ),
                 )
@@ -496,11 +529,7 @@ def stage_keys(config: dict, fingerprints: dict | None = None) -> dict[str, str]
                 section = dict(section, surrogate=config["surrogate"])
             payload = {"config": section, "upstream": [key(u) for u in upstream]}
             # a file named by a setting the stage reads (the setting itself or one inside it)
-            read = {
-                path: fp
-                for path, fp in files.items()
-                if any(path == name or path.startswith(name + ".") for name in section)
-            }
+            read = {path: fp for path, fp in files.items() if _in_section(section, path)}
             if read:
                 payload["files"] = read
             if stage in code:

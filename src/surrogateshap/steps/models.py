@@ -1,9 +1,11 @@
 """The rules of models.smk: the digits classifier or the extractor trained on the dataset (with
 the Fréchet reference features) and the model the workflow trains (class-conditional, or the
-tiny_text_to_image pipeline)."""
+tiny_text_to_image pipeline); and, for `surrogateshap train-lora`, a LoRA on one contributor's
+images on top of a finished run's pipeline."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -155,3 +157,92 @@ def reference_features(
     images, _ = data_mod.digits_images()
     features, _ = models.load_classifier(classifier_path).embed(images.astype(np.float32))
     write_table(out_path, pd.DataFrame({"feature": list(features.astype(np.float32))}))
+
+
+def train_lora(
+    out_dir,
+    run_dir=None,
+    contributor: str | None = None,
+    images_dir=None,
+    pipeline=None,
+    device: str = "auto",
+    progress=None,
+    **train,
+) -> dict:
+    """Train a LoRA on top of a Stable Diffusion pipeline, on one contributor's images of a
+    finished run or on a folder of captioned images, and write it for `model.lora`.
+
+    `run_dir` is `results/<run>`: its fingerprints.json names the run's prepared dataset (the
+    images the pipeline learnt, planted effects included) and, for `model.type:
+    tiny_text_to_image`, the pipeline the workflow trained, both under the cache beside it.
+    `images_dir` holds images and a metadata.csv with `file_name` and `caption` columns.
+    `pipeline` is another Stable Diffusion folder to start from. `train`: `tiny.train_lora`'s
+    settings. Writes the LoRA (`save_lora_weights` format) to `out_dir`; returns what it did.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    if (contributor is None) == (images_dir is None):
+        raise ValueError("give either --contributor (with --run) or --images")
+    if contributor is not None and run_dir is None:
+        raise ValueError("--contributor needs --run (the run whose images it takes)")
+    cache = keys = None
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        recorded = run_dir / "fingerprints.json"
+        if not recorded.is_file():
+            raise FileNotFoundError(f"--run {run_dir}: no fingerprints.json (not a run's folder)")
+        keys = json.loads(recorded.read_text(encoding="utf-8"))["stage_keys"]
+        cache = run_dir.parent / "cache"
+    if pipeline is None:
+        if run_dir is None:
+            raise ValueError("give --pipeline (a Stable Diffusion folder) or --run")
+        pipeline = cache / "model" / keys["model"] / "model"
+        if not (pipeline / "model_index.json").is_file():
+            raise FileNotFoundError(
+                f"--run {run_dir}: no pipeline trained by the workflow at {pipeline} (a run of "
+                "model.type tiny_text_to_image has one; for a run on your own folder, give "
+                "--pipeline)"
+            )
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(str(pipeline), local_files_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"--pipeline {pipeline}: cannot load a Stable Diffusion pipeline: {error}"
+        ) from None
+    side = int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+    if contributor is not None:
+        root, items = _contributor_items(run_dir, cache / "data" / keys["data"], contributor)
+        source = f"{contributor} in {run_dir}"
+    else:
+        root, items = Path(images_dir), data_mod.read_metadata(Path(images_dir) / "metadata.csv")
+        missing = {"file_name", "caption"} - set(items.columns)
+        if missing:
+            raise ValueError(
+                f"{root / 'metadata.csv'}: needs columns file_name and caption; "
+                f"missing {sorted(missing)}"
+            )
+        source = str(root)
+    images = data_mod.load_images(root, items["file_name"], side, mode="RGB")
+    where = models.resolve_device(device, "--device")
+    if progress:
+        progress(f"a LoRA on {len(images)} images of {source} ({side}x{side}), on {where}")
+    pipe = tiny.train_lora(
+        pipe, images, items["caption"].tolist(), device=where, progress=progress, **train
+    )
+    tiny.save_lora(pipe, out_dir)
+    return {"images": len(images), "source": source, "pipeline": str(pipeline)}
+
+
+def _contributor_items(run_dir: Path, data_dir: Path, contributor: str):
+    """The prepared images (their folder) and items of one contributor of a finished run."""
+    if not (data_dir / "items.parquet").is_file():
+        raise FileNotFoundError(f"--run {run_dir}: its prepared dataset {data_dir} is gone")
+    dataset = load_prepared(str(data_dir))
+    items = dataset.items[dataset.items["contributor"] == contributor]
+    if items.empty:
+        names = dataset.contributors["contributor"].tolist()
+        shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+        raise ValueError(f"--contributor {contributor!r} is not one of the run's: {shown}")
+    if "caption" not in items.columns:
+        raise ValueError(f"--run {run_dir}: its dataset has no captions (a text-to-image run has)")
+    return dataset.root, items
