@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from surrogateshap import evaluation
-from surrogateshap.io import write_text
+from surrogateshap.evaluation import scores as evaluation
+from surrogateshap.workflow.io import write_text
 
 
 def main() -> None:

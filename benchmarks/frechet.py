@@ -17,8 +17,8 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from surrogateshap import metrics
-from surrogateshap.metrics import Reference, frechet_from_moments
+from surrogateshap.proxy import metrics
+from surrogateshap.proxy.metrics import Reference, frechet_from_moments
 
 
 def scipy_frechet(mean, cov, reference: Reference) -> float:

@@ -24,8 +24,8 @@ import argparse
 import _common
 import numpy as np
 
-from surrogateshap import game, metrics
-from surrogateshap.coalitions import sample_coalitions
+from surrogateshap.estimation.coalitions import sample_coalitions
+from surrogateshap.proxy import game, metrics
 
 DEFAULT_METRICS = [
     "frechet_distance",

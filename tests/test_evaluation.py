@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from surrogateshap import evaluation, games
+from surrogateshap.estimation import games
+from surrogateshap.evaluation import scores as evaluation
 
 
 def test_lds_hand_computed():

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from surrogateshap import metrics, models
+from surrogateshap.models import class_conditional as models
+from surrogateshap.proxy import metrics
 
 pytestmark = [
     pytest.mark.gpu,
@@ -26,7 +27,7 @@ CPU = torch.device("cpu")
 
 def _digits_model(steps=30, device=CPU, seed=0):
     """The workflow's class-conditional UNet, trained briefly on 3 digit classes."""
-    from surrogateshap.data import digits_images
+    from surrogateshap.data.datasets import digits_images
 
     images, labels = digits_images()
     keep = labels < 3
@@ -79,7 +80,7 @@ def test_class_conditional_generation_on_the_gpu(dtype, tolerance):
 def test_text_to_image_generation_on_the_gpu(tmp_path, dtype):
     """A tiny Stable Diffusion pipeline loaded by t2i.load onto CUDA in half precision: finite
     images close to the CPU float32 ones."""
-    from surrogateshap import t2i, tiny
+    from surrogateshap.models import t2i, tiny
 
     tiny.make_tiny_pipeline("sd", tmp_path / "pipe", resolution=32)
     spec = {"type": "stable_diffusion", "path": str(tmp_path / "pipe")}
@@ -161,8 +162,12 @@ def no_tf32():
 def test_lpips_and_inception_extractors_on_the_gpu(tmp_path, no_tf32):
     """The LPIPS embedder and the FID Inception extractor on CUDA (random weights) match the CPU,
     in full float32 (the tolerances are the CUDA path's, not TF32's rounding)."""
-    from surrogateshap.inception import InceptionExtractor, load_inception, write_random_inception
-    from surrogateshap.lpips import LPIPSEmbedder, load_lpips
+    from surrogateshap.proxy.inception import (
+        InceptionExtractor,
+        load_inception,
+        write_random_inception,
+    )
+    from surrogateshap.proxy.lpips import LPIPSEmbedder, load_lpips
 
     from .conftest import write_random_backbone
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from surrogateshap.report import (
+from surrogateshap.report.page import (
     _low_ceiling_note,
     _table_html,
     bar_chart,

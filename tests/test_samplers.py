@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from scipy.stats import chisquare
 
-from surrogateshap import estimators, games, surrogate
 from surrogateshap.cli import main
-from surrogateshap.coalitions import (
+from surrogateshap.estimation import estimators, games, surrogate
+from surrogateshap.estimation.coalitions import (
     DEFAULT_SAMPLER,
     indicators,
     leverage_pair_counts,
@@ -42,7 +42,7 @@ def _complement(c, n):
 
 
 def test_the_cli_draws_the_workflows_default_design():
-    from surrogateshap.config import load_yaml
+    from surrogateshap.workflow.config import load_yaml
 
     from .conftest import ROOT
 
@@ -356,7 +356,7 @@ def test_heldout_values_on_plain_folds_and_a_grid_without_a_kernel_base():
 def test_the_rounds_stopping_check_fixes_the_grid_point_the_attribute_stage_picks():
     """With odd targets and the values' selection (a voting game, where they pick no trees), the
     convergence check of the coalition rounds fixes what `attribute` fits, not a choice of its own."""
-    from surrogateshap.convergence import stopping_check
+    from surrogateshap.estimation.convergence import stopping_check
 
     n = 20
     names = [f"p{i}" for i in range(n)]
@@ -415,6 +415,6 @@ def test_cli_writes_the_default_design_and_attributes_with_the_default_estimator
     assert main(attribute + ["--metric", "u", "--out", str(values)]) == 0
     result = pd.read_parquet(values).set_index("contributor").loc[names, "shapley"]
     assert np.allclose(result, weights, atol=1e-3)
-    from surrogateshap.io import read_table_metadata
+    from surrogateshap.workflow.io import read_table_metadata
 
     assert read_table_metadata(values)["estimator"] == estimators.DEFAULT_ESTIMATOR
