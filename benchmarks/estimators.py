@@ -103,7 +103,7 @@ VARIANTS["candidate-values"] = (
     dict(VARIANTS["candidate"][2], select="heldout_values"),
 )
 # the candidate with a free intercept per coalition size in its kernel base
-# (estimators.kernel_system; benchmarks/kernel_centring.py)
+# (regression.kernel_system; benchmarks/kernel_centring.py)
 VARIANTS["candidate-centred"] = (
     "surrogate",
     "leverage",

@@ -4,7 +4,7 @@ from math import factorial
 import numpy as np
 import pytest
 
-from surrogateshap.estimation import estimators, games
+from surrogateshap.estimation import estimators, games, regression
 from surrogateshap.estimation.coalitions import indicators, sample_coalitions
 from surrogateshap.estimation.surrogate import _regressor, tree_interactions
 
@@ -114,7 +114,7 @@ def test_kernel_leaves_directions_the_coalitions_barely_determine_at_the_minimum
     for budget in (2 * n, 10 * n):
         x = indicators(sample_coalitions(n, budget, "shapley_kernel", 0, paired=True), n)
         y = game.evaluate(x)
-        w = estimators.size_weights(x)
+        w = regression.size_weights(x)
         a = (x * w[:, None]).T @ x / w.sum()
         b = (x * w[:, None]).T @ (y - y[x.sum(1) == 0][0]) / w.sum()
         full_b, full_1 = (

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import chisquare
 
 from surrogateshap.cli import main
-from surrogateshap.estimation import estimators, games, surrogate
+from surrogateshap.estimation import estimators, games, regression, surrogate
 from surrogateshap.estimation.coalitions import (
     DEFAULT_SAMPLER,
     indicators,
@@ -188,7 +188,7 @@ def test_pair_folds_hold_out_a_coalition_with_its_complement():
     n = 12
     x = indicators(sample_coalitions(n, 120, "leverage", seed=0), n)
     keys = {row.tobytes(): i for i, row in enumerate(x.astype(bool))}
-    splits = surrogate.pair_folds(x, 5, seed=1)
+    splits = regression.pair_folds(x, 5, seed=1)
     assert len(splits) == 5
     held = np.concatenate([test for _, test in splits])
     assert sorted(held) == sorted(set(range(len(x))) - {0, 1})  # every inner row once
@@ -202,7 +202,7 @@ def test_pair_folds_never_hold_out_a_size_the_table_holds_whole():
     n = 10
     x = indicators(sample_coalitions(n, 300, "leverage", seed=0), n)
     size = x.sum(1)
-    for train, test in surrogate.pair_folds(x, 5, seed=0):
+    for train, test in regression.pair_folds(x, 5, seed=0):
         assert not np.isin(size[test], [1, n - 1]).any()
         assert (np.isin(size[train], [1, n - 1])).sum() == 2 * n
 
@@ -253,7 +253,7 @@ def test_heldout_value_scores_put_an_exact_candidate_first():
     y = surrogate.odd_targets(x, games.polynomial_game(n, seed=2, triples=0).evaluate(x))
     exact = {"base": "kernel", "kernel_shrink": 0.0, "n_estimators": 0}
     rough = {"base": "none", "n_estimators": 30, "max_depth": 1}
-    splits = surrogate.pair_folds(x, 4, seed=0)
+    splits = regression.pair_folds(x, 4, seed=0)
     fits = [
         [surrogate.SurrogateModel(p, 0, 1).fit(x[train], y[train]) for train, _ in splits]
         for p in (rough, exact)

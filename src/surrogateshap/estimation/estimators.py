@@ -27,11 +27,10 @@ from math import comb
 
 import numpy as np
 
+from . import surrogate
+from .regression import EstimatorError, kernel, measured_endpoints
+
 log = logging.getLogger(__name__)
-
-
-class EstimatorError(ValueError):
-    """The table cannot support the estimator; the message says what is missing."""
 
 
 def average_repeats(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,18 +79,6 @@ def _averaged(x: np.ndarray, y: np.ndarray) -> dict[int, float]:
     return dict(zip(_masks(unique).tolist(), means.tolist()))
 
 
-def _endpoints(x: np.ndarray, y: np.ndarray, estimator: str) -> tuple[float, float]:
-    from .surrogate import measured_endpoints
-
-    v_empty, v_grand = measured_endpoints(x, y)
-    missing = [name for name, value in (("empty", v_empty), ("grand", v_grand)) if np.isnan(value)]
-    if missing:
-        raise EstimatorError(
-            f"{estimator} needs the {' and the '.join(missing)} coalition in the table"
-        )
-    return v_empty, v_grand
-
-
 def exact(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     n = x.shape[1]
     if n > 20:
@@ -125,167 +112,6 @@ def loo(x: np.ndarray, y: np.ndarray) -> np.ndarray:
             + f"{len(missing)} leave-one-out coalition(s)"
         )
     return np.array([table[grand] - table[grand ^ (1 << i)] for i in range(n)])
-
-
-def size_weights(x: np.ndarray) -> np.ndarray:
-    """Per-row weights that turn the table's size distribution into the Shapley kernel's."""
-    n = x.shape[1]
-    size = x.sum(1).astype(int)
-    inner = (size > 0) & (size < n)
-    sizes = np.arange(1, n)
-    kernel = (n - 1) / (sizes * (n - sizes))
-    kernel /= kernel.sum()
-    counts = np.bincount(size[inner], minlength=n + 1)
-    weights = np.zeros(len(size))
-    present = counts[size[inner]]
-    weights[inner] = kernel[size[inner] - 1] / (present / inner.sum())
-    return weights
-
-
-# Directions of the weighted normal equations whose eigenvalue is below this fraction of the largest
-# (a design condition number over 100) are left at the minimum-norm solution instead of being fitted
-# to noise: at 2n paired coalitions for n = 50 and 100 the untruncated solve had relative error
-# 1.55 and 1.08 on polynomial games, the truncated one 0.42 and 0.46; where the coalitions pin the
-# values down, the two agree. The price: on purely additive games at 2n it discards exact information
-# (docs/estimators.md; benchmarks/estimators.py).
-KERNEL_RCOND = 1e-4
-
-
-def kernel(
-    x: np.ndarray, y: np.ndarray, shrink: float = 0.0, centre_sizes: bool = False
-) -> np.ndarray:
-    """Constrained least squares: min E_p[(v(S) - v(0) - 1_S . phi)^2] s.t. sum(phi) = v(N) - v(0);
-    with `shrink` > 0, plus shrink * mean(diag) * |phi - equal split|^2 (see `kernel_shrinkage`).
-    `centre_sizes`: see `kernel_system`."""
-    a, b, total = kernel_system(x, y, centre_sizes)
-    return kernel_solve(a, b, total, shrink, centred=centre_sizes)
-
-
-def kernel_system(
-    x: np.ndarray, y: np.ndarray, centre_sizes: bool = False
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """The weighted normal equations (A, b) of `kernel` and v(N) - v(0).
-
-    `centre_sizes`: indicators and utilities are centred within each coalition size first (a free
-    intercept per size). A game that depends on |S| alone is symmetric, so its Shapley values are
-    the equal split: the centred regression leaves it out exactly and still estimates the values'
-    deviations from the equal split consistently under the Shapley kernel (its size weights make
-    the within-size contrasts sum to n * phi_i - v(N) + v(0)). What it removes is what plain
-    KernelSHAP's constrained solve spreads along A^-1 1 with sampling noise: a jump from v(0) to
-    every other coalition (the proxy game's v(0) is another model, the unconditional one) gave
-    relative errors of 0.8 at 20n on a game whose values it solves exactly from 4n on
-    (benchmarks/kernel_centring.py). A is then singular along 1; solve with `centred=True`."""
-    n = x.shape[1]
-    v_empty, v_grand = _endpoints(x, y, "kernel")
-    w = size_weights(x)
-    if (w > 0).sum() < n:
-        raise EstimatorError(
-            f"kernel needs at least {n} coalitions besides the empty and grand ones; "
-            f"the table has {(w > 0).sum()}"
-        )
-    z = x.astype(np.float64)
-    g = np.asarray(y, dtype=np.float64) - v_empty
-    if centre_sizes:
-        # (centring the indicators centres b too: one size's rows share one weight)
-        z = z.copy()
-        size = x.sum(1).astype(int)
-        for s in np.unique(size[w > 0]):
-            rows = size == s
-            z[rows] -= z[rows].mean(0)
-    a = (z * w[:, None]).T @ z / w.sum()
-    b = (z * w[:, None]).T @ g / w.sum()
-    return a, b, v_grand - v_empty
-
-
-def kernel_solve(
-    a: np.ndarray,
-    b: np.ndarray,
-    total: float,
-    shrink: float = 0.0,
-    eig: tuple[np.ndarray, np.ndarray] | None = None,
-    centred: bool = False,
-) -> np.ndarray:
-    """The constrained solution from the normal equations; `eig`: `np.linalg.eigh(a)`, when the
-    caller solves the same system for several `shrink`s (one decomposition serves them all);
-    `centred`: the system of `kernel_system(..., centre_sizes=True)`."""
-    n = len(b)
-    evals, evecs = np.linalg.eigh(a) if eig is None else eig
-    rhs = np.column_stack([b, np.ones(n)])
-    if shrink:  # pull towards the equal split total / n, the values of a game with no information
-        scale = shrink * float(evals.sum()) / n  # the trace of A
-        evals = evals + scale
-        if not centred:  # (centred, the equal split is the origin of the deviations solved for)
-            rhs[:, 0] += scale * total / n
-    # A is symmetric positive semi-definite, so its singular values are |eigenvalues|: this is the
-    # rcond-truncated pseudo-inverse that np.linalg.lstsq(a, rhs, rcond=KERNEL_RCOND) applies,
-    # from one decomposition instead of an SVD per right-hand side.
-    kept = np.abs(evals) > KERNEL_RCOND * np.abs(evals).max()
-    inverse = np.where(kept, 1 / np.where(kept, evals, 1.0), 0.0)
-    a_inv_b, a_inv_1 = (evecs @ (inverse[:, None] * (evecs.T @ rhs))).T
-    if centred:  # A 1 = 0 and b is orthogonal to 1: the deviations from the equal split
-        return a_inv_b - a_inv_b.mean() + total / n
-    return a_inv_b - a_inv_1 * (a_inv_b.sum() - total) / a_inv_1.sum()
-
-
-def size_intercepts(x: np.ndarray, y: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """The free intercept per coalition size of the size-centred kernel (`kernel_system`), for
-    sizes 0..n: the mean of y - 1_S . phi over the table's coalitions of that size, v(0) at both
-    ends (so the model's Shapley values are phi, which sums to v(N) - v(0)), linear between the
-    sizes the table has none of."""
-    n = x.shape[1]
-    v_empty, _ = _endpoints(x, y, "kernel")
-    size = x.sum(1).astype(int)
-    inner = (size > 0) & (size < n)
-    left = np.asarray(y, dtype=np.float64)[inner] - x[inner].astype(np.float64) @ phi
-    counts = np.bincount(size[inner], minlength=n + 1)
-    sums = np.bincount(size[inner], weights=left, minlength=n + 1)
-    seen = np.flatnonzero(counts)
-    known = np.concatenate([[0], seen, [n]])
-    values = np.concatenate([[v_empty], sums[seen] / counts[seen], [v_empty]])
-    return np.interp(np.arange(n + 1), known, values)
-
-
-# Candidate strengths of the pull towards the equal split, relative to the mean diagonal of A.
-KERNEL_SHRINKS = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-
-
-def kernel_shrinkage(
-    x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0, centre_sizes: bool = False
-) -> float:
-    """The `shrink` of `kernel` with the least kernel-weighted squared error on held-out
-    coalitions (complement pairs held out together, `surrogate.pair_folds`). At budgets near n
-    coalitions the regression is barely determined and fits noise (relative errors above 1 on
-    Fréchet and voting games at 2n, where the equal split is within 0.5-0.9); with more coalitions
-    the held-out error picks 0, plain KernelSHAP. 0 where the folds cannot support a fit.
-    `centre_sizes`: of the size-centred kernel, its held-out predictions with the training
-    folds' intercept per size (`size_intercepts`)."""
-    from .surrogate import pair_folds
-
-    w = size_weights(x)
-    v_empty, _ = _endpoints(x, y, "kernel")
-    errors = np.zeros(len(KERNEL_SHRINKS))
-    splits = pair_folds(x, folds, seed, strict=True)
-    if not splits:  # e.g. every coalition in the table: the kernel is exact, nothing to shrink
-        return 0.0
-    for train, test in splits:
-        try:
-            a, b, total = kernel_system(x[train], y[train], centre_sizes)
-        except EstimatorError:
-            return 0.0
-        z = x[test].astype(np.float64)
-        eig = np.linalg.eigh(a)
-        for k, shrink in enumerate(KERNEL_SHRINKS):
-            phi = kernel_solve(a, b, total, shrink, eig, centred=centre_sizes)
-            base = (
-                size_intercepts(x[train], y[train], phi)[x[test].sum(1).astype(int)]
-                if centre_sizes
-                else v_empty
-            )
-            errors[k] += float(np.sum(w[test] * (y[test] - base - z @ phi) ** 2))
-    # One step below the held-out optimum: the held-out error favours more shrinkage than the
-    # values want (on Fréchet, voting and polynomial games at 2n-20n the best shrink for the values
-    # was about a third of the one with the least held-out error; benchmarks/estimators.py).
-    return float(KERNEL_SHRINKS[max(0, int(np.argmin(errors)) - 1)])
 
 
 def permutation_coalitions(
@@ -382,8 +208,6 @@ def hybrid(
     x: np.ndarray, y: np.ndarray, cfg: dict, seed: int
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Surrogate values plus the permutation estimate of the residual game; per-chain values too."""
-    from . import surrogate
-
     chains = permutation_chains(x)
     if not chains:
         raise EstimatorError("hybrid needs permutation chains in the table (see permutation)")
@@ -415,8 +239,6 @@ def attribute(
     the table and report no interval. `pairs` (surrogate only): see `surrogate.attribute`.
     """
     import time
-
-    from . import surrogate
 
     if estimator not in ESTIMATORS:
         raise EstimatorError(f"unknown estimator {estimator!r}; expected one of {ESTIMATORS}")
@@ -475,7 +297,7 @@ def attribute(
     table = surrogate.ranked_table(
         names, values, *surrogate.bootstrap_intervals(boot, cfg["ci_level"], cfg["top_k"])
     )
-    v_empty, v_grand = surrogate.measured_endpoints(x, y)
+    v_empty, v_grand = measured_endpoints(x, y)
     diagnostics = {
         "estimator": estimator,
         "n_coalitions": int(len(y)),
@@ -498,8 +320,6 @@ def _constant_game(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str
     """Every coalition has the same utility: every value is exactly 0 (all players are null players),
     with no interval width, every contributor tied at rank 1; no model is fitted. A metric that
     nothing in the data moves (e.g. a marker rate on data without markers) ends here."""
-    from . import surrogate
-
     n = x.shape[1]
     log.warning(
         "the utility is %.6g for all %d coalitions: every Shapley value is 0 and ranks are all tied",
@@ -509,7 +329,7 @@ def _constant_game(estimator: str, x: np.ndarray, y: np.ndarray, names: list[str
     zeros = np.zeros(n)
     table = surrogate.ranked_table(names, zeros, zeros, zeros, np.ones(n))
     table["rank"] = 1
-    v_empty, v_grand = surrogate.measured_endpoints(x, y)
+    v_empty, v_grand = measured_endpoints(x, y)
     diagnostics = {
         "estimator": estimator,
         "constant_utility": float(y[0]),

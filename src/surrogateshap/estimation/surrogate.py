@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import time
 
 import numpy as np
 import pandas as pd
+
+from .regression import (
+    EstimatorError,
+    complement_units,
+    endpoint_rows,
+    kernel,
+    kernel_shrinkage,
+    measured_endpoints,
+    pair_folds,
+    size_intercepts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +67,7 @@ class SurrogateModel:
             )
         self.ridge = params.pop("ridge_alpha", "auto")
         self.shrink = params.pop("kernel_shrink", "auto")
-        # a free intercept per coalition size in the kernel base (`estimators.kernel_system`)
+        # a free intercept per coalition size in the kernel base (`regression.kernel_system`)
         self.centre_sizes = bool(params.pop("kernel_centre_sizes", False))
         # n_estimators 0: the additive part alone (a candidate the cross-validation may pick)
         self.trees = _regressor(params, seed, threads) if params.get("n_estimators") != 0 else None
@@ -87,8 +97,6 @@ class SurrogateModel:
         """KernelSHAP's constrained least squares as the additive part: intercept v(empty), coefficients
         summing to v(grand) - v(empty). False (ridge instead) where the rows cannot determine it: an
         endpoint missing (e.g. from a cross-validation fold) or fewer coalitions than players."""
-        from .estimators import EstimatorError, kernel, kernel_shrinkage, size_intercepts
-
         size = x.sum(1)
         if not ((size == 0).any() and (size == x.shape[1]).any()):
             return False
@@ -155,10 +163,9 @@ def grid_candidates(cfg: dict) -> list[dict]:
 def resolve_shrinkage(
     candidates: list[dict], x: np.ndarray, y: np.ndarray, seed: int
 ) -> list[dict]:
-    """The kernel base's pull towards the equal split (`estimators.kernel_shrinkage`), chosen once
+    """The kernel base's pull towards the equal split (`regression.kernel_shrinkage`), chosen once
     on the whole table (once per setting of `kernel_centre_sizes`) instead of again inside every
     fold and bootstrap replicate."""
-    from .estimators import EstimatorError, kernel_shrinkage
 
     def auto(c: dict) -> bool:
         return c.get("base") == "kernel" and c.get("kernel_shrink", "auto") == "auto"
@@ -179,72 +186,12 @@ def resolve_shrinkage(
     return resolved
 
 
-def _endpoint_rows(x: np.ndarray) -> np.ndarray:
-    """Rows of the empty and the grand coalition."""
-    size = x.sum(1)
-    return np.flatnonzero((size == 0) | (size == x.shape[1]))
-
-
-def complement_units(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """A unit id per row of `x`: among `rows`, a coalition and its complement (where both are
-    there) share the lower of their row numbers; every other row is a unit of its own."""
-    row_of = {row.tobytes(): i for i, row in enumerate(x.astype(bool))}
-    unit = np.arange(len(x))
-    for i in rows:
-        j = row_of.get((~x[i].astype(bool)).tobytes())
-        if j is not None:
-            unit[i] = min(i, j)
-    return unit
-
-
-def pair_folds(
-    x: np.ndarray, folds: int, seed: int, strict: bool = False
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """K (train, test) splits of the coalitions between the endpoints: a coalition and its
-    complement, where both are in the table, are held out together (with odd targets one predicts
-    the other exactly: a leak), and each size stratum (min(s, n - s)) is dealt round robin over
-    the folds, from a random fold, so every fold sees every size it can. The endpoints, and every
-    size the table holds whole, are in every training fold; but where the other sizes leave fewer
-    than two units per fold (an enumerated game), the whole sizes are split too unless `strict`.
-    Fewer than 2 units: no splits."""
-    n = x.shape[1]
-    ends = _endpoint_rows(x)
-    inner = np.setdiff1d(np.arange(len(x)), ends)
-    unit = complement_units(x, inner)
-    size = x.sum(1).astype(int)
-    # A size whose coalitions are all in the table is never held out: nothing of it is unseen, and
-    # holding out a border coalition {i} hides most of what the table says about player i.
-    counts = np.bincount(np.unique(x.astype(bool), axis=0).sum(1), minlength=n + 1)
-    whole = np.array([counts[s] >= math.comb(n, s) for s in range(n + 1)])
-    if strict or len(np.unique(unit[inner[~whole[size[inner]]]])) >= 2 * folds:
-        ends = np.concatenate([ends, inner[whole[size[inner]]]])
-        inner = inner[~whole[size[inner]]]
-    units = np.unique(unit[inner])
-    folds = min(folds, len(units))
-    if folds < 2:
-        return []
-    stratum = np.minimum(size, n - size)
-    rng = np.random.default_rng(seed)
-    fold_of_unit = {}
-    for s in np.unique(stratum[units]):
-        members = rng.permutation(units[stratum[units] == s])
-        start = int(rng.integers(folds))
-        for position, u in enumerate(members):
-            fold_of_unit[int(u)] = (start + position) % folds
-    fold = np.array([fold_of_unit[int(u)] for u in unit[inner]])
-    return [
-        (np.sort(np.concatenate([ends, inner[fold != k]])), inner[fold == k])
-        for k in range(folds)
-        if (fold == k).any()
-    ]
-
-
 def _plain_folds(x: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Shuffled K-fold over the coalitions between the endpoints (which stay in every training
     fold): the folds for utilities fitted as they are, where a held-out complement is no leak."""
     from sklearn.model_selection import KFold
 
-    ends = _endpoint_rows(x)
+    ends = endpoint_rows(x)
     inner = np.setdiff1d(np.arange(len(x)), ends)
     folds = min(folds, len(inner))
     if folds < 2:
@@ -609,16 +556,6 @@ def odd_targets(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def measured_endpoints(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Mean measured utility of the empty and the grand coalition (NaN if absent)."""
-    size = x.sum(1)
-    empty, grand = y[size == 0], y[size == x.shape[1]]
-    return (
-        float(empty.mean()) if len(empty) else float("nan"),
-        float(grand.mean()) if len(grand) else float("nan"),
-    )
-
-
 def bootstrap_intervals(
     boot: np.ndarray, level: float, top_k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -722,7 +659,7 @@ def attribute(
 
     rng = np.random.default_rng(seed)
     boot = np.empty((cfg["bootstrap"], n))
-    ends = _endpoint_rows(x)  # kept in every replicate, as the kernel estimator's bootstrap does
+    ends = endpoint_rows(x)  # kept in every replicate, as the kernel estimator's bootstrap does
     inner = np.setdiff1d(np.arange(len(y)), ends)
     for b in range(cfg["bootstrap"]):
         rows = (
