@@ -96,7 +96,7 @@ VARIANTS = {
     ),
 }
 # the candidate choosing its grid point by the held-out error of the values, not of the utilities
-# (surrogate.heldout_value_scores; benchmarks/cv_choice.py)
+# (selection.heldout_value_scores; benchmarks/cv_choice.py)
 VARIANTS["candidate-values"] = (
     "surrogate",
     "leverage",

@@ -135,7 +135,7 @@ def _benchmark_variants():
 
 
 def _points(surrogate_cfg):
-    from surrogateshap.estimation.surrogate import grid_candidates
+    from surrogateshap.estimation.selection import grid_candidates
 
     return sorted(sorted(c.items()) for c in grid_candidates(surrogate_cfg))
 

@@ -6,7 +6,7 @@ import pytest
 
 from surrogateshap.estimation import estimators, games, regression
 from surrogateshap.estimation.coalitions import indicators, sample_coalitions
-from surrogateshap.estimation.surrogate import _regressor, tree_interactions
+from surrogateshap.estimation.surrogate_model import _regressor, tree_interactions
 
 
 def _all(n):

@@ -29,6 +29,8 @@ import numpy as np
 
 from . import surrogate
 from .regression import EstimatorError, kernel, measured_endpoints
+from .selection import cross_validate, grid_candidates
+from .surrogate_model import SurrogateModel
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +214,10 @@ def hybrid(
     if not chains:
         raise EstimatorError("hybrid needs permutation chains in the table (see permutation)")
     unique, means = average_repeats(x, y)
-    params, oof_r2 = surrogate.cross_validate(
-        unique, means, surrogate.grid_candidates(cfg), cfg["cv_folds"], seed, cfg["threads"]
+    params, oof_r2 = cross_validate(
+        unique, means, grid_candidates(cfg), cfg["cv_folds"], seed, cfg["threads"]
     )
-    model = surrogate.SurrogateModel(params, seed, cfg["threads"]).fit(unique, means)
+    model = SurrogateModel(params, seed, cfg["threads"]).fit(unique, means)
     tree_values, _, _ = model.shapley(x.shape[1])
     residual = y - model.predict(x.astype(np.float32))
     correction, per_chain = permutation(x, residual)
