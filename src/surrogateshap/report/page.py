@@ -1,14 +1,13 @@
 """The self-contained HTML report: charts and images are embedded as data URIs,
-and every string that came from data or config is HTML-escaped."""
+and every string that came from data or config is HTML-escaped. The page and its summary
+here; its tables and number format in `tables`, its charts in `charts`, the evaluation section
+in `evaluation_section`."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import html
-import io
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,9 @@ from ..evaluation.scores import expected_placements, placement_table
 from ..proxy.features import read_images
 from ..workflow.config import digest
 from ..workflow.io import read_table_metadata, write_text
+from .charts import _png_uri, bar_chart, image_grid, interaction_heatmap
+from .evaluation_section import evaluation_section
+from .tables import _esc, _signed, _table_html, format_interval, format_number, scrolled
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}
@@ -44,142 +46,11 @@ EMPTY_COALITION_TEXT = {
 }
 
 
-def _esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-SIGNIFICANT_DIGITS = 3
-
-
-def format_number(value, digits: int = SIGNIFICANT_DIGITS) -> str:
-    """Every number the report shows, with the same significant digits: 0.0560, 0.589, 0.00929,
-    1,230, -1.34, 1.23e-05. Whole numbers (counts, ranks) stay exact; NaN and None are 'n/a'."""
-    if value is None or isinstance(value, (bool, np.bool_)):
-        return "n/a" if value is None else str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}" if abs(int(value)) >= 10_000 else str(int(value))
-    x = float(value)
-    if not np.isfinite(x):
-        return "n/a" if np.isnan(x) else ("∞" if x > 0 else "-∞")
-    if x == 0:
-        return "0"
-    x = float(f"{x:.{digits - 1}e}")  # rounded first, so 0.9996 becomes 1.00, not 1.000
-    exponent = int(np.floor(np.log10(abs(x))))
-    if not -4 <= exponent < 6:
-        return f"{x:.{digits - 1}e}"
-    decimals = max(digits - 1 - exponent, 0)
-    return f"{x:,.{decimals}f}"
-
-
-def format_interval(low, high) -> str:
-    return f"[{format_number(low)}, {format_number(high)}]"
-
-
-def _png_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode()
-
-
-def _figure_png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def bar_chart(table: pd.DataFrame, title: str, planted: set[str], limit: int = 40) -> bytes:
-    """One bar per contributor with its interval, in rank order; above `limit` contributors the
-    top and bottom `limit // 2` only (a chart of hundreds of bars cannot be read: the table below
-    it has everyone)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    table = table.sort_values("rank")
-    total, top = len(table), limit // 2
-    hidden = max(0, total - limit)
-    if hidden:
-        table = pd.concat([table.head(top), table.tail(limit - top)])
-    y = np.arange(len(table))[::-1].astype(float)
-    gap = len(table) - top  # hidden: a blank row between the top and the bottom bars
-    if hidden:
-        y[:top] += 1
-    fig, ax = plt.subplots(figsize=(7, 0.28 * (len(table) + bool(hidden)) + 1.2))
-    err = np.vstack([table["shapley"] - table["ci_low"], table["ci_high"] - table["shapley"]])
-    err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
-    colours = ["#d9822b" if name in planted else "#4a78b0" for name in table["contributor"]]
-    ax.barh(y, table["shapley"], xerr=err, color=colours, ecolor="#333", capsize=2)
-    # Names as plain text ('$' is not math), shortened: the table below has them in full.
-    ax.set_yticks(y, [short_name(n) for n in table["contributor"]], fontsize=8, parse_math=False)
-    if hidden:
-        ax.axhline(gap, color="#aaa", lw=0.8, ls=":")
-        ax.text(
-            0.5,
-            gap,
-            f"{hidden} contributors ranked between (the table lists all)",
-            transform=ax.get_yaxis_transform(),
-            ha="center",
-            va="center",
-            fontsize=8,
-            color="#555",
-            backgroundcolor="white",
-        )
-        title = f"{title}: top {top} and bottom {limit - top} of {total}"
-    ax.axvline(0, color="#888", lw=0.8)
-    ax.set_xlabel("Shapley value (orange: planted contributor)")
-    ax.set_title(title, fontsize=10)
-    with warnings.catch_warnings():  # names in scripts the default font lacks are drawn as boxes
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        data = _figure_png(fig)
-    plt.close(fig)
-    return data
-
-
-def interaction_heatmap(pairs: pd.DataFrame, title: str) -> bytes:
-    """The strongest pairwise interactions as a symmetric matrix over the contributors they
-    involve: red where two contributors raise the metric more together than apart, blue where
-    less; grey cells are pairs outside the strongest ones (not computed small, just not kept)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(dict.fromkeys([*pairs["contributor_i"], *pairs["contributor_j"]]))
-    index = {name: i for i, name in enumerate(names)}
-    matrix = np.full((len(names), len(names)), np.nan)
-    for a, b, value in zip(pairs["contributor_i"], pairs["contributor_j"], pairs["interaction"]):
-        matrix[index[a], index[b]] = matrix[index[b], index[a]] = value
-    limit = float(np.nanmax(np.abs(matrix))) if np.isfinite(matrix).any() else 1.0
-    limit = limit if limit > 0 else 1.0
-    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#e4e4e4")
-    side = 0.45 * len(names) + 2.2
-    fig, ax = plt.subplots(figsize=(side + 1.2, side))
-    image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=-limit, vmax=limit)
-    labels = [short_name(n, 24) for n in names]
-    ax.set_xticks(range(len(names)), labels, rotation=60, ha="right", fontsize=7, parse_math=False)
-    ax.set_yticks(range(len(names)), labels, fontsize=7, parse_math=False)
-    for (i, j), value in np.ndenumerate(matrix):
-        if np.isfinite(value) and i < j:  # each pair written once, in the upper triangle
-            colour = "white" if abs(value) > 0.6 * limit else "black"  # legible on dark cells
-            ax.text(j, i, format_number(value), ha="center", va="center", fontsize=6, color=colour)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="interaction")
-    ax.set_title(title, fontsize=9)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        data = _figure_png(fig)
-    plt.close(fig)
-    return data
-
-
 def planted_contributors(config: dict) -> list[dict]:
     """The contributors planted with a known effect ({contributor, effect, expect, ...}), which
     the summary checks: data.planted on any dataset, data.digits.planted on the digits export
     (`planted.entries`)."""
     return planted_mod.entries(config["data"])
-
-
-def _signed(value) -> str:
-    text = format_number(value)
-    return text if text.startswith("-") or text in ("0", "n/a") else "+" + text
 
 
 def _who(row: pd.Series) -> str:
@@ -268,69 +139,6 @@ def summary_html(results: list[tuple[pd.DataFrame, dict]], planted: list[dict]) 
     return "".join(parts)
 
 
-def short_name(name, limit: int = 40) -> str:
-    name = str(name)
-    return name if len(name) <= limit else name[: limit - 1] + "…"
-
-
-def image_grid(images: np.ndarray, columns: int = 8, scale: int = 4) -> bytes:
-    from PIL import Image
-
-    n = len(images)
-    rows = max(1, -(-n // columns))
-    size = images.shape[1]
-    colour = images.shape[3:]  # () for grayscale, (3,) for RGB
-    canvas = (
-        np.ones((rows * (size + 1) + 1, columns * (size + 1) + 1) + colour, dtype=np.float32) * 0.5
-    )
-    for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        canvas[
-            1 + r * (size + 1) : 1 + r * (size + 1) + size,
-            1 + c * (size + 1) : 1 + c * (size + 1) + size,
-        ] = image
-    picture = Image.fromarray(
-        np.round(canvas * 255).astype(np.uint8), mode="RGB" if colour else "L"
-    )
-    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (float, np.floating, int, np.integer)) and not isinstance(
-        value, (bool, np.bool_)
-    )
-
-
-def _table_html(
-    frame: pd.DataFrame, planted: set[str], name_columns=("contributor",), sortable: bool = False
-) -> str:
-    """A table; `sortable` ones sort by a click on a column's header and are filtered by the
-    page's "find a contributor" box (numbers sort by their full value, kept in data-sort)."""
-    head = "".join(
-        f'<th class="{"name" if c in name_columns else ""}">{_esc(c)}</th>' for c in frame.columns
-    )
-    rows = []
-    for _, row in frame.iterrows():
-        cells = []
-        for column in frame.columns:
-            value = row[column]
-            text = format_number(value) if _is_number(value) else str(value)
-            if column in name_columns:  # <bdi>: right-to-left text cannot reorder what follows it
-                cells.append(f'<td class="name"><bdi>{_esc(text)}</bdi></td>')
-            elif sortable and _is_number(value):
-                key = repr(float(value)) if np.isfinite(float(value)) else ""  # n/a: last
-                cells.append(f'<td data-sort="{key}">{_esc(text)}</td>')
-            else:
-                cells.append(f'<td class="">{_esc(text)}</td>')
-        marker = ' class="planted"' if row.get("contributor") in planted else ""
-        rows.append(f"<tr{marker}>{''.join(cells)}</tr>")
-    kind = ' class="sortable"' if sortable else ""
-    return f"<table{kind}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
 # The page's one script: the "find a contributor" box and sorting by a column. It reads and moves
 # existing nodes and sets only `hidden`; no string becomes markup. The page's Content-Security-Policy
 # lets this script run (by its hash) and nothing else.
@@ -370,12 +178,6 @@ for (const table of document.querySelectorAll('table.sortable')) {
   });
 }
 """
-
-
-def scrolled(table_html: str, rows: int, rows_before_scrolling: int = 40) -> str:
-    """A table of `rows` rows; a long one in a box of its own height, so that the page around it
-    stays short."""
-    return f'<div class="scroll">{table_html}</div>' if rows > rows_before_scrolling else table_html
 
 
 def _coalition_rounds_html(rounds: list | None) -> list[str]:
@@ -643,203 +445,3 @@ def write_report(
         f'<body>{body}<script id="report-script">{SCRIPT}</script></body></html>\n'
     )
     write_text(out_path, page)
-
-
-def _scatter_png(x: np.ndarray, y: np.ndarray, title: str, xlabel: str, ylabel: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(3.2, 3.0))
-    ax.scatter(x, y, s=14)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    ax.title.set_size(9)
-    data = _figure_png(fig)
-    plt.close(fig)
-    return data
-
-
-def _counterfactual_png(table: pd.DataFrame, metric: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.2, 3.0))
-    for (method, side), rows in table[table["metric"] == metric].groupby(
-        ["method", "side"], sort=False
-    ):
-        rows = rows.sort_values("k")
-        ax.plot(
-            rows["k"],
-            rows["change"],
-            marker="o",
-            linestyle="-" if side == "top" else ":",
-            label=f"{method} ({side})",
-        )
-    ax.axhline(0, color="#888", linewidth=0.8)
-    ax.set(
-        title=f"{metric}: change when removing top / bottom k",
-        xlabel="k removed",
-        ylabel="retrained change",
-    )
-    ax.title.set_size(9)
-    ax.legend(fontsize=6)
-    data = _figure_png(fig)
-    plt.close(fig)
-    return data
-
-
-# A noise ceiling below this visibly bounds the LDS any method can reach.
-LOW_CEILING = 0.8
-
-
-def _low_ceiling_note(ceiling: pd.DataFrame, retraining: dict) -> str:
-    """Names the metrics whose ceiling is below LOW_CEILING, says where their noise comes from
-    (as measured on the embedded default) and which of the run's settings lower it."""
-    low = ceiling[ceiling["noise_ceiling"] < LOW_CEILING]
-    if not len(low):
-        return ""
-    named = ", ".join(
-        f"{_esc(m)} ({format_number(c)})" for m, c in zip(low["metric"], low["noise_ceiling"])
-    )
-    crn = (
-        ""
-        if retraining["common_random_numbers"]
-        else "This run has <code>evaluation.retrain.common_random_numbers</code> off; on the "
-        "embedded default, turning them on cut that noise up to 3-fold. "
-    )
-    steps_key = (
-        "evaluation.retrain.finetune.train.steps"
-        if retraining["game"] == "finetune"
-        else "evaluation.retrain.train.steps"
-    )
-    steps = (retraining.get("train") or {}).get("steps")
-    this_run = f", {steps} in this run" if steps else ""
-    return (
-        f"<p>Below {LOW_CEILING}: {named}. What is left is the retrains' own variation. On the "
-        "embedded default, the fine-tuning's training seed was 62-94% of one replicate's noise "
-        "variance and the images each model is scored on the rest "
-        "(<code>benchmarks/retrain_noise.py</code> splits it by source; "
-        f"docs/evaluation-power.md). {crn}Longer training raises the ceiling most: 300 "
-        "fine-tuning steps instead of 150 took the default's Fréchet distance from 0.88 to 0.95 "
-        "and its IS-like score from 0.86 to 0.99 on 16 coalitions, at 1.5 times the retraining's "
-        f"cost (<code>{steps_key}</code>{this_run}); more replicates "
-        "(<code>evaluation.retrain.replicates</code>) raise it too.</p>"
-    )
-
-
-def evaluation_section(tables_dir, planted: set[str]) -> str:
-    """LDS table, proxy fidelity, counterfactual curves, planted placements and each method's cost."""
-    tables = Path(tables_dir)
-    lds = pd.read_parquet(tables / "lds.parquet")
-    fidelity = pd.read_parquet(tables / "fidelity.parquet")
-    counterfactual = pd.read_parquet(tables / "counterfactual.parquet")
-    placement = pd.read_parquet(tables / "placement.parquet")
-    heldout = pd.read_parquet(tables / "heldout.parquet")
-    summary = json.loads((tables / "summary.json").read_text())
-    retraining = summary["retraining"]
-    metrics = list(fidelity["metric"])
-    ceiling = pd.read_parquet(tables / "ceiling.parquet")
-    game_fidelity = pd.read_parquet(tables / "game_fidelity.parquet")
-    by_source = retraining["by_source"]
-    parts = [
-        '<h2 id="evaluation">Evaluation: does the attribution predict retraining?</h2>',
-        f"<p>Retraining game <b>{_esc(retraining['game'])}</b> "
-        f"({_esc(json.dumps(retraining['train'], sort_keys=True))}), "
-        f"{retraining['replicates']} replicate(s) per held-out coalition, common random numbers "
-        f"{'on' if retraining['common_random_numbers'] else 'off'}, {retraining['samples']} images "
-        f"per retrained model. {retraining['retrains']} retrains of {retraining['coalitions']} "
-        f"coalitions (held out {by_source['heldout']['retrains']}, counterfactual "
-        f"{by_source['counterfactual']['retrains']}, full-retraining fidelity check "
-        f"{by_source['fidelity']['retrains']}), {retraining['images']} images generated, "
-        f"{format_number(retraining['seconds'])} s in all. Held-out coalitions: {summary['heldout']['coalitions']} per draw, "
-        f"each contributor kept with probability {summary['heldout']['alpha']}, draws "
-        f"{_esc(summary['heldout']['draws'])}.</p>",
-    ]
-    level = summary["lds"]["level"]
-    cells = {}
-    for row in lds.itertuples():
-        text = (
-            f"{format_number(row.lds)} [{format_number(row.lds_low)}, {format_number(row.lds_high)}]"
-            if np.isfinite(row.lds)
-            else "n/a"
-        )
-        if row.method != "surrogate" and np.isfinite(getattr(row, "vs_reference", np.nan)):
-            text += (
-                f"; Δ {format_number(row.vs_reference)} [{format_number(row.vs_reference_low)}, "
-                f"{format_number(row.vs_reference_high)}]"
-            )
-        cells.setdefault(row.method, {})[row.metric] = text
-    order = lds.drop_duplicates("method")["method"].tolist()
-    wide = pd.DataFrame.from_dict(cells, orient="index").reindex(index=order, columns=metrics)
-    parts.append(
-        "<h3>Noise ceiling of the retraining game</h3><p>Split-half Spearman correlation of the "
-        "replicates' utilities across the held-out coalitions, Spearman-Brown corrected: the "
-        "reliability of the replicate-mean utility the LDS is measured against.</p>"
-        + _table_html(ceiling, set(), ("metric",))
-        + _low_ceiling_note(ceiling, retraining)
-    )
-    parts.append(
-        f"<h3>LDS</h3><p>Spearman correlation, over all {int(lds['coalitions'].iloc[0])} held-out "
-        "coalitions, between the utility each method predicts (v(∅) + the members' values; the "
-        "surrogate's second-order prediction with its pairwise interactions is its own row) and the "
-        f"retrained utility (mean over replicates), with its {level:.0%} bootstrap interval over "
-        "coalitions; Δ: SurrogateSHAP's LDS minus the method's, with its interval on the same "
-        "bootstrap draws (an interval above 0: SurrogateSHAP is ahead). n/a: the retrained utility "
-        "or the prediction is constant.</p>"
-        + _table_html(wide.reset_index(names="method"), set(), ("method",))
-    )
-    if len(game_fidelity):
-        parts.append(
-            f"<h3>Fidelity of the {_esc(retraining['game'])} game</h3><p>Spearman correlation of its "
-            "utilities with full retraining's on the same held-out coalitions, and its cost per "
-            "retrain relative to full retraining.</p>"
-            + _table_html(game_fidelity, set(), ("game", "metric"))
-        )
-    parts.append(
-        "<h3>Proxy fidelity</h3><p>Spearman correlation of proxy-game and retraining-game utilities over "
-        "the held-out coalitions, and of the Shapley values of the two games (the retraining game's from a "
-        "surrogate fitted to every retrained coalition: few, so read it as a rough check).</p>"
-        + _table_html(fidelity, set(), ("metric",))
-    )
-    scored = heldout[heldout["draw"] >= 0]
-    plots = "".join(
-        f'<img alt="proxy vs retrained {_esc(m)}" src="{_png_uri(_scatter_png(scored[f"{m}_proxy"], scored[m], m, "proxy game", "retrained"))}">'
-        for m in metrics
-    )
-    parts.append(f"<div class='grids'>{plots}</div>")
-    if len(counterfactual):
-        parts.append(
-            "<h3>Counterfactual removal</h3><p>Change of the metric when the model is retrained without "
-            "each method's top-k (solid) or bottom-k (dotted) contributors, from the retrained grand "
-            "coalition. A ranking that knows what drives the metric moves it most by removing its top-k.</p>"
-        )
-        curves = "".join(
-            f'<img alt="counterfactual {_esc(m)}" src="{_png_uri(_counterfactual_png(counterfactual, m))}">'
-            for m in counterfactual["metric"].unique()
-        )
-        parts.append(f"<div class='grids'>{curves}</div>")
-        shown = counterfactual[["method", "metric", "k", "side", "removed", "change"]].copy()
-        shown["removed"] = shown["removed"].map(lambda v: ", ".join(v))
-        parts.append(_table_html(shown, set(), ("method", "metric", "side", "removed")))
-    if len(placement):
-        parts.append(
-            "<h3>Planted ground truth</h3><p>Where each method ranks the contributors planted with a known "
-            "effect; found: within the planted group's size at the expected end.</p>"
-            + _table_html(
-                placement,
-                planted,
-                ("method", "metric", "contributor", "effect", "expected", "found"),
-            )
-        )
-    cost = pd.DataFrame([{"method": m, **c} for m, c in summary["methods"].items()])
-    parts.append(
-        "<h3>Cost</h3><p>Every proxy-game method reads the same pools of generated images (generated once); "
-        "the table is each method's CPU seconds after that and the utility evaluations it used "
-        "(from the pools, microseconds each). Retraining the evaluation's models cost "
-        f"{format_number(retraining['train_seconds'])} s of training.</p>"
-        + _table_html(cost, set(), ("method",))
-    )
-    return "".join(parts)
