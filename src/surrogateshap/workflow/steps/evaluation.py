@@ -15,6 +15,7 @@ from ...data import datasets as data_mod
 from ...estimation import coalitions as coal
 from ...estimation import estimators, surrogate
 from ...evaluation import scores as evaluation
+from ...evaluation.tables import write_tables
 from ...models import class_conditional as models
 from ...proxy import extractors, game
 from ...proxy import features as feat
@@ -317,9 +318,9 @@ def evaluation_tables(
     fidelity_shards: list[str] | None = None,
 ) -> None:
     """LDS of every method with intervals, noise ceilings, proxy and cheap-game fidelity,
-    counterfactual removal and planted placements (see surrogateshap.evaluation.scores.write_tables);
+    counterfactual removal and planted placements (see surrogateshap.evaluation.tables.write_tables);
     `threads`: XGBoost's, in the retraining game's surrogate fit."""
-    evaluation.write_tables(
+    write_tables(
         data_dir,
         values_path,
         interaction_paths,
