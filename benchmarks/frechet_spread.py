@@ -28,7 +28,7 @@ from surrogateshap.data import planted
 from surrogateshap.evaluation import scores as evaluation
 from surrogateshap.models import class_conditional as models
 from surrogateshap.proxy import features, game
-from surrogateshap.proxy.metrics import Reference, Samples
+from surrogateshap.proxy.metric_base import Reference, Samples
 
 
 def subset(samples: Samples, rows: np.ndarray) -> Samples:

@@ -230,7 +230,7 @@ def test_a_colour_folder_runs_end_to_end_with_the_trained_extractor(tmp_path, mo
 def test_the_retraining_game_trains_on_colour(tmp_path, monkeypatch):
     from surrogateshap.data import datasets as data_mod
     from surrogateshap.evaluation import retraining
-    from surrogateshap.proxy.metrics import Reference
+    from surrogateshap.proxy.metric_base import Reference
 
     root = _colour_folder(tmp_path / "colour", size=8, per=4)
     items = pd.read_csv(root / "metadata.csv")[["file_name", "contributor"]]

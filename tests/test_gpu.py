@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from surrogateshap.models import class_conditional as models
-from surrogateshap.proxy import metrics
+from surrogateshap.proxy import metric_base, metrics
 
 pytestmark = [
     pytest.mark.gpu,
@@ -123,18 +123,20 @@ def test_torch_frechet_backend_matches_numpy(d):
     torch sees a GPU) against numpy, and the metric's evaluate (which picks the backend)."""
     rng = np.random.default_rng(d)
     n = 2 * d + 50
-    reference = metrics.Reference.from_features(rng.normal(size=(n, d)) @ rng.normal(size=(d, d)))
+    reference = metric_base.Reference.from_features(
+        rng.normal(size=(n, d)) @ rng.normal(size=(d, d))
+    )
     feats = [rng.normal(size=(n, d)) * rng.uniform(0.5, 2, size=d) + 0.1 * c for c in range(3)]
     mean = np.stack([f.mean(0) for f in feats])
     second = np.stack([f.T @ f / n for f in feats])
     cpu = metrics.frechet_from_moments(mean, second, reference)
     _, to = metrics.linalg_backend()
-    ref_gpu = metrics.Reference(to(reference.mean), to(reference.cov), to(reference.cov_sqrt))
+    ref_gpu = metric_base.Reference(to(reference.mean), to(reference.cov), to(reference.cov_sqrt))
     gpu = metrics.frechet_from_moments(to(mean), to(second), ref_gpu, torch)
     assert gpu.device.type == "cuda" and gpu.dtype == torch.float64
     np.testing.assert_allclose(gpu.cpu().numpy(), cpu, rtol=1e-9)
     # the metric's pooled evaluation, on the GPU by itself
-    samples = metrics.Samples(
+    samples = metric_base.Samples(
         np.repeat(np.arange(3), n), np.concatenate(feats), np.full((3 * n, 2), 0.5), np.zeros(3 * n)
     )
     metric = metrics.get_metric("frechet_distance")

@@ -17,7 +17,8 @@ from surrogateshap.proxy.inception import (
     random_inception_state,
     write_random_inception,
 )
-from surrogateshap.proxy.metrics import Reference, Samples, config_problems
+from surrogateshap.proxy.metric_base import Reference, Samples
+from surrogateshap.proxy.metrics import config_problems
 
 from .conftest import reference_set
 

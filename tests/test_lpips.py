@@ -10,7 +10,8 @@ import torch
 
 from surrogateshap.proxy import features as feat
 from surrogateshap.proxy.lpips import SCALE, SHIFT, default_linear_file, load_lpips
-from surrogateshap.proxy.metrics import Reference, Samples, get_metric
+from surrogateshap.proxy.metric_base import Reference, Samples
+from surrogateshap.proxy.metrics import get_metric
 
 from .conftest import torchvision_alexnet, write_random_backbone
 

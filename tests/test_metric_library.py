@@ -6,7 +6,8 @@ import torch
 
 from surrogateshap.models import tiny
 from surrogateshap.proxy import extractors
-from surrogateshap.proxy.metrics import METRICS, Reference, Samples, config_problems, get_metric
+from surrogateshap.proxy.metric_base import Reference, Samples
+from surrogateshap.proxy.metrics import METRICS, config_problems, get_metric
 from surrogateshap.workflow.config import ConfigError, validate_config
 
 from .conftest import SCHEMA, reference_set

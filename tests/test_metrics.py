@@ -3,13 +3,8 @@ import pytest
 import scipy.linalg
 
 from surrogateshap.proxy import game
-from surrogateshap.proxy.metrics import (
-    METRICS,
-    Reference,
-    Samples,
-    frechet_from_moments,
-    get_metric,
-)
+from surrogateshap.proxy.metric_base import Reference, Samples
+from surrogateshap.proxy.metrics import METRICS, frechet_from_moments, get_metric
 
 
 def _samples(rng, sizes, d=6, k=4):

@@ -90,7 +90,8 @@ def voting_game(n: int, seed: int, quota_fraction: float = 0.5) -> Game:
 
 
 def gaussian_fd_game(n: int, seed: int, d: int = 8) -> Game:
-    from ..proxy.metrics import Reference, frechet_from_moments
+    from ..proxy.metric_base import Reference
+    from ..proxy.metrics import frechet_from_moments
 
     if n > 14:
         raise ValueError(f"gaussian_fd_game enumerates 2^n coalitions; n = {n} is over 14")

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from ..workflow.io import read_state_dict
-from .metrics import PROMPT_GROUP
+from .score_metrics import PROMPT_GROUP
 from .usercode import load_callable
 
 # OpenAI CLIP's preprocessing constants (used when the folder has no preprocessor_config.json).

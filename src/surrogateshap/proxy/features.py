@@ -18,7 +18,8 @@ from PIL import Image
 from ..data.planted import box_slices
 from ..workflow.io import column_matrix, matrix_column, write_table
 from .extractors import score_samples, to_gray
-from .metrics import PROMPT_GROUP, Samples
+from .metric_base import Samples
+from .score_metrics import PROMPT_GROUP
 
 
 def encode_png(image: np.ndarray) -> bytes:

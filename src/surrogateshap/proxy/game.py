@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .metrics import Reference, Samples, get_metric
+from .metric_base import Reference, Samples
+from .metrics import get_metric
 
 log = logging.getLogger(__name__)
 

@@ -7,86 +7,37 @@ groups (one row of mixture weights per coalition) exactly from those summaries.
 The per-coalition mode uses the same code with one group per coalition, so both
 modes share one formula.
 
-To add a metric: subclass `Metric`, implement the two methods, declare `needs`,
+To add a metric: subclass `Metric` (`metric_base`), implement the two methods, declare `needs`,
 `direction` and `decomposition`, register it in `METRICS`. The workflow picks metrics
 by name from config; `features.custom_metrics` adds per-sample-mean metrics from a
-user function without code changes.
+user function without code changes. The metrics of per-sample scores: `score_metrics`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-
-@dataclass
-class Samples:
-    """Per-sample quantities of generated images, grouped by `group` (0..G-1)."""
-
-    group: np.ndarray  # (n,) int
-    features: np.ndarray  # (n, d) the feature extractor's features
-    probs: np.ndarray  # (n, k) class (or attribute) probabilities
-    marker: np.ndarray  # (n,) 1.0 where the marker detector fires
-    scores: dict = field(
-        default_factory=dict
-    )  # per-sample scores by name (clip_score, aesthetic, ...), (n,)
-    vectors: dict = field(default_factory=dict)  # per-sample embeddings by name (lpips), (n, D)
-
-    def n_groups(self) -> int:
-        return int(self.group.max()) + 1 if len(self.group) else 0
-
-
-@dataclass
-class Reference:
-    """Statistics of the reference images (clean data) in the classifier's feature space."""
-
-    mean: np.ndarray
-    cov: np.ndarray
-    cov_sqrt: np.ndarray  # symmetric square root, computed once
-
-    @classmethod
-    def from_features(cls, features: np.ndarray) -> Reference:
-        mean = features.mean(0)
-        cov = np.cov(features, rowvar=False, bias=True)
-        values, vectors = np.linalg.eigh(cov)
-        cov_sqrt = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
-        return cls(mean, cov, cov_sqrt)
-
-
-def _group_means(samples: Samples, values: np.ndarray) -> np.ndarray:
-    """Per-group mean of `values` (n, ...) -> (G, ...)."""
-    groups = samples.n_groups()
-    counts = np.bincount(samples.group, minlength=groups).astype(np.float64)
-    flat = values.reshape(len(values), -1)
-    sums = np.zeros((groups, flat.shape[1]))
-    np.add.at(sums, samples.group, flat)
-    return (sums / counts[:, None]).reshape((groups,) + values.shape[1:])
-
+from .metric_base import (
+    Metric,
+    Reference,
+    _group_bounds,
+    _group_means,
+    _group_second_moments,
+)
+from .score_metrics import (
+    AestheticScore,
+    AttributeBias,
+    ClipScore,
+    RewardScore,
+    SampleMean,
+    SpuriousRate,
+)
 
 # Memory bounds for (d, d) matrices (d = 2,048 Inception features: 32 MB each). Per-coalition
 # matrices are built this many bytes at a time; per-group second moments are kept only while
 # they fit in SECOND_MOMENT_BYTES, else each coalition's is summed from its members' features.
 CHUNK_BYTES = 2**28
 SECOND_MOMENT_BYTES = 2**31
-
-
-def _group_bounds(samples: Samples) -> tuple[np.ndarray, np.ndarray]:
-    """The samples' order sorted by group, and each group's [start, stop) in that order."""
-    order = np.argsort(samples.group, kind="stable")
-    return order, np.searchsorted(samples.group[order], np.arange(samples.n_groups() + 1))
-
-
-def _group_second_moments(samples: Samples, values: np.ndarray) -> np.ndarray:
-    """Per-group mean outer product E[v v^T] (G, d, d), one matrix product per group: never the
-    (n, d, d) array of per-sample outer products (141 GB for 4,200 samples of 2,048-d features)."""
-    order, bounds = _group_bounds(samples)
-    values = values[order]
-    out = np.empty((len(bounds) - 1, values.shape[1], values.shape[1]))
-    for g, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
-        block = values[start:stop]
-        out[g] = block.T @ block / len(block) if len(block) else np.nan
-    return out
 
 
 def linalg_backend():
@@ -102,35 +53,6 @@ def linalg_backend():
 
 def _to_numpy(a) -> np.ndarray:
     return a if isinstance(a, np.ndarray) else a.cpu().numpy()
-
-
-class Metric:
-    name: str = ""
-    title: str = ""
-    direction: str = "higher"  # which way is better for the model's outputs
-    description: str = ""
-    needs: tuple[str, ...] = ()  # `features` settings it needs (checked when the config is read)
-    decomposition: str = "exact"  # how pooled mixtures are scored: exact from per-group summaries
-    uses_extractor: bool = False  # measured in features.extractor's features or class probabilities
-    uses_probabilities: bool = False  # ... in its class probabilities
-
-    def group_stats(self, samples: Samples, reference: Reference) -> dict:
-        raise NotImplementedError
-
-    def evaluate(self, stats: dict, weights: np.ndarray, reference: Reference) -> np.ndarray:
-        """Utilities of mixtures: `weights` is (coalitions, groups), rows sum to 1."""
-        raise NotImplementedError
-
-    def info(self) -> dict:
-        return {
-            "name": self.name,
-            "title": self.title,
-            "direction": self.direction,
-            "description": self.description,
-            "needs": list(self.needs),
-            "decomposition": self.decomposition,
-            "uses_extractor": self.uses_extractor,
-        }
 
 
 class FrechetDistance(Metric):
@@ -372,105 +294,6 @@ def vendi_from_second_moment(second: np.ndarray) -> np.ndarray:
     values = values / values.sum(axis=1, keepdims=True)
     logs = np.log(np.where(values > 0, values, 1.0))
     return np.exp(-(values * logs).sum(axis=1))
-
-
-PROMPT_GROUP = "prompt_group"  # the per-sample score holding each image's prompt group (features.prompt_groups)
-
-
-class AttributeBias(Metric):
-    name = "attribute_bias"
-    uses_extractor = True
-    uses_probabilities = True
-    title = "Attribute bias (distance of the predicted attribute distribution from uniform)"
-    direction = "lower"
-    description = (
-        "Total variation distance between the mean predicted distribution of the classifier's classes "
-        "(digits; or with the CLIP extractor the joint distribution of features.attributes, i.e. their "
-        "intersections) and the uniform distribution: 0 = balanced, 1 - 1/K = one class only. With "
-        "features.prompt_groups, the distance within each group of prompts, averaged with the "
-        "coalition's share of each group (unmatched prompts form one more group)."
-    )
-    decomposition = (
-        "exact: mixture of per-group mean probabilities (per prompt group with prompt_groups)"
-    )
-
-    def group_stats(self, samples, reference):
-        if PROMPT_GROUP not in samples.scores:
-            return {"p_mean": _group_means(samples, samples.probs)}
-        # per pool c and prompt group g: mean over the pool of 1[g] * p (K-vector) and of 1[g]
-        prompt_group = samples.scores[PROMPT_GROUP].astype(np.int64)
-        member = np.eye(int(prompt_group.max()) + 1)[prompt_group]  # (n, groups of prompts)
-        return {
-            "p_in_group": _group_means(samples, member[:, :, None] * samples.probs[:, None, :]),
-            "share": _group_means(samples, member),
-        }
-
-    def evaluate(self, stats, weights, reference):
-        if "p_mean" in stats:
-            p = weights @ stats["p_mean"]
-            return 0.5 * np.abs(p - 1.0 / p.shape[1]).sum(1)
-        mass = np.einsum(
-            "cg,gpk->cpk", weights, stats["p_in_group"]
-        )  # (coalitions, prompt groups, K)
-        share = weights @ stats["share"]  # (coalitions, prompt groups)
-        present = share > 0
-        p = mass / np.where(present, share, 1.0)[:, :, None]
-        distance = np.where(present, 0.5 * np.abs(p - 1.0 / p.shape[2]).sum(2), 0.0)
-        return (share * distance).sum(1) / share.sum(1)
-
-
-class SampleMean(Metric):
-    """Mean of a per-sample score over the coalition's samples (decomposes exactly)."""
-
-    score = ""
-    decomposition = "exact: mean of per-group means weighted by item counts"
-
-    def group_stats(self, samples, reference):
-        if self.score not in samples.scores:
-            raise ValueError(
-                f"metric {self.name!r} needs the per-sample score {self.score!r}, which the features stage "
-                f"did not compute (set {', '.join('features.' + n for n in self.needs)})"
-            )
-        return {"mean": _group_means(samples, samples.scores[self.score])}
-
-    def evaluate(self, stats, weights, reference):
-        return weights @ stats["mean"]
-
-
-class ClipScore(SampleMean):
-    name = score = "clip_score"
-    title = "CLIP score (prompt alignment)"
-    description = (
-        "100 * max(cos(CLIP image embedding, CLIP text embedding of the prompt), 0), averaged."
-    )
-    needs = ("clip",)
-
-
-class AestheticScore(SampleMean):
-    name = "aesthetic_score"
-    score = "aesthetic"
-    title = "Aesthetic score (LAION-style linear head on CLIP image embeddings)"
-    description = (
-        "Linear head (features.aesthetic) on L2-normalised CLIP image embeddings, averaged."
-    )
-    needs = ("clip", "aesthetic")
-
-
-class RewardScore(SampleMean):
-    name = "reward_score"
-    score = "reward"
-    title = "Reward-model score (preference model, e.g. PickScore)"
-    description = "logit_scale * cos(image, prompt) of the CLIP-architecture reward model features.reward, averaged."
-    needs = ("reward",)
-
-
-class SpuriousRate(SampleMean):
-    name = "spurious_rate"
-    score = "spurious"
-    title = "Spurious-feature rate (user-supplied detector)"
-    direction = "lower"
-    description = "Fraction of images where features.spurious_detector fires."
-    needs = ("spurious_detector",)
 
 
 METRICS: dict[str, type[Metric]] = {

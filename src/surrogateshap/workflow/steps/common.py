@@ -13,7 +13,7 @@ import pandas as pd
 
 from ...data import datasets as data_mod
 from ...estimation import coalitions as coal
-from ...proxy.metrics import Reference
+from ...proxy.metric_base import Reference
 
 log = logging.getLogger("surrogateshap")
 
