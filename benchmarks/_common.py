@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from surrogateshap.config import load_yaml, merge, validate_config
+from surrogateshap.workflow.config import load_yaml, merge, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
@@ -32,7 +32,7 @@ def default_config(overrides: dict | None = None) -> dict:
 def stage_dirs(config: dict, cache: Path) -> dict[str, Path]:
     """Each stage's folder of `config`'s run in `cache`, by its stage keys, as the workflow's
     common.smk builds them (never by globbing: a cache holds the stages of every run)."""
-    from surrogateshap.config import stage_keys, workflow_fingerprints
+    from surrogateshap.workflow.config import stage_keys, workflow_fingerprints
 
     keys = stage_keys(config, workflow_fingerprints(config, SCHEMA, ROOT / "workflow" / "scripts"))
     return {stage: cache / stage / key for stage, key in keys.items()}
@@ -68,8 +68,8 @@ def prepare_inputs(
     """The workflow's inputs for `config` under `workdir`, built by the rules' own functions:
     the exported dataset, the classifier and its reference features, and the diffusion model
     (`model` if given, else trained here for `train_steps` steps)."""
-    from surrogateshap.steps import data as data_steps  # torch: only where it is used
-    from surrogateshap.steps import models as model_steps
+    from surrogateshap.workflow.steps import data as data_steps  # torch: only where it is used
+    from surrogateshap.workflow.steps import models as model_steps
 
     workdir = Path(workdir)
     data_dir = workdir / "data"
@@ -145,7 +145,7 @@ def median(values) -> float:
 
 def startup_seconds(repeats: int = 3) -> float:
     """A fresh Python importing the generation stack: what every Snakemake job pays before its work."""
-    code = "import torch, diffusers, surrogateshap.steps.generation"
+    code = "import torch, diffusers, surrogateshap.workflow.steps.generation"
     return median(
         timed(subprocess.run, [sys.executable, "-c", code], check=True)[0] for _ in range(repeats)
     )

@@ -21,9 +21,9 @@ import argparse
 import numpy as np
 from estimators import GAMES, VARIANTS, default_settings
 
-from surrogateshap import estimators
-from surrogateshap.coalitions import indicators, sample_coalitions
-from surrogateshap.surrogate import grid_candidates
+from surrogateshap.estimation import estimators
+from surrogateshap.estimation.coalitions import indicators, sample_coalitions
+from surrogateshap.estimation.selection import grid_candidates
 
 TOLERANCE = 0.01  # a pick within 1% of the least error is right
 

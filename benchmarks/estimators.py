@@ -25,7 +25,7 @@ first of ours is also judged so against the best of them on that row (`vs ...`).
 gives each method's mean seconds (measured on a loaded, shared machine: compare them within a run,
 not across runs).
 
-Games (exact values): poly (surrogateshap.games.polynomial_game: n linear terms, n pairs and n/3
+Games (exact values): poly (surrogateshap.estimation.games.polynomial_game: n linear terms, n pairs and n/3
 triples), tanh (tanh of a polynomial game scaled to unit spread: saturating; enumerated, n <= 16),
 fd (games.gaussian_fd_game, the pooled Fréchet-distance formula on a Gaussian mixture; n <= 14),
 vote (games.voting_game, weighted majority; exact by dynamic programming).
@@ -42,9 +42,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from surrogateshap import estimators, games
-from surrogateshap.coalitions import DEFAULT_SAMPLER, indicators, sample_coalitions
-from surrogateshap.estimators import DEFAULT_ESTIMATOR
+from surrogateshap.estimation import estimators, games
+from surrogateshap.estimation.coalitions import DEFAULT_SAMPLER, indicators, sample_coalitions
+from surrogateshap.estimation.estimators import DEFAULT_ESTIMATOR
 
 ROOT = Path(__file__).resolve().parents[1]
 # The former default surrogate settings, for the `today` column.
@@ -96,14 +96,14 @@ VARIANTS = {
     ),
 }
 # the candidate choosing its grid point by the held-out error of the values, not of the utilities
-# (surrogate.heldout_value_scores; benchmarks/cv_choice.py)
+# (selection.heldout_value_scores; benchmarks/cv_choice.py)
 VARIANTS["candidate-values"] = (
     "surrogate",
     "leverage",
     dict(VARIANTS["candidate"][2], select="heldout_values"),
 )
 # the candidate with a free intercept per coalition size in its kernel base
-# (estimators.kernel_system; benchmarks/kernel_centring.py)
+# (regression.kernel_system; benchmarks/kernel_centring.py)
 VARIANTS["candidate-centred"] = (
     "surrogate",
     "leverage",

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from surrogateshap import evaluation
-from surrogateshap.io import write_text
+from surrogateshap.evaluation import tables as evaluation_tables
+from surrogateshap.workflow.io import write_text
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--marker", default="evaluation-tables", help="the block's marker name")
     parser.add_argument("--print", action="store_true", help="print the tables, write nothing")
     args = parser.parse_args()
-    body = evaluation.markdown_tables(args.tables)
+    body = evaluation_tables.markdown_tables(args.tables)
     marker = "" if args.marker == "evaluation-tables" else f" --marker {args.marker}"
     command = f"<!-- written by: benchmarks/evaluation_tables.py {args.tables}{marker} -->\n"
     if args.print:
@@ -33,7 +33,7 @@ def main() -> None:
         return
     doc = Path(args.doc)
     write_text(
-        doc, evaluation.replace_between_markers(doc.read_text(), command + body, args.marker)
+        doc, evaluation_tables.replace_between_markers(doc.read_text(), command + body, args.marker)
     )
     print(f"wrote the evaluation tables of {args.tables} into {doc}")
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import pandas as pd
 from _common import stage_dirs  # benchmarks/_common.py, beside this script
 
-from surrogateshap import planted
-from surrogateshap.config import load_yaml, merge, validate_config
-from surrogateshap.evaluation import expected_placements, placement_table
-from surrogateshap.steps import attribution, game, generation
-from surrogateshap.steps import models as model_steps
+from surrogateshap.data import planted
+from surrogateshap.evaluation.scores import expected_placements, placement_table
+from surrogateshap.workflow.config import load_yaml, merge, validate_config
+from surrogateshap.workflow.steps import attribution, game, generation
+from surrogateshap.workflow.steps import models as model_steps
 
 
 def main() -> None:

@@ -6,11 +6,11 @@ process also checks the metadata table before the first job).
 
 For each size, a temporary folder gets that many small image files (their bytes do not matter:
 the fingerprint reads the metadata table's bytes and stats each listed image, it opens no image)
-and a metadata.csv listing them; `surrogateshap.fingerprint.dataset_fingerprint` is timed (the
+and a metadata.csv listing them; `surrogateshap.workflow.fingerprint.dataset_fingerprint` is timed (the
 median of `--repeats` calls, files in the OS cache, as on a second `snakemake` call), split into
 reading + hashing the table and the per-image stats. A network file system pays its own stat
 latency per image on top: measure there with the same command. The "check s" column times the
-parse-time check of the table (`surrogateshap.preflight.dataset_findings`: columns, duplicates,
+parse-time check of the table (`surrogateshap.workflow.preflight.dataset_findings`: columns, duplicates,
 names, each file's presence and first bytes; no image is decoded).
 """
 
@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Table  # noqa: E402
 
-from surrogateshap.data import read_metadata  # noqa: E402
-from surrogateshap.fingerprint import dataset_fingerprint  # noqa: E402
-from surrogateshap.preflight import Findings, dataset_findings  # noqa: E402
+from surrogateshap.data.datasets import read_metadata  # noqa: E402
+from surrogateshap.workflow.fingerprint import dataset_fingerprint  # noqa: E402
+from surrogateshap.workflow.preflight import Findings, dataset_findings  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -17,8 +17,9 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from surrogateshap import metrics
-from surrogateshap.metrics import Reference, frechet_from_moments
+from surrogateshap.proxy import metrics
+from surrogateshap.proxy.metric_base import Reference
+from surrogateshap.proxy.metrics import frechet_from_moments
 
 
 def scipy_frechet(mean, cov, reference: Reference) -> float:
@@ -74,7 +75,7 @@ def main() -> None:
             args_gpu = (
                 to(np.stack([m for m, _ in means])),
                 to(np.stack([s for _, s in means])),
-                metrics.Reference(to(reference.mean), to(reference.cov), to(reference.cov_sqrt)),
+                Reference(to(reference.mean), to(reference.cov), to(reference.cov_sqrt)),
                 xp,
             )
             metrics.frechet_from_moments(*args_gpu)  # warm-up: CUDA context and solver workspaces

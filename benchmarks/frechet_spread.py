@@ -23,9 +23,12 @@ import argparse
 import _common
 import numpy as np
 
-from surrogateshap import data as data_mod
-from surrogateshap import evaluation, features, game, models, planted
-from surrogateshap.metrics import Reference, Samples
+from surrogateshap.data import datasets as data_mod
+from surrogateshap.data import planted
+from surrogateshap.evaluation import scores as evaluation
+from surrogateshap.models import class_conditional as models
+from surrogateshap.proxy import features, game
+from surrogateshap.proxy.metric_base import Reference, Samples
 
 
 def subset(samples: Samples, rows: np.ndarray) -> Samples:

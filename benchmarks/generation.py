@@ -31,8 +31,9 @@ import _common
 import numpy as np
 import torch
 
-from surrogateshap import game, models
-from surrogateshap.steps import generation as generation_steps
+from surrogateshap.models import class_conditional as models
+from surrogateshap.proxy import game
+from surrogateshap.workflow.steps import generation as generation_steps
 
 
 def bare_loop(model_dir: str, n_images: int, n_classes: int, gen_cfg: dict, seed: int):

@@ -110,7 +110,8 @@ for name in ("torch", "diffusers", "transformers", "peft", "safetensors", "shap"
     except Exception as error:
         missing.append(f"{name} ({type(error).__name__}: {error})")
 try:
-    from surrogateshap import lpips, tiny
+    from surrogateshap.proxy import lpips
+    from surrogateshap.models import tiny
 
     print("clip vocabulary", tiny.clip_bpe_file())
     print("lpips linear weights", lpips.default_linear_file())

@@ -18,8 +18,8 @@ import argparse
 import numpy as np
 from estimators import GAMES  # benchmarks/estimators.py
 
-from surrogateshap import estimators, games
-from surrogateshap.coalitions import DEFAULT_SAMPLER, indicators, sample_coalitions
+from surrogateshap.estimation import estimators, games
+from surrogateshap.estimation.coalitions import DEFAULT_SAMPLER, indicators, sample_coalitions
 
 JUMP = 50.0
 

@@ -27,8 +27,9 @@ import estimators as bench  # noqa: E402  (benchmarks/estimators.py: `ours` and 
 import proxy_estimators as proxy  # noqa: E402
 from _common import default_config  # noqa: E402
 
-from surrogateshap import games, planted  # noqa: E402
-from surrogateshap.config import load_yaml, merge  # noqa: E402
+from surrogateshap.data import planted  # noqa: E402
+from surrogateshap.estimation import games  # noqa: E402
+from surrogateshap.workflow.config import load_yaml, merge  # noqa: E402
 
 
 def placed(values: np.ndarray, expected: list[dict], index: dict[str, int], slack: int) -> bool:

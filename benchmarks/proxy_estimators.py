@@ -35,11 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import estimators as bench  # noqa: E402  (benchmarks/estimators.py: `ours` and its variants)
 from _common import default_config, stage_dirs  # noqa: E402
 
-from surrogateshap import estimators, features, games  # noqa: E402
-from surrogateshap.coalitions import indicators  # noqa: E402
-from surrogateshap.config import load_yaml, merge  # noqa: E402
-from surrogateshap.game import PooledGame  # noqa: E402
-from surrogateshap.steps.common import load_reference  # noqa: E402
+from surrogateshap.estimation import estimators, games  # noqa: E402
+from surrogateshap.estimation.coalitions import indicators  # noqa: E402
+from surrogateshap.proxy import features  # noqa: E402
+from surrogateshap.proxy.game import PooledGame  # noqa: E402
+from surrogateshap.workflow.config import load_yaml, merge  # noqa: E402
+from surrogateshap.workflow.steps.common import load_reference  # noqa: E402
 
 
 def proxy_game(cache: Path, config: dict, metrics: list[str]):

@@ -31,12 +31,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from surrogateshap import coalitions as coal
-from surrogateshap import estimators, models
-from surrogateshap.config import merge
-from surrogateshap.steps import data as data_steps
-from surrogateshap.steps import game as game_steps
-from surrogateshap.steps import generation as generation_steps
+from surrogateshap.estimation import coalitions as coal
+from surrogateshap.estimation import estimators
+from surrogateshap.models import class_conditional as models
+from surrogateshap.workflow.config import merge
+from surrogateshap.workflow.steps import data as data_steps
+from surrogateshap.workflow.steps import game as game_steps
+from surrogateshap.workflow.steps import generation as generation_steps
 
 SHORT = {
     "frechet_distance": "FD",

@@ -8,7 +8,7 @@ training length and the metric's sample of generated images.
 For the first `--coalitions` held-out coalitions of the embedded default, the retraining game
 (`--game`, with the default's settings; `--steps` and `--samples` override its training length
 and images per model) is played `--replicates` times per coalition by the workflow's own function
-(`surrogateshap.retraining.retrain_coalitions`), once per setting:
+(`surrogateshap.evaluation.retraining.retrain_coalitions`), once per setting:
 
 - `crn`: common random numbers on (the default): replicate r of every coalition shares one
   training seed and one set of sampling noises;
@@ -43,9 +43,11 @@ import _common
 import numpy as np
 import pandas as pd
 
-from surrogateshap import evaluation, models, retraining
-from surrogateshap.config import merge, stage_section
-from surrogateshap.steps.common import load_prepared, load_reference
+from surrogateshap.evaluation import retraining
+from surrogateshap.evaluation import scores as evaluation
+from surrogateshap.models import class_conditional as models
+from surrogateshap.workflow.config import merge, stage_section
+from surrogateshap.workflow.steps.common import load_prepared, load_reference
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ import time
 import _common
 import numpy as np
 
-from surrogateshap import estimators, games
-from surrogateshap.coalitions import DEFAULT_SAMPLER, indicators, sample_coalitions
+from surrogateshap.estimation import estimators, games
+from surrogateshap.estimation.coalitions import DEFAULT_SAMPLER, indicators, sample_coalitions
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ def measure(size: int, channels: int, blocks: list[int], steps: int, batch_size:
     """(parameters, seconds per optimiser step after the first) of one training run."""
     import numpy as np
 
-    from surrogateshap import models
+    from surrogateshap.models import class_conditional as models
 
     rng = np.random.default_rng(0)
     shape = (batch_size * 2, size, size) + ((3,) if channels == 3 else ())

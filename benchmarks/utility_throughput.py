@@ -24,8 +24,8 @@ import argparse
 import _common
 import numpy as np
 
-from surrogateshap import game, metrics
-from surrogateshap.coalitions import sample_coalitions
+from surrogateshap.estimation.coalitions import sample_coalitions
+from surrogateshap.proxy import game, metric_base, metrics
 
 DEFAULT_METRICS = [
     "frechet_distance",
@@ -38,7 +38,7 @@ DEFAULT_METRICS = [
 
 def synthetic_pool(
     n: int, per: int, dim: int, classes: int, seed: int
-) -> tuple[metrics.Samples, metrics.Reference]:
+) -> tuple[metric_base.Samples, metric_base.Reference]:
     rng = np.random.default_rng(seed)
     group = np.repeat(np.arange(n + 1), per)
     mixing = rng.normal(size=(dim, dim)) / np.sqrt(dim)
@@ -49,8 +49,8 @@ def synthetic_pool(
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     marker = (rng.random(len(group)) < 0.1).astype(np.float64)
-    reference = metrics.Reference.from_features(rng.normal(size=(2 * dim + 200, dim)) @ mixing)
-    return metrics.Samples(group, features, probs, marker), reference
+    reference = metric_base.Reference.from_features(rng.normal(size=(2 * dim + 200, dim)) @ mixing)
+    return metric_base.Samples(group, features, probs, marker), reference
 
 
 def throughput(metric, stats, weights, reference, seconds: float) -> tuple[int, float]:

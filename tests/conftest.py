@@ -61,7 +61,7 @@ def no_unsafe_unpickling():
 
 @pytest.fixture
 def default_config():
-    from surrogateshap.config import load_yaml, validate_config
+    from surrogateshap.workflow.config import load_yaml, validate_config
 
     return validate_config(load_yaml(ROOT / "config/config.yaml"), SCHEMA)
 
@@ -154,7 +154,7 @@ def write_hostile_dataset(folder: Path, per_contributor: int = 10) -> Path:
     import pandas as pd
     from PIL import Image
 
-    from surrogateshap.data import digits_images
+    from surrogateshap.data.datasets import digits_images
 
     images, labels = digits_images()
     (folder / "img").mkdir(parents=True)
@@ -195,8 +195,8 @@ def reference_set(tmp_path: Path, feat_cfg: dict):
     import pandas as pd
     from PIL import Image
 
-    from surrogateshap.steps.data import prepare_data
-    from surrogateshap.steps.models import reference_features
+    from surrogateshap.workflow.steps.data import prepare_data
+    from surrogateshap.workflow.steps.models import reference_features
 
     (tmp_path / "data/images").mkdir(parents=True)
     rows = []

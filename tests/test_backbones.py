@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from surrogateshap import extractors
-from surrogateshap.config import ConfigError, merge, validate_config
-from surrogateshap.steps import evaluation as evaluation_steps
-from surrogateshap.tiny import BACKBONE_KINDS, make_tiny_backbone, make_tiny_clip
+from surrogateshap.models.tiny import BACKBONE_KINDS, make_tiny_backbone, make_tiny_clip
+from surrogateshap.proxy import extractors
+from surrogateshap.workflow.config import ConfigError, merge, validate_config
+from surrogateshap.workflow.steps import evaluation as evaluation_steps
 
 from .conftest import SCHEMA, copy_workflow, snakemake
 

@@ -387,7 +387,7 @@ def test_the_table_is_documented():
 
 # --------------------------------------------------------------------------- in-process units
 def test_command_line_strings_become_what_the_schema_expects():
-    from surrogateshap.config import coerce_strings, load_schema
+    from surrogateshap.workflow.config import coerce_strings, load_schema
 
     from .conftest import SCHEMA
 
@@ -436,8 +436,8 @@ def test_an_override_of_a_boolean_reaches_the_config(tmp_path):
 def test_a_thin_design_is_warned_about_and_runs(tmp_path):
     """Between n + 1 and 2n coalitions: a warning with the fix, not a refusal; below n + 1 with
     coalitions.allow_small_design: a warning."""
-    from surrogateshap.config import load_yaml, validate_config
-    from surrogateshap.preflight import Findings, design_findings
+    from surrogateshap.workflow.config import load_yaml, validate_config
+    from surrogateshap.workflow.preflight import Findings, design_findings
 
     from .conftest import SCHEMA
 
@@ -462,7 +462,7 @@ def test_a_thin_design_is_warned_about_and_runs(tmp_path):
 
 
 def test_a_user_function_is_tried_on_the_configured_shape(tmp_path):
-    from surrogateshap.usercode import check_callable
+    from surrogateshap.proxy.usercode import check_callable
 
     (tmp_path / "colour.py").write_text(
         "def score(images, prompts):\n    return images[..., 2].mean(axis=(1, 2))\n"

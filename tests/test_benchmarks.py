@@ -135,7 +135,7 @@ def _benchmark_variants():
 
 
 def _points(surrogate_cfg):
-    from surrogateshap.surrogate import grid_candidates
+    from surrogateshap.estimation.selection import grid_candidates
 
     return sorted(sorted(c.items()) for c in grid_candidates(surrogate_cfg))
 
@@ -161,7 +161,7 @@ def test_the_documented_former_default_config_is_the_benchmarked_today():
 
     import yaml
 
-    from surrogateshap.config import merge
+    from surrogateshap.workflow.config import merge
 
     bench = _benchmark_variants()
     page = (ROOT / "docs/estimators-benchmark.md").read_text(encoding="utf-8")

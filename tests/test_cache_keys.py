@@ -23,7 +23,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from surrogateshap.config import STAGE_SCRIPTS, ConfigError, load_yaml, merge, validate_config
+from surrogateshap.workflow.config import (
+    STAGE_SCRIPTS,
+    ConfigError,
+    load_yaml,
+    merge,
+    validate_config,
+)
 
 from .conftest import ROOT, SCHEMA, copy_workflow
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from surrogateshap.config import workflow_fingerprints
+from surrogateshap.workflow.config import workflow_fingerprints
 
 from .conftest import ROOT, SCHEMA, copy_workflow
 from .test_cache_keys import Fixtures, base_configs, build_dags
@@ -163,7 +163,7 @@ def test_edited_workflow_code_reruns_what_runs_it(setup, tmp_path):
     # the package: a copy of it, edited, on PYTHONPATH
     src = tmp_path / "src"
     shutil.copytree(ROOT / "src/surrogateshap", src / "surrogateshap")
-    module = src / "surrogateshap/surrogate.py"
+    module = src / "surrogateshap/estimation/surrogate.py"
     module.write_text(module.read_text() + "\n# a fix\n")
     jobs = planned(build_dags(workdir, [plan(config)], src=src)[0])
     assert "attribute" in jobs, jobs
@@ -176,7 +176,7 @@ def test_pinned_code_fingerprints_keep_old_keys(tmp_path):
     """cache.code_fingerprints: an earlier run's fingerprints.json keeps its code hashes."""
     import json
 
-    from surrogateshap.config import load_yaml, stage_keys, validate_config
+    from surrogateshap.workflow.config import load_yaml, stage_keys, validate_config
 
     scripts = tmp_path / "scripts"
     shutil.copytree(ROOT / "workflow/scripts", scripts)

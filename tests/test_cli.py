@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 
 from surrogateshap.cli import main
-from surrogateshap.coalitions import sample_coalitions
-from surrogateshap.io import read_table_metadata
+from surrogateshap.estimation.coalitions import sample_coalitions
+from surrogateshap.workflow.io import read_table_metadata
 
 
 def _inputs(tmp_path, extra_member=None):
@@ -61,7 +61,7 @@ def test_unknown_contributor_and_missing_metric_are_named(tmp_path, capsys):
 
 
 def test_every_estimator_and_interactions(tmp_path):
-    from surrogateshap.estimators import permutation_coalitions
+    from surrogateshap.estimation.estimators import permutation_coalitions
 
     names = ["a", "b", "c", "d", "e"]
     pd.DataFrame({"contributor": names}).to_parquet(tmp_path / "c.parquet")
@@ -179,7 +179,7 @@ def test_interactions_need_the_surrogate_and_fail_before_any_output(tmp_path, ca
 
 def test_attribute_without_a_config_fits_the_workflows_default_surrogate():
     from surrogateshap.cli import DEFAULT_SURROGATE
-    from surrogateshap.config import load_yaml
+    from surrogateshap.workflow.config import load_yaml
 
     from .conftest import ROOT
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from surrogateshap.coalitions import indicator_matrix, indicators, sample_coalitions
+from surrogateshap.estimation.coalitions import indicator_matrix, indicators, sample_coalitions
 
 
 @pytest.mark.parametrize("sampler", ["shapley_kernel", "uniform_size", "bernoulli"])

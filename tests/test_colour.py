@@ -10,10 +10,13 @@ import torch
 import yaml
 from PIL import Image
 
-from surrogateshap import checkdata, extractors, generators, models
-from surrogateshap.data import digits_images, load_images, resolve_color
-from surrogateshap.steps import data as data_steps
-from surrogateshap.steps import models as model_steps
+from surrogateshap.data import checkdata
+from surrogateshap.data.datasets import digits_images, load_images, resolve_color
+from surrogateshap.models import class_conditional as models
+from surrogateshap.models import generators
+from surrogateshap.proxy import extractors
+from surrogateshap.workflow.steps import data as data_steps
+from surrogateshap.workflow.steps import models as model_steps
 
 from .conftest import ROOT, copy_workflow, snakemake
 
@@ -225,9 +228,9 @@ def test_a_colour_folder_runs_end_to_end_with_the_trained_extractor(tmp_path, mo
 
 
 def test_the_retraining_game_trains_on_colour(tmp_path, monkeypatch):
-    from surrogateshap import data as data_mod
-    from surrogateshap import retraining
-    from surrogateshap.metrics import Reference
+    from surrogateshap.data import datasets as data_mod
+    from surrogateshap.evaluation import retraining
+    from surrogateshap.proxy.metric_base import Reference
 
     root = _colour_folder(tmp_path / "colour", size=8, per=4)
     items = pd.read_csv(root / "metadata.csv")[["file_name", "contributor"]]
@@ -274,8 +277,8 @@ def test_the_retraining_game_trains_on_colour(tmp_path, monkeypatch):
 
 
 def test_your_functions_are_tried_on_images_in_the_models_colour(tmp_path, default_config):
-    from surrogateshap import preflight
-    from surrogateshap.config import merge
+    from surrogateshap.workflow import preflight
+    from surrogateshap.workflow.config import merge
 
     colour = _colour_folder(tmp_path / "colour")
     folder = {"source": "folder", "root": str(colour), "metadata": str(colour / "metadata.csv")}

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from surrogateshap.config import ConfigError, stage_keys, validate_config
+from surrogateshap.workflow.config import ConfigError, stage_keys, validate_config
 
 from .conftest import SCHEMA
 

@@ -1,10 +1,10 @@
-"""config/README.md is generated from the schema (surrogateshap.configdoc): it must be up to
+"""config/README.md is generated from the schema (surrogateshap.workflow.configdoc): it must be up to
 date, and every leaf of the schema must carry the description it is built from."""
 
 import copy
 
-from surrogateshap import configdoc
-from surrogateshap.config import load_yaml
+from surrogateshap.workflow import configdoc
+from surrogateshap.workflow.config import load_yaml
 
 from .conftest import ROOT, SCHEMA
 
@@ -33,7 +33,7 @@ def test_a_leaf_without_description_is_caught():
 def test_config_readme_is_up_to_date():
     page = configdoc.render(load_yaml(SCHEMA), load_yaml(CONFIG))
     assert (ROOT / "config/README.md").read_text(encoding="utf-8") == page, (
-        "config/README.md is out of date: run `python -m surrogateshap.configdoc` from the root"
+        "config/README.md is out of date: run `python -m surrogateshap.workflow.configdoc` from the root"
     )
 
 

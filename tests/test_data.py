@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from surrogateshap.data import DataError, export_digits, load_dataset
-from surrogateshap.planted import apply_effect, entries
+from surrogateshap.data.datasets import DataError, export_digits, load_dataset
+from surrogateshap.data.planted import apply_effect, entries
 
 
 def _folder(tmp_path, rows, images=True):
@@ -93,7 +93,7 @@ def test_digits_export_has_20_contributors(tmp_path):
 
 
 def test_marker_detector_needs_the_whole_box():
-    from surrogateshap.features import detect_marker
+    from surrogateshap.proxy.features import detect_marker
 
     images = np.zeros((3, 8, 8))
     images[0, :2, :2] = 1.0  # the marker

@@ -4,9 +4,9 @@ from math import factorial
 import numpy as np
 import pytest
 
-from surrogateshap import estimators, games
-from surrogateshap.coalitions import indicators, sample_coalitions
-from surrogateshap.surrogate import _regressor, tree_interactions
+from surrogateshap.estimation import estimators, games, regression
+from surrogateshap.estimation.coalitions import indicators, sample_coalitions
+from surrogateshap.estimation.surrogate_model import _regressor, tree_interactions
 
 
 def _all(n):
@@ -114,7 +114,7 @@ def test_kernel_leaves_directions_the_coalitions_barely_determine_at_the_minimum
     for budget in (2 * n, 10 * n):
         x = indicators(sample_coalitions(n, budget, "shapley_kernel", 0, paired=True), n)
         y = game.evaluate(x)
-        w = estimators.size_weights(x)
+        w = regression.size_weights(x)
         a = (x * w[:, None]).T @ x / w.sum()
         b = (x * w[:, None]).T @ (y - y[x.sum(1) == 0][0]) / w.sum()
         full_b, full_1 = (
@@ -215,7 +215,7 @@ def test_tree_interactions_match_brute_force():
 
 
 def test_convergence_stopping_rule():
-    from surrogateshap.convergence import convergence
+    from surrogateshap.estimation.convergence import convergence
 
     n = 10
     coalitions = sample_coalitions(n, 256, "shapley_kernel", seed=0)  # a random sample: 256 < 2^10
@@ -274,7 +274,7 @@ def test_hybrid_is_efficient_and_as_accurate_as_permutation_on_the_same_chains()
 
 
 def test_stopping_check_on_every_metric():
-    from surrogateshap.convergence import stopping_check
+    from surrogateshap.estimation.convergence import stopping_check
 
     n = 8
     x = _indicators(sample_coalitions(n, 200, "uniform_size", seed=0, paired=True), n)

@@ -2,7 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from surrogateshap import evaluation, games
+from surrogateshap.estimation import games
+from surrogateshap.evaluation import scores as evaluation
+from surrogateshap.evaluation import tables as evaluation_tables
 
 
 def test_lds_hand_computed():
@@ -216,10 +218,10 @@ def test_noise_ceiling_is_spearman_brown_corrected_split_half():
 
 def test_doc_tables_go_between_the_markers_or_are_refused():
     text = "a\n<!-- evaluation-tables:begin -->\nold\n<!-- evaluation-tables:end -->\nb"
-    out = evaluation.replace_between_markers(text, "new")
+    out = evaluation_tables.replace_between_markers(text, "new")
     assert out == "a\n<!-- evaluation-tables:begin -->\nnew\n<!-- evaluation-tables:end -->\nb"
     with pytest.raises(ValueError, match="evaluation-tables:begin"):
-        evaluation.replace_between_markers("no markers", "new")
+        evaluation_tables.replace_between_markers("no markers", "new")
 
 
 def test_a_90_percent_lds_interval_cuts_5_percent_from_each_tail():

@@ -1,11 +1,16 @@
-"""Fingerprints of files, datasets, user callables and code (surrogateshap.fingerprint)."""
+"""Fingerprints of files, datasets, user callables and code (surrogateshap.workflow.fingerprint)."""
 
 from __future__ import annotations
 
 import os
 
-from surrogateshap import fingerprint as fp
-from surrogateshap.config import load_yaml, stage_keys, validate_config, workflow_fingerprints
+from surrogateshap.workflow import fingerprint as fp
+from surrogateshap.workflow.config import (
+    load_yaml,
+    stage_keys,
+    validate_config,
+    workflow_fingerprints,
+)
 
 from .conftest import ROOT, SCHEMA
 from .test_cache_keys import write_dataset
@@ -56,20 +61,28 @@ def test_callable_fingerprint_is_its_source(tmp_path):
     first = fp.callable_fingerprint(f"{code}:f")
     code.write_text("def f(x):\n    return not x\n")
     assert fp.callable_fingerprint(f"{code}:f")["sha256"] != first["sha256"]
-    module = fp.callable_fingerprint("surrogateshap.metrics:frechet")
+    module = fp.callable_fingerprint("surrogateshap.proxy.metrics:frechet")
     assert module["source"].endswith("metrics.py") and module["sha256"]
     assert fp.callable_fingerprint("no_such_module_x:f")["source"] is None
 
 
 def test_code_files_follow_imports(tmp_path):
     script = tmp_path / "s.py"
-    script.write_text("from surrogateshap.io import write_json\n")
-    files = {f.name for f in fp.code_files([script])}
-    # io.py and the package's __init__ it runs; io imports nothing else of the package
-    assert files == {"s.py", "io.py", "__init__.py"}, files
-    script.write_text("from surrogateshap import fingerprint\n")
-    files = {f.name for f in fp.code_files([script])}
-    assert "data.py" in files  # fingerprint imports .data (inside a function, still followed)
+
+    def names(files):
+        return {
+            f.relative_to(fp.PACKAGE_DIR).as_posix() if f.is_relative_to(fp.PACKAGE_DIR) else f.name
+            for f in files
+        }
+
+    script.write_text("from surrogateshap.workflow.io import write_json\n")
+    files = names(fp.code_files([script]))
+    # io.py and the __init__ files it runs; io imports nothing else of the package
+    assert files == {"s.py", "workflow/io.py", "workflow/__init__.py", "__init__.py"}, files
+    script.write_text("from surrogateshap.workflow import fingerprint\n")
+    files = names(fp.code_files([script]))
+    # fingerprint imports data.datasets (inside a function, still followed)
+    assert "data/datasets.py" in files, files
 
 
 def test_schema_marks_files_and_callables(tmp_path):
@@ -99,7 +112,7 @@ def test_file_fingerprints_reach_the_stages_that_read_them(tmp_path):
 
 
 def test_report_lists_every_fingerprint():
-    from surrogateshap.report import fingerprint_html
+    from surrogateshap.report.page import fingerprint_html
 
     html = fingerprint_html(
         {

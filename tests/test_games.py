@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from surrogateshap import estimators, games
+from surrogateshap.estimation import estimators, games
 
 
 def _all(n):

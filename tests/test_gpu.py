@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from surrogateshap import metrics, models
+from surrogateshap.models import class_conditional as models
+from surrogateshap.proxy import metric_base, metrics
 
 pytestmark = [
     pytest.mark.gpu,
@@ -26,7 +27,7 @@ CPU = torch.device("cpu")
 
 def _digits_model(steps=30, device=CPU, seed=0):
     """The workflow's class-conditional UNet, trained briefly on 3 digit classes."""
-    from surrogateshap.data import digits_images
+    from surrogateshap.data.datasets import digits_images
 
     images, labels = digits_images()
     keep = labels < 3
@@ -79,7 +80,7 @@ def test_class_conditional_generation_on_the_gpu(dtype, tolerance):
 def test_text_to_image_generation_on_the_gpu(tmp_path, dtype):
     """A tiny Stable Diffusion pipeline loaded by t2i.load onto CUDA in half precision: finite
     images close to the CPU float32 ones."""
-    from surrogateshap import t2i, tiny
+    from surrogateshap.models import t2i, tiny
 
     tiny.make_tiny_pipeline("sd", tmp_path / "pipe", resolution=32)
     spec = {"type": "stable_diffusion", "path": str(tmp_path / "pipe")}
@@ -122,18 +123,20 @@ def test_torch_frechet_backend_matches_numpy(d):
     torch sees a GPU) against numpy, and the metric's evaluate (which picks the backend)."""
     rng = np.random.default_rng(d)
     n = 2 * d + 50
-    reference = metrics.Reference.from_features(rng.normal(size=(n, d)) @ rng.normal(size=(d, d)))
+    reference = metric_base.Reference.from_features(
+        rng.normal(size=(n, d)) @ rng.normal(size=(d, d))
+    )
     feats = [rng.normal(size=(n, d)) * rng.uniform(0.5, 2, size=d) + 0.1 * c for c in range(3)]
     mean = np.stack([f.mean(0) for f in feats])
     second = np.stack([f.T @ f / n for f in feats])
     cpu = metrics.frechet_from_moments(mean, second, reference)
     _, to = metrics.linalg_backend()
-    ref_gpu = metrics.Reference(to(reference.mean), to(reference.cov), to(reference.cov_sqrt))
+    ref_gpu = metric_base.Reference(to(reference.mean), to(reference.cov), to(reference.cov_sqrt))
     gpu = metrics.frechet_from_moments(to(mean), to(second), ref_gpu, torch)
     assert gpu.device.type == "cuda" and gpu.dtype == torch.float64
     np.testing.assert_allclose(gpu.cpu().numpy(), cpu, rtol=1e-9)
     # the metric's pooled evaluation, on the GPU by itself
-    samples = metrics.Samples(
+    samples = metric_base.Samples(
         np.repeat(np.arange(3), n), np.concatenate(feats), np.full((3 * n, 2), 0.5), np.zeros(3 * n)
     )
     metric = metrics.get_metric("frechet_distance")
@@ -161,8 +164,12 @@ def no_tf32():
 def test_lpips_and_inception_extractors_on_the_gpu(tmp_path, no_tf32):
     """The LPIPS embedder and the FID Inception extractor on CUDA (random weights) match the CPU,
     in full float32 (the tolerances are the CUDA path's, not TF32's rounding)."""
-    from surrogateshap.inception import InceptionExtractor, load_inception, write_random_inception
-    from surrogateshap.lpips import LPIPSEmbedder, load_lpips
+    from surrogateshap.proxy.inception import (
+        InceptionExtractor,
+        load_inception,
+        write_random_inception,
+    )
+    from surrogateshap.proxy.lpips import LPIPSEmbedder, load_lpips
 
     from .conftest import write_random_backbone
 

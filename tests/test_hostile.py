@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from surrogateshap.cli import main
-from surrogateshap.data import (
+from surrogateshap.data.datasets import (
     KEY_PATTERN,
     DataError,
     contributor_key,
@@ -269,8 +269,8 @@ def test_no_code_path_unpickles_or_runs_code_from_a_file():
 
 
 def test_model_folder_with_pickled_weights_is_refused(tmp_path):
-    from surrogateshap.io import write_json
-    from surrogateshap.models import build_unet, load_diffusion
+    from surrogateshap.models.class_conditional import build_unet, load_diffusion
+    from surrogateshap.workflow.io import write_json
 
     build_unet(2, 8, [8]).save_pretrained(
         tmp_path / "unet", safe_serialization=False
@@ -333,7 +333,7 @@ def test_constant_utility_gives_zero_values_all_tied(tmp_path, caplog):
         and (table["ci_low"] == 0).all()
         and (table["rank"] == 1).all()
     )
-    from surrogateshap.io import read_table_metadata
+    from surrogateshap.workflow.io import read_table_metadata
 
     assert read_table_metadata(tmp_path / "a.parquet")["constant_utility"] == 0.25
     assert "0.25 for all 16 coalitions" in caplog.text
@@ -379,8 +379,8 @@ def test_contributor_file_problems_are_named(tmp_path, capsys):
 
 
 def test_workflow_attribution_refuses_nan_naming_the_file(tmp_path):
-    from surrogateshap.data import contributor_table
-    from surrogateshap.steps.attribution import attribute
+    from surrogateshap.data.datasets import contributor_table
+    from surrogateshap.workflow.steps.attribution import attribute
 
     contributor_table(pd.Series({n: 1 for n in NAMES})).to_parquet(
         tmp_path / "contributors.parquet"
@@ -405,7 +405,7 @@ from hypothesis import HealthCheck, given, reject, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from surrogateshap.cli import read_contributors  # noqa: E402
-from surrogateshap.coalitions import read_utility_table  # noqa: E402
+from surrogateshap.estimation.coalitions import read_utility_table  # noqa: E402
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ANY_TEXT = st.text(max_size=12)  # every category, lone surrogates and control characters included

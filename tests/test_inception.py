@@ -1,4 +1,4 @@
-"""The FID Inception-v3 extractor (surrogateshap.inception) with random weights: no real
+"""The FID Inception-v3 extractor (surrogateshap.proxy.inception) with random weights: no real
 weights are available offline, so these tests check the architecture's layout, loading,
 preprocessing and the FID/IS plumbing, not pytorch-fid's reference numbers."""
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from surrogateshap import extractors
-from surrogateshap.game import sample_utilities
-from surrogateshap.inception import (
+from surrogateshap.proxy import extractors
+from surrogateshap.proxy.game import sample_utilities
+from surrogateshap.proxy.inception import (
     FIDInceptionV3,
     InceptionExtractor,
     load_inception,
@@ -17,7 +17,8 @@ from surrogateshap.inception import (
     random_inception_state,
     write_random_inception,
 )
-from surrogateshap.metrics import Reference, Samples, config_problems
+from surrogateshap.proxy.metric_base import Reference, Samples
+from surrogateshap.proxy.metrics import config_problems
 
 from .conftest import reference_set
 

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from surrogateshap.io import atomic_path, read_table_metadata, write_table
+from surrogateshap.workflow.io import atomic_path, read_table_metadata, write_table
 
 
 def test_a_failed_write_leaves_nothing_that_looks_finished(tmp_path):
@@ -33,7 +33,7 @@ def test_a_process_killed_mid_write_leaves_no_output(tmp_path):
 
     target = tmp_path / "shard.parquet"
     code = (
-        "import os, signal\nfrom surrogateshap.io import atomic_path\n"
+        "import os, signal\nfrom surrogateshap.workflow.io import atomic_path\n"
         f"with atomic_path({str(target)!r}) as tmp:\n"
         "    with open(tmp, 'wb') as f:\n"
         "        f.write(b'PAR1' + b'x' * 1_000_000)\n"

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from surrogateshap import features as feat
-from surrogateshap.lpips import SCALE, SHIFT, default_linear_file, load_lpips
-from surrogateshap.metrics import Reference, Samples, get_metric
+from surrogateshap.proxy import features as feat
+from surrogateshap.proxy.lpips import SCALE, SHIFT, default_linear_file, load_lpips
+from surrogateshap.proxy.metric_base import Reference, Samples
+from surrogateshap.proxy.metrics import get_metric
 
 from .conftest import torchvision_alexnet, write_random_backbone
 
@@ -167,7 +168,7 @@ def test_features_stage_stores_the_embeddings(backbone, tmp_path):
 
 def test_per_coalition_mode_scores_lpips_from_its_own_samples(backbone):
     """game.sample_utilities (per_coalition mode) keeps the embeddings: one group, distinct pairs."""
-    from surrogateshap.game import sample_utilities
+    from surrogateshap.proxy.game import sample_utilities
 
     model = load_lpips(backbone)
     x = torch.from_numpy(_images(4, seed=5).transpose(0, 3, 1, 2)) * 2 - 1

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from surrogateshap import extractors, tiny
-from surrogateshap.config import ConfigError, validate_config
-from surrogateshap.metrics import METRICS, Reference, Samples, config_problems, get_metric
+from surrogateshap.models import tiny
+from surrogateshap.proxy import extractors
+from surrogateshap.proxy.metric_base import Reference, Samples
+from surrogateshap.proxy.metrics import METRICS, config_problems, get_metric
+from surrogateshap.workflow.config import ConfigError, validate_config
 
 from .conftest import SCHEMA, reference_set
 
@@ -137,7 +139,7 @@ def test_clip_scores_match_their_definitions(clip_dir):
 
 def test_unreadable_weight_files_are_named(tmp_path):
     """A corrupt aesthetic head or LPIPS file: a ValueError naming it (io.read_state_dict), not the loader's own error."""
-    from surrogateshap.lpips import load_lpips
+    from surrogateshap.proxy.lpips import load_lpips
 
     for name in ("head.pth", "head.safetensors"):
         (tmp_path / name).write_bytes(b"not a weights file")

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from surrogateshap import game
-from surrogateshap.metrics import METRICS, Reference, Samples, frechet_from_moments, get_metric
+from surrogateshap.proxy import game
+from surrogateshap.proxy.metric_base import Reference, Samples
+from surrogateshap.proxy.metrics import METRICS, frechet_from_moments, get_metric
 
 
 def _samples(rng, sizes, d=6, k=4):
@@ -120,7 +121,7 @@ def test_frechet_routes_and_backends_agree(monkeypatch, route, backend):
     float64 as on a GPU (run here on the CPU); tiny chunks so that chunking is exercised."""
     import torch
 
-    from surrogateshap import metrics
+    from surrogateshap.proxy import metrics
 
     rng = np.random.default_rng(5)
     samples = _samples(rng, [30, 50, 40, 20], d=12)
@@ -159,7 +160,7 @@ def test_frechet_routes_and_backends_agree(monkeypatch, route, backend):
 
 
 def test_diversity_in_chunks_equals_one_pass(monkeypatch):
-    from surrogateshap import metrics
+    from surrogateshap.proxy import metrics
 
     rng = np.random.default_rng(6)
     samples = _samples(rng, [7, 12, 5])

@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from surrogateshap import cli, extractors
-from surrogateshap.config import (
+from surrogateshap import cli
+from surrogateshap.data.datasets import load_dataset, load_images
+from surrogateshap.data.shapes import SHAPES, draw
+from surrogateshap.proxy import extractors
+from surrogateshap.workflow.config import (
     ConfigError,
     detector_box,
     load_yaml,
@@ -18,10 +21,8 @@ from surrogateshap.config import (
     stage_keys,
     validate_config,
 )
-from surrogateshap.data import load_dataset, load_images
-from surrogateshap.shapes import SHAPES, draw
-from surrogateshap.steps import data as data_steps
-from surrogateshap.steps import models as model_steps
+from surrogateshap.workflow.steps import data as data_steps
+from surrogateshap.workflow.steps import models as model_steps
 
 from .conftest import ROOT, SCHEMA, copy_workflow, snakemake
 
@@ -281,7 +282,7 @@ def test_shapes_example_finds_the_planted_contributors(tmp_path):
     """Acceptance: a folder dataset that is not digits, planted noise, a marker at a chosen place
     and near-duplicates, the trained extractor, no external weights: every planted contributor
     ranks where its entry says (config/datasets/shapes.yaml, smaller)."""
-    from surrogateshap.evaluation import expected_placements, placement_table
+    from surrogateshap.evaluation.scores import expected_placements, placement_table
 
     root = tmp_path / "shapes"
     assert (

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from surrogateshap.cli import main
-from surrogateshap.io import read_table_metadata, write_table
-from surrogateshap.payout import PayoutError, payout, split
+from surrogateshap.estimation.payout import PayoutError, payout, split
+from surrogateshap.workflow.io import read_table_metadata, write_table
 
 NAMES = ["alice", "bob", "carol", "dave"]
 
@@ -148,9 +148,9 @@ def test_the_workflows_step_reads_the_config_section_and_the_report_shows_it(tmp
     """config/config.yaml's payout section (budget 1: fractions; every metric, weight 1) on two
     published tables: the table sums to the budget, and the report's section shows its top
     rows and what the rest share."""
-    from surrogateshap.config import load_yaml
-    from surrogateshap.report import payout_html
-    from surrogateshap.steps.attribution import payout as step
+    from surrogateshap.report.page import payout_html
+    from surrogateshap.workflow.config import load_yaml
+    from surrogateshap.workflow.steps.attribution import payout as step
 
     from .conftest import ROOT
 

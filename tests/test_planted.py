@@ -1,4 +1,4 @@
-"""Planted ground truth on any dataset (surrogateshap.planted, applied by steps.data.prepare_data)."""
+"""Planted ground truth on any dataset (surrogateshap.data.planted, applied by steps.data.prepare_data)."""
 
 import copy
 import hashlib
@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from surrogateshap.config import ConfigError, validate_config
-from surrogateshap.planted import PlantedError, entries, expectations
-from surrogateshap.steps.data import prepare_data
+from surrogateshap.data.planted import PlantedError, entries, expectations
+from surrogateshap.workflow.config import ConfigError, validate_config
+from surrogateshap.workflow.steps.data import prepare_data
 
 from .conftest import SCHEMA
 

@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from surrogateshap import estimators, game, models, surrogate
-from surrogateshap.coalitions import sample_coalitions
-from surrogateshap.steps.attribution import attribute
-from surrogateshap.steps.data import draw_coalitions, prepare_data
-from surrogateshap.steps.generation import generate_pool_shard
+from surrogateshap.estimation import estimators, surrogate
+from surrogateshap.estimation.coalitions import sample_coalitions
+from surrogateshap.models import class_conditional as models
+from surrogateshap.proxy import game
+from surrogateshap.workflow.steps.attribution import attribute
+from surrogateshap.workflow.steps.data import draw_coalitions, prepare_data
+from surrogateshap.workflow.steps.generation import generate_pool_shard
 
 from .conftest import HOSTILE_NAMES
 
@@ -105,7 +107,7 @@ def _pool_shard(tmp_path, empty_coalition):
         threads=1,
         out_path=str(out),
     )
-    from surrogateshap.features import read_images
+    from surrogateshap.proxy.features import read_images
 
     return read_images([out])
 
@@ -231,8 +233,8 @@ def test_report_escapes_every_string_from_data_and_config(tmp_path, default_conf
     their markup reaches the page as markup, each name is there escaped."""
     import html
 
-    from surrogateshap.features import write_images
-    from surrogateshap.io import write_table
+    from surrogateshap.proxy.features import write_images
+    from surrogateshap.workflow.io import write_table
 
     names = [n for n in HOSTILE_NAMES if any(ch in n for ch in "<>&\"'")] + ["plain"]
     n = len(names)
@@ -283,8 +285,8 @@ def test_report_escapes_every_string_from_data_and_config(tmp_path, default_conf
     config = json.loads(json.dumps(default_config))
     config["run"] = "<img src=x onerror=alert('run')>"
     config["report"]["grid_contributors"] = 3
-    from surrogateshap.report import SCRIPT, write_report
-    from surrogateshap.steps.attribution import payout
+    from surrogateshap.report.page import SCRIPT, write_report
+    from surrogateshap.workflow.steps.attribution import payout
 
     payout(
         attribution_paths=[str(tmp_path / "u.parquet")],
@@ -320,7 +322,7 @@ def test_report_escapes_every_string_from_data_and_config(tmp_path, default_conf
 def test_lora_scale_weights_the_lora(tmp_path):
     """model.lora_scale: 0 gives the pipeline without its LoRA, 1 (the default) the LoRA as
     trained, 0.5 something between, nearer neither end."""
-    from surrogateshap import t2i, tiny
+    from surrogateshap.models import t2i, tiny
 
     tiny.make_tiny_pipeline("sd", tmp_path / "pipe", resolution=16, lora_dir=tmp_path / "lora")
     spec = {"type": "stable_diffusion", "path": str(tmp_path / "pipe")}

@@ -4,15 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from surrogateshap.report import (
-    _low_ceiling_note,
-    _table_html,
-    bar_chart,
-    format_number,
-    interaction_heatmap,
-    planted_contributors,
-    summary_html,
-)
+from surrogateshap.report.charts import bar_chart, interaction_heatmap
+from surrogateshap.report.evaluation_section import _low_ceiling_note
+from surrogateshap.report.page import planted_contributors, summary_html
+from surrogateshap.report.tables import _table_html, format_number
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from surrogateshap import data as data_mod
-from surrogateshap import models, retraining
-from surrogateshap.metrics import Reference
+from surrogateshap.data import datasets as data_mod
+from surrogateshap.evaluation import retraining
+from surrogateshap.models import class_conditional as models
+from surrogateshap.proxy.metric_base import Reference
 
 NAMES = ["dark", "mid", "bright"]
 LEVEL = {"dark": 30, "mid": 128, "bright": 225}  # each contributor's images: one grey level

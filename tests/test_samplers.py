@@ -8,9 +8,17 @@ import pandas as pd
 import pytest
 from scipy.stats import chisquare
 
-from surrogateshap import estimators, games, surrogate
 from surrogateshap.cli import main
-from surrogateshap.coalitions import (
+from surrogateshap.estimation import (
+    estimators,
+    games,
+    msr,
+    regression,
+    selection,
+    surrogate,
+    surrogate_model,
+)
+from surrogateshap.estimation.coalitions import (
     DEFAULT_SAMPLER,
     indicators,
     leverage_pair_counts,
@@ -42,7 +50,7 @@ def _complement(c, n):
 
 
 def test_the_cli_draws_the_workflows_default_design():
-    from surrogateshap.config import load_yaml
+    from surrogateshap.workflow.config import load_yaml
 
     from .conftest import ROOT
 
@@ -151,7 +159,7 @@ def test_stratified_msr_and_odd_targets_keep_the_shapley_values():
     game = games.polynomial_game(n, seed=3)
     y = np.tanh(game.evaluate(everything))
     truth = estimators.exact(everything, y)
-    assert np.allclose(surrogate.stratified_msr(everything, y), truth, atol=1e-10)
+    assert np.allclose(msr.stratified_msr(everything, y), truth, atol=1e-10)
     odd = surrogate.odd_targets(everything, y)
     assert not np.allclose(odd, y)
     assert np.allclose(estimators.exact(everything, odd), truth, atol=1e-10)
@@ -164,9 +172,7 @@ def test_ratio_msr_is_exact_on_every_coalition_and_ignores_a_level_per_size():
     n = 7
     everything = indicators(sample_coalitions(n, 2**n, "leverage", seed=0), n)
     y = np.tanh(games.polynomial_game(n, seed=3).evaluate(everything))
-    assert np.allclose(
-        surrogate.ratio_msr(everything, y), estimators.exact(everything, y), atol=1e-10
-    )
+    assert np.allclose(msr.ratio_msr(everything, y), estimators.exact(everything, y), atol=1e-10)
     # a residual that depends on the size alone is a symmetric game: its values are the equal
     # split, from any sample (where the Horvitz-Thompson weights turn the sample into noise)
     n = 12
@@ -175,20 +181,18 @@ def test_ratio_msr_is_exact_on_every_coalition_and_ignores_a_level_per_size():
     x = indicators(sample_coalitions(n, 60, "bernoulli", seed=4), n)
     r = level[x.sum(1).astype(int)]
     equal = np.full(n, (level[n] - level[0]) / n)
-    assert np.allclose(surrogate.ratio_msr(x, r), equal, atol=1e-12)
-    assert not np.allclose(surrogate.stratified_msr(x, r), equal, atol=1e-3)
+    assert np.allclose(msr.ratio_msr(x, r), equal, atol=1e-12)
+    assert not np.allclose(msr.stratified_msr(x, r), equal, atol=1e-3)
     # efficient on a sample too: the values sum to r(N) - r(empty)
     g = rng.normal(size=len(x))
-    assert (
-        abs(surrogate.ratio_msr(x, g).sum() - (g[x.sum(1) == n][0] - g[x.sum(1) == 0][0])) < 1e-12
-    )
+    assert abs(msr.ratio_msr(x, g).sum() - (g[x.sum(1) == n][0] - g[x.sum(1) == 0][0])) < 1e-12
 
 
 def test_pair_folds_hold_out_a_coalition_with_its_complement():
     n = 12
     x = indicators(sample_coalitions(n, 120, "leverage", seed=0), n)
     keys = {row.tobytes(): i for i, row in enumerate(x.astype(bool))}
-    splits = surrogate.pair_folds(x, 5, seed=1)
+    splits = regression.pair_folds(x, 5, seed=1)
     assert len(splits) == 5
     held = np.concatenate([test for _, test in splits])
     assert sorted(held) == sorted(set(range(len(x))) - {0, 1})  # every inner row once
@@ -202,7 +206,7 @@ def test_pair_folds_never_hold_out_a_size_the_table_holds_whole():
     n = 10
     x = indicators(sample_coalitions(n, 300, "leverage", seed=0), n)
     size = x.sum(1)
-    for train, test in surrogate.pair_folds(x, 5, seed=0):
+    for train, test in regression.pair_folds(x, 5, seed=0):
         assert not np.isin(size[test], [1, n - 1]).any()
         assert (np.isin(size[train], [1, n - 1])).sum() == 2 * n
 
@@ -237,7 +241,7 @@ def test_choosing_by_the_values_held_out_error_keeps_trees_off_a_voting_game(mon
         by_error, names, game.shapley
     )
     assert abs(by_values["shapley"].sum() - (y[x.sum(1) == n][0] - y[x.sum(1) == 0][0])) < 1e-8
-    monkeypatch.setattr(surrogate, "VALUE_MARGIN", 1e9)
+    monkeypatch.setattr(selection, "VALUE_MARGIN", 1e9)
     _, never_diag = estimators.attribute(
         "surrogate", x, y, names, dict(cfg, select="heldout_values"), 0
     )
@@ -253,17 +257,17 @@ def test_heldout_value_scores_put_an_exact_candidate_first():
     y = surrogate.odd_targets(x, games.polynomial_game(n, seed=2, triples=0).evaluate(x))
     exact = {"base": "kernel", "kernel_shrink": 0.0, "n_estimators": 0}
     rough = {"base": "none", "n_estimators": 30, "max_depth": 1}
-    splits = surrogate.pair_folds(x, 4, seed=0)
+    splits = regression.pair_folds(x, 4, seed=0)
     fits = [
-        [surrogate.SurrogateModel(p, 0, 1).fit(x[train], y[train]) for train, _ in splits]
+        [surrogate_model.SurrogateModel(p, 0, 1).fit(x[train], y[train]) for train, _ in splits]
         for p in (rough, exact)
     ]
-    rough_control, _ = surrogate.heldout_value_scores(
+    rough_control, _ = selection.heldout_value_scores(
         x, y, splits, fits, fits[0], "in_sample", True
     )
     assert rough_control[1] < rough_control[0]
     # an exact control leaves no residual: every held-out estimate is the values themselves
-    exact_control, se = surrogate.heldout_value_scores(
+    exact_control, se = selection.heldout_value_scores(
         x, y, splits, fits, fits[1], "in_sample", True, reference=1
     )
     assert exact_control[1] < 1e-12 < exact_control[0] and se[1] == 0 and np.all(se < 1e-12)
@@ -274,9 +278,9 @@ def test_msr_terms_add_up_to_the_stratified_estimate():
     n = 9
     x = indicators(sample_coalitions(n, 5 * n, "shapley_kernel", seed=0, paired=True), n)
     r = rng.normal(size=len(x))
-    terms = surrogate.msr_terms(x, r)
+    terms = msr.msr_terms(x, r)
     assert terms.shape == x.shape
-    np.testing.assert_allclose(terms.sum(0), surrogate.stratified_msr(x, r), atol=1e-12)
+    np.testing.assert_allclose(terms.sum(0), msr.stratified_msr(x, r), atol=1e-12)
 
 
 def test_heldout_value_score_differences_have_the_standard_error_they_report():
@@ -293,7 +297,7 @@ def test_heldout_value_score_differences_have_the_standard_error_they_report():
 
     train = indicators(sample_coalitions(n, 6 * n, "leverage", seed=0), n)
     fitted = [
-        surrogate.SurrogateModel(p, 0, 1).fit(train, utility(train))
+        surrogate_model.SurrogateModel(p, 0, 1).fit(train, utility(train))
         for p in (
             {"base": "kernel", "n_estimators": 0},
             {"base": "none", "n_estimators": 40, "max_depth": 2},
@@ -306,7 +310,7 @@ def test_heldout_value_score_differences_have_the_standard_error_they_report():
         x = np.vstack([train, held])
         y = utility(x)
         splits = [(np.arange(len(train)), np.arange(len(train), len(x)))]
-        scores, se = surrogate.heldout_value_scores(
+        scores, se = selection.heldout_value_scores(
             x, y, splits, [[m] for m in fitted], [fitted[0]], "none", True
         )
         differences.append(scores[1] - scores[0])
@@ -327,10 +331,10 @@ def test_heldout_values_leaves_the_tuning_within_a_family_to_the_utilities_error
     b, db = estimators.attribute("surrogate", x, y, names, dict(cfg, select="heldout_values"), 0)
     assert da["params"] == db["params"]
     pd.testing.assert_frame_equal(a, b)
-    assert surrogate.model_family({"base": "kernel", "max_depth": 2}) == surrogate.model_family(
+    assert selection.model_family({"base": "kernel", "max_depth": 2}) == selection.model_family(
         {"base": "kernel", "max_depth": 3, "learning_rate": 0.1}
     )
-    assert surrogate.model_family({"base": "kernel", "n_estimators": 0}) != surrogate.model_family(
+    assert selection.model_family({"base": "kernel", "n_estimators": 0}) != selection.model_family(
         {"base": "kernel", "n_estimators": 300}
     )
 
@@ -356,7 +360,7 @@ def test_heldout_values_on_plain_folds_and_a_grid_without_a_kernel_base():
 def test_the_rounds_stopping_check_fixes_the_grid_point_the_attribute_stage_picks():
     """With odd targets and the values' selection (a voting game, where they pick no trees), the
     convergence check of the coalition rounds fixes what `attribute` fits, not a choice of its own."""
-    from surrogateshap.convergence import stopping_check
+    from surrogateshap.estimation.convergence import stopping_check
 
     n = 20
     names = [f"p{i}" for i in range(n)]
@@ -415,6 +419,6 @@ def test_cli_writes_the_default_design_and_attributes_with_the_default_estimator
     assert main(attribute + ["--metric", "u", "--out", str(values)]) == 0
     result = pd.read_parquet(values).set_index("contributor").loc[names, "shapley"]
     assert np.allclose(result, weights, atol=1e-3)
-    from surrogateshap.io import read_table_metadata
+    from surrogateshap.workflow.io import read_table_metadata
 
     assert read_table_metadata(values)["estimator"] == estimators.DEFAULT_ESTIMATOR

@@ -6,8 +6,8 @@ import pandas as pd
 from PIL import Image
 
 from surrogateshap.cli import main
-from surrogateshap.data import load_dataset
-from surrogateshap.scenes import TEXTURES, make_scenes
+from surrogateshap.data.datasets import load_dataset
+from surrogateshap.data.scenes import TEXTURES, make_scenes
 
 
 def test_make_scenes_writes_a_colour_folder_dataset(tmp_path, capsys):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from surrogateshap.coalitions import indicators, sample_coalitions
-from surrogateshap.surrogate import attribute
+from surrogateshap.estimation.coalitions import indicators, sample_coalitions
+from surrogateshap.estimation.surrogate import attribute
 
 CFG = {
     "params": {"n_estimators": 300, "min_child_weight": 1},
@@ -57,7 +57,7 @@ def test_same_seed_same_numbers():
 
 @pytest.mark.parametrize("estimator", ["surrogate", "kernel", "banzhaf"])
 def test_nan_utilities_are_refused(estimator):
-    from surrogateshap.estimators import attribute as attribute_with
+    from surrogateshap.estimation.estimators import attribute as attribute_with
 
     x, y = _game(5, np.ones(5))
     y[3] = np.nan
@@ -96,7 +96,7 @@ def test_additive_base_learners_are_exact_on_an_additive_game_at_a_small_budget(
 
 
 def test_kernel_base_without_an_endpoint_falls_back_to_ridge():
-    from surrogateshap.surrogate import SurrogateModel
+    from surrogateshap.estimation.surrogate_model import SurrogateModel
 
     values = np.arange(1.0, 7.0)
     x, y = _game(6, values, count=40)
@@ -108,8 +108,8 @@ def test_kernel_base_without_an_endpoint_falls_back_to_ridge():
 
 
 def test_kernel_base_is_the_kernel_solution_wherever_the_coalitions_determine_it():
-    from surrogateshap import estimators
-    from surrogateshap.surrogate import SurrogateModel
+    from surrogateshap.estimation import estimators
+    from surrogateshap.estimation.surrogate_model import SurrogateModel
 
     values = np.arange(1.0, 7.0)
     x, y = _game(
@@ -132,7 +132,7 @@ def test_kernel_base_is_the_kernel_solution_wherever_the_coalitions_determine_it
 
 
 def test_unknown_base_is_refused_by_name():
-    from surrogateshap.surrogate import SurrogateModel
+    from surrogateshap.estimation.surrogate_model import SurrogateModel
 
     with pytest.raises(ValueError, match="'kernal'.*none, linear, kernel"):
         SurrogateModel({"base": "kernal"}, seed=0, threads=1)
@@ -143,7 +143,7 @@ def test_size_centred_kernel_base_leaves_size_only_parts_out_of_the_values():
     function of |S| alone have the equal split as Shapley values: with `kernel_centre_sizes` the
     base fits them as an intercept per size, so its values are exact and its predictions
     reproduce the table; without it the jump spreads over the values."""
-    from surrogateshap.surrogate import SurrogateModel
+    from surrogateshap.estimation.surrogate_model import SurrogateModel
 
     n = 20
     x = indicators(sample_coalitions(n, 4 * n, "leverage", seed=0, paired=True), n, np.float64)
@@ -172,8 +172,8 @@ def test_size_centred_kernel_base_leaves_size_only_parts_out_of_the_values():
 
 
 def test_a_grid_point_with_no_model_is_left_out_and_a_grid_of_only_those_refused():
-    from surrogateshap.config import load_yaml, merge
-    from surrogateshap.surrogate import grid_candidates
+    from surrogateshap.estimation.selection import grid_candidates
+    from surrogateshap.workflow.config import load_yaml, merge
 
     default = load_yaml("config/config.yaml")["surrogate"]
     # a grid with the kernel base alone as a candidate, then a user's grid merged over it (key by
@@ -194,7 +194,7 @@ def test_a_90_percent_interval_cuts_5_percent_from_each_tail():
     """The percentile interval at level 0.9 leaves (1 - 0.9) / 2 of the replicates on each side:
     on replicates 0..99 its ends are the 5% and 95% quantiles (an 80% interval would give 9.9
     and 89.1)."""
-    from surrogateshap.surrogate import bootstrap_intervals
+    from surrogateshap.estimation.surrogate import bootstrap_intervals
 
     boot = np.tile(np.arange(100.0)[:, None], (1, 3))
     low, high, _ = bootstrap_intervals(boot, 0.9, 1)
@@ -208,8 +208,8 @@ def test_the_values_score_overrules_the_utilities_only_beyond_the_margin(monkeyp
     family's values score lower by more than VALUE_MARGIN standard errors: another family ahead
     by 0.57 of them (what a Fréchet proxy game's noise gave in 1 of 8 draws) does not win, one
     ahead by 3 does."""
-    from surrogateshap import surrogate
-    from surrogateshap.games import polynomial_game
+    from surrogateshap.estimation import selection
+    from surrogateshap.estimation.games import polynomial_game
 
     n = 6
     x = indicators(sample_coalitions(n, 40, "leverage", seed=0), n, dtype=np.float64)
@@ -218,7 +218,7 @@ def test_the_values_score_overrules_the_utilities_only_beyond_the_margin(monkeyp
         {"base": "kernel", "kernel_shrink": 0.0, "n_estimators": 0},
         {"base": "kernel", "kernel_shrink": 0.0, "n_estimators": 20, "max_depth": 2},
     ]
-    by_error, _ = surrogate.cross_validate(x, y, candidates, 3, 0, 1)
+    by_error, _ = selection.cross_validate(x, y, candidates, 3, 0, 1)
 
     def crafted(ahead_by):
         def scores(x, y, splits, fold_models, controls, correct, anchor, reference=0):
@@ -229,8 +229,8 @@ def test_the_values_score_overrules_the_utilities_only_beyond_the_margin(monkeyp
         return scores
 
     for ahead_by, wins in ((0.57, False), (3.0, True)):
-        monkeypatch.setattr(surrogate, "heldout_value_scores", crafted(ahead_by))
-        chosen, _ = surrogate.cross_validate(x, y, candidates, 3, 0, 1, select="heldout_values")
+        monkeypatch.setattr(selection, "heldout_value_scores", crafted(ahead_by))
+        chosen, _ = selection.cross_validate(x, y, candidates, 3, 0, 1, select="heldout_values")
         assert (chosen != by_error) == wins, (ahead_by, chosen, by_error)
 
 
@@ -244,10 +244,10 @@ def test_the_default_settings_recover_a_known_game_through_the_command(tmp_path)
 
     import pandas as pd
 
-    from surrogateshap import games
     from surrogateshap.cli import main
-    from surrogateshap.config import load_yaml
-    from surrogateshap.io import read_table_metadata
+    from surrogateshap.estimation import games
+    from surrogateshap.workflow.config import load_yaml
+    from surrogateshap.workflow.io import read_table_metadata
 
     from .conftest import ROOT
 

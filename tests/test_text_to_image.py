@@ -15,7 +15,7 @@ import torch
 import yaml
 from PIL import Image
 
-from surrogateshap import t2i, tiny
+from surrogateshap.models import t2i, tiny
 
 from .conftest import copy_workflow, planned_jobs, snakemake, write_random_backbone
 
@@ -212,7 +212,7 @@ def _captioned(root, captions):
 
 
 def test_empty_captions_are_listed_all_at_once(tmp_path):
-    from surrogateshap.data import DataError, load_dataset
+    from surrogateshap.data.datasets import DataError, load_dataset
 
     metadata = _captioned(tmp_path, ["a cat", "", "  ", "a dog"])
     with pytest.raises(DataError) as error:
@@ -321,8 +321,8 @@ def test_trained_pipeline_is_a_standard_diffusers_folder(tmp_path):
     steps sample it through the stable_diffusion loader a user's folder goes through."""
     from diffusers import StableDiffusionPipeline
 
-    from surrogateshap.config import model_spec
-    from surrogateshap.generators import TextToImage, load_generator
+    from surrogateshap.models.generators import TextToImage, load_generator
+    from surrogateshap.workflow.config import model_spec
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -358,7 +358,7 @@ def test_trained_pipeline_is_a_standard_diffusers_folder(tmp_path):
 
 
 def _trained_config(**changes):
-    from surrogateshap.config import load_yaml, merge
+    from surrogateshap.workflow.config import load_yaml, merge
 
     from .conftest import ROOT
 
@@ -385,7 +385,7 @@ def _trained_config(**changes):
     ],
 )
 def test_trained_pipeline_settings_are_checked(changes, message):
-    from surrogateshap.config import ConfigError, model_spec, validate_config
+    from surrogateshap.workflow.config import ConfigError, model_spec, validate_config
 
     from .conftest import SCHEMA
 
@@ -478,7 +478,7 @@ def test_trained_pipeline_finds_every_planted_contributor(tmp_path):
     dataset with planted noise, a marker, near-duplicates and a colour cast, generates from it
     through the stable_diffusion path, and ranks every planted contributor where its effect
     puts it."""
-    from surrogateshap.evaluation import expected_placements, placement_table
+    from surrogateshap.evaluation.scores import expected_placements, placement_table
 
     write_colour_dataset(tmp_path / "data")
     workdir = copy_workflow(tmp_path / "wf")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from surrogateshap import models
+from surrogateshap.models import class_conditional as models
 
 CFG = {
     "block_out_channels": [8, 16],
@@ -97,7 +97,7 @@ def test_a_killed_process_resumes_to_the_same_weights(tmp_path):
             import sys, time
             import numpy as np, torch
             from safetensors.torch import save_file
-            from surrogateshap import models
+            from surrogateshap.models import class_conditional as models
             torch.set_num_threads(1)
             rng = np.random.default_rng(0)
             images = rng.random((24, 8, 8)).astype(np.float32)

@@ -117,11 +117,11 @@ def _refused(load, marker, *names):
 def test_weight_file_loaders_refuse_the_payload(tmp_path, marker, fmt):
     """features.inception, features.aesthetic, features.lpips.backbone/.linear and the digits
     classifier, given a malicious file."""
-    from surrogateshap.extractors import load_linear_head
-    from surrogateshap.inception import load_inception
-    from surrogateshap.io import read_state_dict
-    from surrogateshap.lpips import load_lpips
-    from surrogateshap.models import load_classifier
+    from surrogateshap.models.class_conditional import load_classifier
+    from surrogateshap.proxy.extractors import load_linear_head
+    from surrogateshap.proxy.inception import load_inception
+    from surrogateshap.proxy.lpips import load_lpips
+    from surrogateshap.workflow.io import read_state_dict
 
     evil = write_payload(tmp_path / "evil.pth", marker, fmt)
     good_backbone = write_random_backbone(tmp_path / "alexnet.pth")
@@ -157,9 +157,9 @@ def _only_bin(folder, marker):
 def test_model_folders_with_only_bin_files_refuse_the_payload(tmp_path, marker):
     """model.path (the workflow's own UNet folder, a text-to-image pipeline), model.lora and
     features.clip / features.reward folders that carry only malicious .bin files."""
-    from surrogateshap import t2i, tiny
-    from surrogateshap.extractors import load_clip
-    from surrogateshap.models import build_unet, load_diffusion
+    from surrogateshap.models import t2i, tiny
+    from surrogateshap.models.class_conditional import build_unet, load_diffusion
+    from surrogateshap.proxy.extractors import load_clip
 
     unet = tmp_path / "unet_model"
     build_unet(2, 8, [8]).save_pretrained(unet / "unet")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from surrogateshap.io import read_table_metadata
+from surrogateshap.workflow.io import read_table_metadata
 
 from .conftest import ROOT, SMALL, SNAKEMAKE, planned_jobs, snakemake
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import coalitions as coal
-from . import estimators
-from .io import write_table
-from .payout import DEFAULT_DRAWS, POLICIES
+from .estimation import coalitions as coal
+from .estimation import estimators
+from .estimation.payout import DEFAULT_DRAWS, POLICIES
+from .workflow.io import write_table
 
 # config/config.yaml's surrogate section (without its seed); tests/test_samplers.py keeps them equal.
 DEFAULT_SURROGATE = {
@@ -36,7 +36,7 @@ DEFAULT_SURROGATE = {
 def read_contributors(path: str) -> list[str]:
     """Every player's name as given. Refused, naming them: no rows, missing or blank names, names
     listed twice, and the names the dataset loader refuses (`data.name_problems`)."""
-    from .data import name_problems
+    from .data.datasets import name_problems
 
     try:
         frame = (
@@ -133,7 +133,7 @@ def _settings(args) -> dict:
 
 
 def cmd_payout(args) -> int:
-    from .payout import parse_metric, payout_from_files
+    from .estimation.payout import parse_metric, payout_from_files
 
     table, meta = payout_from_files(
         args.tables,
@@ -145,7 +145,7 @@ def cmd_payout(args) -> int:
         args.seed,
     )
     if args.out.endswith(".csv"):
-        from .io import write_text
+        from .workflow.io import write_text
 
         write_text(args.out, table.to_csv(index=False))
     else:
@@ -158,7 +158,7 @@ def cmd_payout(args) -> int:
 
 
 def cmd_convergence(args) -> int:
-    from .convergence import convergence
+    from .estimation.convergence import convergence
 
     names = read_contributors(args.contributors)
     x, y = read_utilities(args.utilities, args.metric, names)
@@ -179,7 +179,7 @@ def cmd_convergence(args) -> int:
 
 
 def cmd_make_tiny_pipeline(args) -> int:
-    from .tiny import make_tiny_pipeline
+    from .models.tiny import make_tiny_pipeline
 
     make_tiny_pipeline(args.kind, args.out, args.resolution, args.seed, args.lora, args.lora_rank)
     print(
@@ -190,8 +190,8 @@ def cmd_make_tiny_pipeline(args) -> int:
 
 
 def cmd_train_lora(args) -> int:
-    from .models import set_threads
-    from .steps.models import train_lora
+    from .models.class_conditional import set_threads
+    from .workflow.steps.models import train_lora
 
     if args.threads:
         set_threads(args.threads)
@@ -225,21 +225,21 @@ def _made(table, args, what: str) -> int:
 
 
 def cmd_make_scenes(args) -> int:
-    from .scenes import make_scenes
+    from .data.scenes import make_scenes
 
     table = make_scenes(args.out, args.contributors, args.per_contributor, args.size, args.seed)
     return _made(table, args, "colour")
 
 
 def cmd_make_shapes(args) -> int:
-    from .shapes import make_shapes
+    from .data.shapes import make_shapes
 
     table = make_shapes(args.out, args.contributors, args.per_contributor, args.size, args.seed)
     return _made(table, args, "shape")
 
 
 def cmd_check_data(args) -> int:
-    from .checkdata import main as check_data
+    from .data.checkdata import main as check_data
 
     return check_data(args.configfile, args.base)
 

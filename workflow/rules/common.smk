@@ -10,7 +10,7 @@ PACKAGE_SRC = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).p
 if (PACKAGE_SRC / "surrogateshap" / "__init__.py").is_file():
     sys.path.insert(0, str(PACKAGE_SRC))
 try:
-    from surrogateshap.config import (
+    from surrogateshap.workflow.config import (
         TRAINED_TEXT_TO_IMAGE,
         ConfigError,
         canonical,
@@ -41,10 +41,10 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 # Before the first job, in the process that schedules (jobs parse this file again and skip it):
-# the data table, the user's functions, model paths and the design (surrogateshap.preflight).
+# the data table, the user's functions, model paths and the design (surrogateshap.workflow.preflight).
 # SURROGATESHAP_PREFLIGHT=off skips them, e.g. where the data is mounted on the compute nodes only.
 if workflow.is_main_process and os.environ.get("SURROGATESHAP_PREFLIGHT", "on") != "off":
-    from surrogateshap.preflight import preflight
+    from surrogateshap.workflow.preflight import preflight
 
     FINDINGS = preflight(config)
     for warning in FINDINGS.warnings:

@@ -1,8 +1,8 @@
 # Used by both per_coalition_utilities (all coalitions) and proxy_check_shard (the check's subset).
 import _workflow_package  # noqa: F401  (this workflow's own src/ first on sys.path)
 
-from surrogateshap.steps import game
-from surrogateshap.steps.common import setup_logging
+from surrogateshap.workflow.steps import game
+from surrogateshap.workflow.steps.common import setup_logging
 
 setup_logging(snakemake.log[0])
 cfg = snakemake.params.cfg

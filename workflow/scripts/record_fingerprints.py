@@ -1,7 +1,7 @@
 import _workflow_package  # noqa: F401  (this workflow's own src/ first on sys.path)
 
-from surrogateshap.io import write_json
-from surrogateshap.steps.common import setup_logging
+from surrogateshap.workflow.io import write_json
+from surrogateshap.workflow.steps.common import setup_logging
 
 setup_logging(snakemake.log[0])
 write_json(
