@@ -20,7 +20,7 @@ LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 def test_readme_is_a_short_newcomer_page():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert len(readme.encode()) <= 12_000
+    assert len(readme.encode()) <= 8_192
     for text in ("make demo", "make test", "--configfile", "--profile profiles/slurm"):
         assert text in readme, text
     assert (ROOT / "docs/images/report.png").stat().st_size > 10_000

@@ -52,6 +52,14 @@ def test_lds_for_every_method_and_metric(evaluated):
     ceiling = pd.read_parquet(evaluated / "tables/ceiling.parquet")
     assert set(ceiling["metric"]) == metrics and (ceiling["replicates"] == 2).all()
     assert ceiling["noise_ceiling"].notna().any()
+    # the chance level from many random value vectors, and the score given coalition size
+    chance = ceiling[["chance_mean", "chance_p95", "chance_given_size_p95"]]
+    assert chance.notna().all().all() and (ceiling["chance_p95"] > ceiling["chance_mean"]).all()
+    assert lds["lds_given_size"].notna().any()
+    assert (
+        lds["above_chance"]
+        == (lds["lds"] > lds["metric"].map(ceiling.set_index("metric")["chance_p95"]))
+    ).all()
 
 
 def test_the_cheaper_game_is_measured_against_full_retraining(evaluated):

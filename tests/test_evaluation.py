@@ -269,3 +269,47 @@ def test_placement_at_the_bottom_counts_exactly_the_last_k_places():
     assert found("bottom", 2) == {"a": False, "b": False, "c": False, "d": True, "e": True}
     assert found("top", 1) == {"a": True, "b": False, "c": False, "d": False, "e": False}
     assert found("top", 2) == {"a": True, "b": True, "c": False, "d": False, "e": False}
+
+
+def test_lds_given_size_is_the_partial_rank_correlation():
+    """Checked against the textbook formula on ranks: r_ab.s = (r_ab - r_as r_bs) /
+    sqrt((1 - r_as^2)(1 - r_bs^2)); a prediction of the size alone has no part left."""
+    from scipy.stats import pearsonr, rankdata
+
+    from surrogateshap.evaluation.scores import spearman_given_size
+
+    rng = np.random.default_rng(3)
+    x = (rng.random((40, 12)) < 0.5).astype(float)
+    sizes = x.sum(1)
+    phi = rng.normal(size=12)
+    actual = 2 * sizes + x @ phi + rng.normal(0, 0.5, 40)
+    predicted = x @ (phi + rng.normal(0, 0.5, 12))
+    a, b, s = rankdata(predicted), rankdata(actual), rankdata(sizes)
+    r_ab, r_as, r_bs = pearsonr(a, b)[0], pearsonr(a, s)[0], pearsonr(b, s)[0]
+    expected = (r_ab - r_as * r_bs) / np.sqrt((1 - r_as**2) * (1 - r_bs**2))
+    assert spearman_given_size(predicted, actual, sizes) == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(spearman_given_size(3 * sizes, actual, sizes))
+    assert evaluation.spearman(sizes, actual) > 0.5  # the size alone has an LDS ...
+    # ... and the contributor-specific part is what is left given size
+    assert spearman_given_size(x @ phi, actual, sizes) > 0.8
+
+
+def test_chance_level_is_the_95th_percentile_of_random_values():
+    """Brute force with scipy's Spearman over the same seeded draws; the random values' LDS
+    rises with the size trend of the utility (their sums are not 0), their score given size
+    does not."""
+    from scipy.stats import spearmanr
+
+    from surrogateshap.evaluation.scores import CHANCE_DRAWS, chance_levels
+    from surrogateshap.proxy.game import _rng
+
+    rng = np.random.default_rng(4)
+    x = (rng.random((30, 10)) < 0.5).astype(float)
+    actual = 5 * x.sum(1) + rng.normal(0, 0.3, 30)
+    levels = chance_levels(x, actual, seed=7)
+    values = _rng(7, "chance").standard_normal((CHANCE_DRAWS, 10))
+    scores = [spearmanr(x @ v, actual).statistic for v in values]
+    assert levels["chance_p95"] == pytest.approx(np.quantile(scores, 0.95), abs=1e-9)
+    assert levels["chance_mean"] == pytest.approx(np.mean(scores), abs=1e-9)
+    assert levels == chance_levels(x, actual, seed=7)
+    assert levels["chance_p95"] > 0.5 > levels["chance_given_size_p95"]

@@ -15,6 +15,10 @@ attribution predicts:
   seed's own LDS is kept as replication. With pairwise interactions (the surrogate's),
   the second-order prediction is reported as its own method, never mixed in.
 - noise ceiling: how well the retraining game agrees with itself across replicates.
+- chance and size: the LDS of many random value vectors (their mean and 95th percentile are the
+  chance level: values with a non-zero sum already predict a utility that moves with coalition
+  size), and beside every LDS its partial rank correlation given the coalition size, the part
+  of the prediction that is about which contributors are in, not how many.
 - proxy fidelity: the same coalitions' proxy utilities against retrained ones.
 - counterfactual removal: retrain without each method's top-k (and bottom-k)
   contributors and measure the metric change.
@@ -182,6 +186,64 @@ def lds_intervals(
     return pd.DataFrame(rows)
 
 
+CHANCE_DRAWS = 1000  # random value vectors behind the chance level
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks along the last axis (ties share their mean rank, as Spearman's)."""
+    from scipy.stats import rankdata
+
+    return rankdata(values, axis=-1)
+
+
+def _residual_correlation(a: np.ndarray, b: np.ndarray, control: np.ndarray) -> np.ndarray:
+    """Pearson correlation of rows of `a` with `b` after a least-squares line in `control` is
+    taken out of both (a: (k, m) or (m,); b, control: (m,)); NaN where a residual is constant."""
+    design = np.column_stack([np.ones_like(control), control])
+    projector = design @ np.linalg.pinv(design)
+    a_res = np.atleast_2d(a) - np.atleast_2d(a) @ projector.T
+    b_res = b - projector @ b
+    a_res -= a_res.mean(1, keepdims=True)
+    b_res -= b_res.mean()
+    scale = np.linalg.norm(a_res, axis=1) * np.linalg.norm(b_res)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (a_res @ b_res) / scale
+    # a residual within rounding of zero is a constant one: no correlation to report
+    out[scale <= 1e-9 * max(1.0, float(np.abs(b).max()) ** 2) * len(b)] = np.nan
+    return out
+
+
+def spearman_given_size(predicted, actual, sizes) -> float:
+    """Partial Spearman correlation of the predicted and the actual utilities given the
+    coalition size: both rank vectors with their linear trend in the size ranks taken out.
+    Without size differences it is the Spearman correlation."""
+    predicted, actual = np.asarray(predicted, np.float64), np.asarray(actual, np.float64)
+    if len(actual) < 4 or np.ptp(predicted) == 0 or np.ptp(actual) == 0:
+        return float("nan")
+    return float(
+        _residual_correlation(_ranks(predicted), _ranks(actual), _ranks(np.asarray(sizes)))[0]
+    )
+
+
+def chance_levels(x: np.ndarray, actual, seed: int, draws: int = CHANCE_DRAWS) -> dict:
+    """The LDS and the size-controlled score of `draws` random value vectors (independent
+    standard normal values, additive predictions): their mean and 95th percentile. A method is
+    above chance where its score exceeds the 95th percentile."""
+    x = np.asarray(x, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    values = _rng(seed, "chance").standard_normal((draws, x.shape[1]))
+    ranked = _ranks(values @ x.T)
+    sizes = _ranks(x.sum(1))
+    plain = _residual_correlation(ranked, _ranks(actual), np.zeros(len(actual)))
+    given = _residual_correlation(ranked, _ranks(actual), sizes)
+    out = {}
+    for name, scores in (("chance", plain), ("chance_given_size", given)):
+        scores = scores[np.isfinite(scores)]
+        out[f"{name}_mean"] = float(scores.mean()) if len(scores) else float("nan")
+        out[f"{name}_p95"] = float(np.quantile(scores, 0.95)) if len(scores) else float("nan")
+    return out
+
+
 def lds(predicted: np.ndarray, actual: np.ndarray, draws: np.ndarray) -> dict:
     """LDS per draw seed, and their mean and standard deviation."""
     per_draw = {
@@ -326,6 +388,7 @@ def lds_table(
         wide = by_replicate.pivot(index="coalition", columns="replicate", values=metric)
         by_coalition = wide.loc[scored["coalition"]].to_numpy()
         ceiling = noise_ceiling(by_coalition)
+        chance = chance_levels(x, scored[metric].to_numpy(), seed)
         ceilings.append(
             {
                 "metric": metric,
@@ -333,6 +396,7 @@ def lds_table(
                 "noise_ceiling": ceiling,
                 "replicates": int(wide.shape[1]),
                 "coalitions": int(len(scored)),
+                **chance,
             }
         )
         predictions, per_draw = {}, {}
@@ -358,6 +422,11 @@ def lds_table(
         )
         table.insert(1, "metric", metric)
         table["noise_ceiling"] = ceiling
+        table["lds_given_size"] = [
+            spearman_given_size(predictions[m], scored[metric], x.sum(1)) for m in table["method"]
+        ]
+        table["above_chance"] = table["lds"] > chance["chance_p95"]
+        table["given_size_above_chance"] = table["lds_given_size"] > chance["chance_given_size_p95"]
         table["lds_over_ceiling"] = table["lds"] / ceiling if ceiling > 0 else float("nan")
         table["draw_mean"] = [per_draw[m]["lds_mean"] for m in table["method"]]
         table["draw_std"] = [per_draw[m]["lds_std"] for m in table["method"]]

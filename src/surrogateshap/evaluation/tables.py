@@ -261,6 +261,22 @@ def markdown_tables(tables_dir) -> str:
             )
         ),
     ]
+    if "lds_given_size" in lds_rows.columns:
+        parts += [
+            "",
+            "**LDS given coalition size** (partial Spearman correlation given |S|; the chance "
+            "levels, 95th percentile of random values, are in the ceiling table; * above it)",
+            "",
+            _markdown(
+                wide(
+                    lambda r: (
+                        f"{r.lds_given_size:.3f}{'*' if r.given_size_above_chance else ''}"
+                        if np.isfinite(r.lds_given_size)
+                        else "n/a"
+                    )
+                )
+            ),
+        ]
     if "vs_reference" in lds_rows.columns:
         parts += [
             "",

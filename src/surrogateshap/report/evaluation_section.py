@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..evaluation.scores import CHANCE_DRAWS
 from .charts import _counterfactual_png, _png_uri, _scatter_png
 from .tables import _esc, _table_html, format_number
 
@@ -114,6 +115,35 @@ def evaluation_section(tables_dir, planted: set[str]) -> str:
         "or the prediction is constant.</p>"
         + _table_html(wide.reset_index(names="method"), set(), ("method",))
     )
+    if "lds_given_size" in lds.columns:
+        given = {}
+        for row in lds.itertuples():
+            given.setdefault(row.method, {})[row.metric] = (
+                format_number(row.lds_given_size)
+                + (" (above chance)" if row.given_size_above_chance else "")
+                if np.isfinite(row.lds_given_size)
+                else "n/a"
+            )
+        chance = ", ".join(
+            f"{_esc(r.metric)} {format_number(r.chance_p95)} (given size "
+            f"{format_number(r.chance_given_size_p95)})"
+            for r in ceiling.itertuples()
+        )
+        parts.append(
+            "<h3>Chance and coalition size</h3><p>Values with a non-zero sum predict a utility that "
+            "moves with the coalition's size, whatever they say of each contributor. The chance "
+            f"level is the 95th percentile of the LDS of {CHANCE_DRAWS} random value vectors: "
+            f"{chance}. Below, each method's LDS given coalition size (the partial rank "
+            "correlation given |S|): the part of its prediction about which contributors are in a "
+            "coalition, not how many; n/a: the prediction is the size alone, or constant.</p>"
+            + _table_html(
+                pd.DataFrame.from_dict(given, orient="index")
+                .reindex(index=order, columns=metrics)
+                .reset_index(names="method"),
+                set(),
+                ("method",),
+            )
+        )
     if len(game_fidelity):
         parts.append(
             f"<h3>Fidelity of the {_esc(retraining['game'])} game</h3><p>Spearman correlation of its "
