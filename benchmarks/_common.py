@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from surrogateshap.workflow.config import load_yaml, merge, validate_config
+# imported where used: estimators.py runs in shapiq's own environment, which lacks jsonschema
+from surrogateshap.estimation import estimators, games
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
@@ -26,6 +27,8 @@ SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 
 def default_config(overrides: dict | None = None) -> dict:
     """config/config.yaml (the embedded default) with `overrides` merged over it, validated."""
+    from surrogateshap.workflow.config import load_yaml, merge, validate_config
+
     return validate_config(merge(load_yaml(ROOT / "config/config.yaml"), overrides or {}), SCHEMA)
 
 
@@ -68,6 +71,7 @@ def prepare_inputs(
     """The workflow's inputs for `config` under `workdir`, built by the rules' own functions:
     the exported dataset, the classifier and its reference features, and the diffusion model
     (`model` if given, else trained here for `train_steps` steps)."""
+    from surrogateshap.workflow.config import merge
     from surrogateshap.workflow.steps import data as data_steps  # torch: only where it is used
     from surrogateshap.workflow.steps import models as model_steps
 
@@ -195,3 +199,33 @@ def loglog_exponents(sizes: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         coef = np.linalg.lstsq(design, np.log(np.asarray(seconds, dtype=float)), rcond=None)[0]
         exponents[varied] = coef[1:]
     return exponents
+
+
+# --------------------------------------------------------------------------- games
+def tanh_game(n: int, seed: int) -> games.Game:
+    if n > 16:
+        raise ValueError(f"tanh enumerates 2^n coalitions; n = {n} is over 16")
+    inner = games.polynomial_game(n, seed)
+    everything = np.array([[m >> i & 1 for i in range(n)] for m in range(2**n)], dtype=float)
+    spread = float(np.std(inner.evaluate(everything)))
+
+    def evaluate(x):
+        return np.tanh(inner.evaluate(np.asarray(x, dtype=float)) / spread)
+
+    return games.Game(
+        f"tanh(n={n})", n, evaluate, estimators.exact(everything, evaluate(everything))
+    )
+
+
+def additive_game(n: int, seed: int) -> games.Game:
+    return games.polynomial_game(n, seed, pairs=0, triples=0)
+
+
+# game families with exact Shapley values, by the name `--games name:n` gives them
+GAMES = {
+    "additive": additive_game,
+    "poly": games.polynomial_game,
+    "tanh": tanh_game,
+    "fd": games.gaussian_fd_game,
+    "vote": games.voting_game,
+}

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from _common import GAMES
 
 from surrogateshap.estimation import estimators, games
 from surrogateshap.estimation.coalitions import DEFAULT_SAMPLER, indicators, sample_coalitions
@@ -123,29 +124,6 @@ def workflow_config() -> dict:
 def default_settings() -> dict:
     cfg = workflow_config()["surrogate"]
     return dict(cfg, bootstrap=0, threads=1)  # threads are the rule's, not the config's
-
-
-def tanh_game(n: int, seed: int) -> games.Game:
-    if n > 16:
-        raise ValueError(f"tanh enumerates 2^n coalitions; n = {n} is over 16")
-    inner = games.polynomial_game(n, seed)
-    everything = np.array([[m >> i & 1 for i in range(n)] for m in range(2**n)], dtype=float)
-    spread = float(np.std(inner.evaluate(everything)))
-
-    def evaluate(x):
-        return np.tanh(inner.evaluate(np.asarray(x, dtype=float)) / spread)
-
-    return games.Game(
-        f"tanh(n={n})", n, evaluate, estimators.exact(everything, evaluate(everything))
-    )
-
-
-GAMES = {
-    "poly": games.polynomial_game,
-    "tanh": tanh_game,
-    "fd": games.gaussian_fd_game,
-    "vote": games.voting_game,
-}
 
 
 def ours(method: str, game: games.Game, budget: int, seed: int) -> np.ndarray:

@@ -42,6 +42,12 @@ SLOW = pytest.mark.slow
         ),
         ("fingerprint.py", ["--quick"], ["us/image", "read+hash s"]),
         (
+            "interval_coverage.py",
+            ["--games", "additive:4", "tanh:5", "--multipliers", "4", "--noise", "0.1"]
+            + ["--seeds", "2"],
+            ["90% intervals", "additive:4", "tanh:5", "err/half"],
+        ),
+        (
             "unet_sizes.py",
             ["--steps", "1", "--sizes", "8", "16", "--batch-size", "4"],
             ["s/1000 steps", "636,067", "[32, 64, 64]"],
