@@ -10,8 +10,8 @@ independent normal noise of standard deviation `noise` x the spread of the game'
 x sqrt(n) (noise 0: the game itself). The values and intervals are `surrogate.attribute`'s with
 config/config.yaml's surrogate settings (its bootstrap and `ci_level`). Columns:
 
-- `coverage`: the share of (game, contributor) pairs whose exact value lies in the interval,
-  with its 95% Wilson interval (the pairs of one game are not independent: read it as a guide);
+- `coverage`: the share of (game, contributor) pairs whose exact value lies in the interval
+  (within 1e-9 relative: an exact fit's intervals can have zero width), with its 95% Wilson interval (the pairs of one game are not independent: read it as a guide);
 - `own`: the share of intervals that contain their own point estimate;
 - `err/half`: the median of |value - exact value| / the interval's half-width (a calibrated
   normal interval at 90% gives 0.41: above it, the intervals are too narrow for the errors);
@@ -62,8 +62,10 @@ def one_game(family: str, n: int, budget: int, noise: float, seed: int, config: 
     value, low, high = (table[c].to_numpy() for c in ("shapley", "ci_low", "ci_high"))
     exact = game.shapley
     half = np.maximum((high - low) / 2, 1e-12)
+    # rounding: an exact fit's zero-width interval holds the exact value within 1e-9
+    tol = 1e-9 * (1 + np.abs(exact))
     return (
-        (low <= exact) & (exact <= high),
+        (low - tol <= exact) & (exact <= high + tol),
         (low <= value) & (value <= high),
         np.abs(value - exact) / half,
     )
