@@ -209,6 +209,20 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def by_method_and_metric(lds_rows: pd.DataFrame, metrics: list[str], text) -> pd.DataFrame:
+    """The LDS table's rows laid out wide: a `method` column (in the table's order), then one
+    column per metric holding `text(row)`; NaN where a method has no row for a metric."""
+    cells: dict = {}
+    for row in lds_rows.itertuples():
+        cells.setdefault(row.method, {})[row.metric] = text(row)
+    order = lds_rows.drop_duplicates("method")["method"].tolist()
+    return (
+        pd.DataFrame.from_dict(cells, orient="index")
+        .reindex(index=order, columns=metrics)
+        .reset_index(names="method")
+    )
+
+
 def markdown_tables(tables_dir) -> str:
     """The evaluation's tables as Markdown, from a run's results/<run>/evaluation/tables/:
     the noise ceilings, LDS with intervals, the paired differences to SurrogateSHAP, the
@@ -222,16 +236,11 @@ def markdown_tables(tables_dir) -> str:
     game = pd.read_parquet(tables / "game_fidelity.parquet")
     summary = json_mod.loads((tables / "summary.json").read_text())
     metrics = ceiling["metric"].tolist()
-    order = lds_rows.drop_duplicates("method")["method"].tolist()
     retraining = summary["retraining"]
     level = summary["lds"]["level"]
 
     def wide(text):
-        cells = {(r.method, r.metric): text(r) for r in lds_rows.itertuples()}
-        return pd.DataFrame(
-            [[m] + [cells.get((m, k), "") for k in metrics] for m in order],
-            columns=["method"] + metrics,
-        )
+        return by_method_and_metric(lds_rows, metrics, text).fillna("")
 
     def interval(value, low, high, sign=""):
         if not np.isfinite(value):

@@ -451,6 +451,22 @@ LORA_TARGETS_UNET = [
 ]
 
 
+def caption_tokens(tokenizer, captions: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of the distinct captions, sorted, and of the empty prompt (the last row), padded
+    to the tokenizer's length as the pipeline pads every prompt; and each caption's row."""
+    prompts = sorted(set(captions))
+    tokens = tokenizer(
+        prompts + [""],
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    position = {p: i for i, p in enumerate(prompts)}
+    rows = torch.tensor([position[c] for c in captions], device=device)
+    return tokens.input_ids.to(device), rows
+
+
 def train_lora(
     pipe,
     images,
@@ -485,20 +501,11 @@ def train_lora(
     pipe.to(device)
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
     x = (x * 2 - 1).to(device)
-    prompts = sorted(set(captions))
+    token_ids, caption_ids = caption_tokens(pipe.tokenizer, captions, device)
     with torch.no_grad():
         latents = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
-        tokens = pipe.tokenizer(
-            prompts + [""],
-            padding="max_length",
-            max_length=pipe.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        embeddings = pipe.text_encoder(tokens.input_ids.to(device))[0]
-    position = {p: i for i, p in enumerate(prompts)}
-    caption_ids = torch.tensor([position[c] for c in captions], device=device)
-    unconditional = embeddings[len(prompts)]
+        embeddings = pipe.text_encoder(token_ids)[0]
+    unconditional = embeddings[-1]
     add_lora(pipe, rank=rank, seed=seed, targets=LORA_TARGETS_UNET, random_init=False)
     unet = pipe.unet.train()
     params = [p for p in unet.parameters() if p.requires_grad]
@@ -621,7 +628,6 @@ def train_text_to_image(
         if progress and (step % max(1, vae_steps // 10) == 0 or step == vae_steps - 1):
             progress(f"vae step {step + 1}/{vae_steps} loss {loss.item():.4f}")
     vae.eval().requires_grad_(False)
-    prompts = sorted(set(captions))
     with torch.no_grad():
         latents = torch.cat(
             [vae.encode(x[i : i + 256]).latent_dist.mean for i in range(0, len(x), 256)]
@@ -629,18 +635,8 @@ def train_text_to_image(
         scale = float(1.0 / latents.std())
         vae.register_to_config(scaling_factor=scale)
         latents = latents * scale
-        # the pipeline pads every prompt to the tokenizer's 77 tokens: train on the same
-        tokens = tokenizer(
-            prompts + [""],
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-    token_ids = tokens.input_ids.to(device)
-    position = {p: i for i, p in enumerate(prompts)}
-    caption_ids = torch.tensor([position[c] for c in captions], device=device)
-    empty = len(prompts)
+    token_ids, caption_ids = caption_tokens(tokenizer, captions, device)
+    empty = len(token_ids) - 1
 
     torch.manual_seed(seed + 1)
     unet = text_to_image_unet(

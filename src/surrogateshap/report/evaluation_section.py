@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation.scores import CHANCE_DRAWS
+from ..evaluation.tables import by_method_and_metric
 from .charts import _counterfactual_png, _png_uri, _scatter_png
 from .tables import _esc, _table_html, format_number
 
@@ -83,8 +84,8 @@ def evaluation_section(tables_dir, planted: set[str]) -> str:
         f"{_esc(summary['heldout']['draws'])}.</p>",
     ]
     level = summary["lds"]["level"]
-    cells = {}
-    for row in lds.itertuples():
+
+    def lds_cell(row) -> str:
         text = (
             f"{format_number(row.lds)} [{format_number(row.lds_low)}, {format_number(row.lds_high)}]"
             if np.isfinite(row.lds)
@@ -95,9 +96,8 @@ def evaluation_section(tables_dir, planted: set[str]) -> str:
                 f"; Δ {format_number(row.vs_reference)} [{format_number(row.vs_reference_low)}, "
                 f"{format_number(row.vs_reference_high)}]"
             )
-        cells.setdefault(row.method, {})[row.metric] = text
-    order = lds.drop_duplicates("method")["method"].tolist()
-    wide = pd.DataFrame.from_dict(cells, orient="index").reindex(index=order, columns=metrics)
+        return text
+
     parts.append(
         "<h3>Noise ceiling of the retraining game</h3><p>Split-half Spearman correlation of the "
         "replicates' utilities across the held-out coalitions, Spearman-Brown corrected: the "
@@ -113,17 +113,16 @@ def evaluation_section(tables_dir, planted: set[str]) -> str:
         "coalitions; Δ: SurrogateSHAP's LDS minus the method's, with its interval on the same "
         "bootstrap draws (an interval above 0: SurrogateSHAP is ahead). n/a: the retrained utility "
         "or the prediction is constant.</p>"
-        + _table_html(wide.reset_index(names="method"), set(), ("method",))
+        + _table_html(by_method_and_metric(lds, metrics, lds_cell), set(), ("method",))
     )
     if "lds_given_size" in lds.columns:
-        given = {}
-        for row in lds.itertuples():
-            given.setdefault(row.method, {})[row.metric] = (
-                format_number(row.lds_given_size)
-                + (" (above chance)" if row.given_size_above_chance else "")
-                if np.isfinite(row.lds_given_size)
-                else "n/a"
-            )
+
+        def given_size_cell(row) -> str:
+            if not np.isfinite(row.lds_given_size):
+                return "n/a"
+            above = " (above chance)" if row.given_size_above_chance else ""
+            return format_number(row.lds_given_size) + above
+
         chance = ", ".join(
             f"{_esc(r.metric)} {format_number(r.chance_p95)} (given size "
             f"{format_number(r.chance_given_size_p95)})"
@@ -136,13 +135,7 @@ def evaluation_section(tables_dir, planted: set[str]) -> str:
             f"{chance}. Below, each method's LDS given coalition size (the partial rank "
             "correlation given |S|): the part of its prediction about which contributors are in a "
             "coalition, not how many; n/a: the prediction is the size alone, or constant.</p>"
-            + _table_html(
-                pd.DataFrame.from_dict(given, orient="index")
-                .reindex(index=order, columns=metrics)
-                .reset_index(names="method"),
-                set(),
-                ("method",),
-            )
+            + _table_html(by_method_and_metric(lds, metrics, given_size_cell), set(), ("method",))
         )
     if len(game_fidelity):
         parts.append(
