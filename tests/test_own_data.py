@@ -1,5 +1,5 @@
 """Your own dataset: the shapes dataset, the trained extractor, and the combinations refused
-before any job runs (docs/own-data-trained.md)."""
+before any job runs (docs/own-data.md, docs/own-data-trained.md)."""
 
 import copy
 import json
