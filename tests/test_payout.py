@@ -87,11 +87,16 @@ def test_intervals_hold_the_payout_and_widen_with_the_values_intervals():
         assert (table["payout"] <= table["payout_high"]).all()
         widths[half_width] = (table["payout_high"] - table["payout_low"]).to_numpy()
     assert (widths[0.1] < widths[0.4]).all() and (widths[0.4] < widths[1.0]).all()
-    # no interval: no spread
-    exact = _table(values).drop(columns=["ci_low", "ci_high"])
-    table, _ = payout({"q": (exact, _meta("q", "higher"))}, 100.0)
-    assert np.allclose(table["payout_low"], table["payout"])
-    assert np.allclose(table["payout_high"], table["payout"])
+    # values without an interval (none computed, or a design too small for one): no payout
+    # interval either, and the metadata says why, rather than a zero-width one that looks certain
+    for exact in (
+        _table(values).drop(columns=["ci_low", "ci_high"]),
+        _table(values).assign(ci_low=np.nan, ci_high=np.nan),
+    ):
+        table, meta = payout({"q": (exact, _meta("q", "higher"))}, 100.0)
+        assert table["payout_low"].isna().all() and table["payout_high"].isna().all()
+        assert meta["interval"].startswith("no interval")
+        assert np.isclose(table["payout"].sum(), 100.0)
 
 
 def test_payout_is_seeded():

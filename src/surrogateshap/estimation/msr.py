@@ -5,9 +5,11 @@ estimate its held-out value score compares against (`msr_terms`).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .regression import measured_endpoints
+from .regression import complement_units, measured_endpoints
 
 
 def _size_strata(x: np.ndarray, r: np.ndarray, within) -> np.ndarray:
@@ -77,3 +79,63 @@ def ratio_msr(x: np.ndarray, r: np.ndarray) -> np.ndarray:
     v_empty, v_grand = measured_endpoints(x, r)  # an endpoint the table lacks adds 0, as above
     total = np.nan_to_num(v_grand) - np.nan_to_num(v_empty)
     return values + (total - values.sum()) / n
+
+
+def stratified_variance(t: np.ndarray, unit: np.ndarray, stratum: np.ndarray) -> np.ndarray:
+    """Variance of t.sum(0) where the rows come in units (summed first) drawn at random within
+    each stratum: the units' sample variance times their number, per stratum. `t`: rows, or rows x
+    columns (a variance per column). A stratum of one unit adds nothing."""
+    t = np.asarray(t, np.float64)
+    ids, unit_of_row = np.unique(unit, return_inverse=True)
+    sums = np.zeros((len(ids),) + t.shape[1:])
+    np.add.at(sums, unit_of_row, t)
+    unit_stratum = np.zeros(len(ids), dtype=np.int64)
+    unit_stratum[unit_of_row] = stratum
+    total = np.zeros(t.shape[1:])
+    for s in np.unique(unit_stratum):
+        per_unit = sums[unit_stratum == s]
+        if len(per_unit) > 1:
+            total = total + len(per_unit) * np.var(per_unit, axis=0, ddof=1)
+    return total
+
+
+def ratio_msr_se(x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """The standard error of `ratio_msr(x, r)` per player, the coalitions between the endpoints
+    being the random part: each is a uniform draw within its size (a coalition and its complement,
+    where both are there, one draw of the stratum min(s, n - s), as the samplers draw them). The
+    linearised (Hajek) variance: each coalition's residual less the mean of its player-and-size
+    cell, times its weight in the estimate (1 / (n m) for the m coalitions of its size holding the
+    player, minus that for those without), summed per unit, with the units' variance per stratum.
+    A cell of m coalitions is scaled by sqrt(m / (m - 1)) for the degree of freedom its mean takes;
+    a cell of one is centred on its size's mean instead, so it adds its spread, not zero. A stratum
+    is scaled by the share of its coalitions the table lacks (the draw is without replacement: a
+    size held whole varies with the draw no more; the utilities' own noise is the bootstrap's)."""
+    n = x.shape[1]
+    r = np.asarray(r, np.float64)
+    size = x.sum(1).astype(int)
+    inner = np.flatnonzero((size > 0) & (size < n))
+    terms = np.zeros((len(inner), n))
+    for s in np.unique(size[inner]):
+        rows = size[inner] == s
+        z = x[inner[rows]].astype(np.float64)
+        rs = r[inner[rows]]
+        held, missed = z.sum(0), len(rs) - z.sum(0)
+        in_mean = np.where(held > 0, rs @ z / np.maximum(held, 1), rs.mean())
+        out_mean = np.where(missed > 0, rs @ (1 - z) / np.maximum(missed, 1), rs.mean())
+        count = np.where(z > 0, held, missed)
+        centre = np.where(z > 0, in_mean, out_mean)
+        centre = np.where(count > 1, centre, rs.mean())
+        scale = np.sqrt(np.where(count > 1, count / np.maximum(count - 1, 1), 1.0))
+        weight = np.where(z > 0, 1.0, -1.0) / (n * count)
+        terms[rows] = weight * (rs[:, None] - centre) * scale
+    unit = complement_units(x, inner)[inner]
+    stratum = np.minimum(size[inner], n - size[inner])
+    held = np.bincount(stratum, minlength=n // 2 + 1)  # rows of sizes s and n - s
+    possible = np.array(
+        [float(min(math.comb(n, s), 10**300)) * (1 if 2 * s == n else 2) for s in range(n // 2 + 1)]
+    )
+    terms *= np.sqrt(np.clip(1 - held / possible, 0, 1))[stratum, None]
+    variance = stratified_variance(terms, unit, stratum)
+    # A few large residuals make each player's own estimate erratic (its cells may miss them in
+    # this draw and hold them in the next): no player's is taken below the players' mean.
+    return np.sqrt(np.maximum(variance, variance.mean()))

@@ -140,7 +140,7 @@ def _draw_values(table: pd.DataFrame, level: float, draws: int, rng) -> np.ndarr
         table["ci_high"].to_numpy(np.float64) if "ci_high" in table else np.full_like(value, np.nan)
     )
     z = norm.ppf(0.5 + level / 2)
-    # no interval (no bootstrap): no spread; an end on the wrong side of the value: none that way
+    # no interval: no spread (`payout` then gives none); an end on the wrong side: none that way
     below = np.nan_to_num(np.maximum(value - low, 0.0)) / z
     above = np.nan_to_num(np.maximum(high - value, 0.0)) / z
     e = np.abs(rng.standard_normal((draws, len(value))))
@@ -205,8 +205,14 @@ def payout(
     drawn = np.zeros((draws, len(names)))
     out = pd.DataFrame({"contributor": names})
     info = {}
+    without = []  # metrics whose values have no interval: the payout's would look certain
     for m, w in weights.items():
         table, meta = tables[m]
+        if not all(
+            c in table and np.isfinite(table[c].to_numpy(np.float64)).all()
+            for c in ("ci_low", "ci_high")
+        ):
+            without.append(sources[m])
         table = table.set_index(table["contributor"].astype(str)).loc[names].reset_index(drop=True)
         direction = _direction(m, (directions or {}).get(m), meta, sources[m])
         sign = 1.0 if direction == "higher" else -1.0
@@ -226,6 +232,8 @@ def payout(
     # the parts add up to the budget but for rounding: put the rounding on the largest payout
     point[np.argmax(np.abs(point))] += budget - point.sum()
     low, high = np.quantile(drawn, [(1 - level) / 2, 1 - (1 - level) / 2], axis=0)
+    if without:
+        low = high = np.full(len(names), np.nan)
     out.insert(1, "payout", point)
     out.insert(2, "payout_low", low)
     out.insert(3, "payout_high", high)
@@ -241,6 +249,9 @@ def payout(
         "draws": draws,
         "seed": seed,
         "metrics": info,
+        "interval": (
+            "no interval: no value intervals in " + ", ".join(without) if without else "drawn"
+        ),
     }
     return out.sort_values("rank", kind="stable").reset_index(drop=True), meta
 

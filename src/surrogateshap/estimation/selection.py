@@ -9,7 +9,7 @@ import itertools
 
 import numpy as np
 
-from .msr import msr_terms
+from .msr import msr_terms, stratified_variance
 from .regression import (
     EstimatorError,
     complement_units,
@@ -251,17 +251,5 @@ def heldout_value_scores(
         for c, phi in enumerate(phis):
             scores[c] += float(np.sum((phi - psi) ** 2))
             t = terms[drawn] @ (phi - phis[reference])
-            variance[c] += 4 * _stratified_variance(t, unit[rows][drawn], stratum[rows][drawn])
+            variance[c] += 4 * stratified_variance(t, unit[rows][drawn], stratum[rows][drawn])
     return scores, np.sqrt(variance)
-
-
-def _stratified_variance(t: np.ndarray, unit: np.ndarray, stratum: np.ndarray) -> float:
-    """Variance of sum(t) where the rows come in units (summed first) drawn at random within
-    each stratum: the units' sample variance times their number, per stratum."""
-    total = 0.0
-    for s in np.unique(stratum):
-        ids, sums = np.unique(unit[stratum == s], return_inverse=True)
-        per_unit = np.bincount(sums, weights=t[stratum == s], minlength=len(ids))
-        if len(per_unit) > 1:
-            total += len(per_unit) * float(np.var(per_unit, ddof=1))
-    return total

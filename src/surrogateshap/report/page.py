@@ -53,6 +53,20 @@ def planted_contributors(config: dict) -> list[dict]:
     return planted_mod.entries(config["data"])
 
 
+def interval_text(diag: dict) -> str:
+    """How the metric's intervals were drawn, or why there are none."""
+    how = diag.get("interval", "percentile")
+    if how.startswith("no interval"):
+        return how[0].upper() + how[1:] + "."
+    if how.startswith("normal"):
+        return (
+            f"Intervals: {diag['ci_level']:.0%}, the value -/+ the normal quantile times a standard "
+            f"error from the bootstrap over coalitions ({diag['bootstrap']} refits) and the "
+            "residual correction's stratified error."
+        )
+    return f"Intervals: {diag['ci_level']:.0%} percentile bootstrap over coalitions ({diag['bootstrap']} refits)."
+
+
 def _who(row: pd.Series) -> str:
     """'name +1.34 [1.10, 1.58]', with a note when the interval does not exclude 0."""
     low, high = row["ci_low"], row["ci_high"]
@@ -98,7 +112,7 @@ def summary_html(results: list[tuple[pd.DataFrame, dict]], planted: list[dict]) 
         "<p>Per metric, the contributor whose data raises it most and the one whose data lowers it "
         "most, with the Shapley value and its "
         + (f"{level:.0%} " if level else "")
-        + "bootstrap interval. Whether raising is good depends on the metric's direction. "
+        + "interval. Whether raising is good depends on the metric's direction. "
         "Fit: the surrogate's out-of-fold R² on held-out coalitions (near 1: the values can be "
         "trusted; below 0.5: weak).</p>",
         "<table><thead><tr><th class='name'>metric</th><th class='name'>raises it most</th>"
@@ -240,6 +254,8 @@ def payout_html(table: pd.DataFrame, meta: dict, top: int = 10) -> str:
         "charged (negative payouts)",
     }[meta["negative"]]
     shown = table.head(top)[["rank", "contributor", "payout", "payout_low", "payout_high", "share"]]
+    if meta.get("interval", "").startswith("no interval"):
+        policy += f". No payout interval ({_esc(meta['interval'][len('no interval: ') :])})"
     rest = table.iloc[top:]
     more = (
         f"<p class='note'>{len(rest)} more contributor(s) share "
@@ -353,8 +369,7 @@ def write_report(
                 "Shapley value is 0 and all contributors are tied (no surrogate was fitted).</p>"
             )
         parts.append(
-            f"<p>Intervals: {diag['ci_level']:.0%} percentile bootstrap over coalitions "
-            f"({diag['bootstrap']} refits). Click a column's header to sort.</p>"
+            f"<p>{_esc(interval_text(diag))} Click a column's header to sort.</p>"
             + scrolled(_table_html(shown, set(planted), sortable=True), len(shown))
         )
         k = rcfg["grid_contributors"]
