@@ -15,7 +15,7 @@ import torch
 import yaml
 from PIL import Image
 
-from surrogateshap.models import t2i, tiny
+from surrogateshap.models import t2i, t2i_training, tiny
 
 from .conftest import copy_workflow, planned_jobs, snakemake, write_random_backbone
 
@@ -328,11 +328,11 @@ def test_trained_pipeline_is_a_standard_diffusers_folder(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.random((6, SIZE, SIZE, 3)).astype(np.float32)
     captions = ["a red square", "a blue circle", "a red square"] * 2
-    pipe = tiny.train_text_to_image(images, captions, TRAIN_TINY, {"vae_steps": 2}, seed=3)
-    again = tiny.train_text_to_image(images, captions, TRAIN_TINY, {"vae_steps": 2}, seed=3)
+    pipe = t2i_training.train_text_to_image(images, captions, TRAIN_TINY, {"vae_steps": 2}, seed=3)
+    again = t2i_training.train_text_to_image(images, captions, TRAIN_TINY, {"vae_steps": 2}, seed=3)
     for a, b in zip(pipe.unet.state_dict().values(), again.unet.state_dict().values()):
         assert torch.equal(a, b)  # every draw from the seed
-    tiny.save_pipeline(pipe, tmp_path / "model")
+    t2i_training.save_pipeline(pipe, tmp_path / "model")
     loaded = StableDiffusionPipeline.from_pretrained(tmp_path / "model", local_files_only=True)
     assert type(loaded) is StableDiffusionPipeline
     assert loaded.vae.config.scaling_factor == pipe.vae.config.scaling_factor != 0.18215

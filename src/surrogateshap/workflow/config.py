@@ -219,7 +219,7 @@ def _check_semantics(config: dict, source: str) -> None:
 
 # model.type of the small Stable Diffusion pipeline that the workflow trains on the captions
 TRAINED_TEXT_TO_IMAGE = "tiny_text_to_image"
-# its VAE halves the side once (tiny._tiny_vae's two levels)
+# its VAE halves the side once (tiny.tiny_vae's two levels)
 TRAINED_VAE_FACTOR = 2
 
 

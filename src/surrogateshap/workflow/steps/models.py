@@ -14,7 +14,7 @@ import pandas as pd
 
 from ...data import datasets as data_mod
 from ...models import class_conditional as models
-from ...models import tiny
+from ...models import t2i_training, tiny
 from ...proxy import extractors
 from ..config import TRAINED_TEXT_TO_IMAGE
 from ..io import write_json, write_table
@@ -88,7 +88,7 @@ def train_model(
             items["caption"].nunique(),
             device,
         )
-        pipe = tiny.train_text_to_image(
+        pipe = t2i_training.train_text_to_image(
             images,
             items["caption"].tolist(),
             cfg["train"],
@@ -97,7 +97,7 @@ def train_model(
             device=device,
             progress=log.info,
         )
-        tiny.save_pipeline(pipe, out_dir)
+        t2i_training.save_pipeline(pipe, out_dir)
         return
     images = data_mod.load_images(
         dataset.root, items["file_name"], data_cfg["image_size"], dataset.mode
@@ -178,7 +178,7 @@ def train_lora(
     images the pipeline learnt, planted effects included) and, for `model.type:
     tiny_text_to_image`, the pipeline the workflow trained, both under the cache beside it.
     `images_dir` holds images and a metadata.csv with `file_name` and `caption` columns.
-    `pipeline` is another Stable Diffusion folder to start from. `train`: `tiny.train_lora`'s
+    `pipeline` is another Stable Diffusion folder to start from. `train`: `t2i_training.train_lora`'s
     settings. Writes the LoRA (`save_lora_weights` format) to `out_dir`; returns what it did.
     """
     from diffusers import StableDiffusionPipeline
@@ -228,7 +228,7 @@ def train_lora(
     where = models.resolve_device(device, "--device")
     if progress:
         progress(f"a LoRA on {len(images)} images of {source} ({side}x{side}), on {where}")
-    pipe = tiny.train_lora(
+    pipe = t2i_training.train_lora(
         pipe, images, items["caption"].tolist(), device=where, progress=progress, **train
     )
     tiny.save_lora(pipe, out_dir)
