@@ -15,7 +15,7 @@ from surrogateshap.data.scenes import make_scenes
 from surrogateshap.estimation.estimators import exact
 from surrogateshap.evaluation.scores import expected_placements, placement_table
 from surrogateshap.proxy import extractors
-from surrogateshap.proxy.features import detect_marker
+from surrogateshap.proxy.features import configured_scores, detect_marker
 from surrogateshap.proxy.game import PooledGame
 from surrogateshap.proxy.metric_base import Reference, Samples
 
@@ -42,6 +42,10 @@ def test_sharpness_falls_with_blur_and_rises_with_noise(scenes):
     sharp = extractors.sharpness(images)
     assert (extractors.sharpness(blurred) < sharp).all()
     assert (extractors.sharpness(noisy) > sharp).all()
+    # the features stage computes it for every pool, whatever the features settings
+    assert "sharpness" in configured_scores({})
+    scores = extractors.score_samples(images, [""] * len(images), {}, configured_scores({}))
+    np.testing.assert_allclose(scores["sharpness"], sharp)
     # the grey version's: an RGB image and its luma give the same value
     np.testing.assert_allclose(extractors.sharpness(extractors.to_gray(images)), sharp)
     # a flat image has none; a checkerboard of 0 and 1 the most a [0, 1] image can have (4² = 16)
