@@ -301,8 +301,8 @@ CASES = [
     ),
     (
         "unknown-metric",
-        _set("metrics", ["frechet_distance", "sharpness"]),
-        ["metrics.1", "unknown metric 'sharpness'"],
+        _set("metrics", ["frechet_distance", "crispness"]),
+        ["metrics.1", "unknown metric 'crispness'"],
     ),
     (
         "wrong-type",

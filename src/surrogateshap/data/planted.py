@@ -19,7 +19,9 @@ Effects (images as floats in [0, 1], grayscale or RGB, at their stored size):
 Each entry says which metric its effect should move and where the contributor should then rank
 in that metric's attribution (`rank: top` = among the largest values, i.e. raises the metric
 most; `bottom` = lowers it most), within the first `within` places (default: the number of
-entries expecting the same metric and end). Defaults per effect are in `DEFAULT_EXPECT`.
+entries expecting the same metric and end). Without `expect.metric`, an entry expects the first
+of its effect's measures (`MEASURES`) that the run's metrics include, else the last of them:
+noise and blur the sharpness (top and bottom) when it is measured, else the Fréchet distance.
 The report and the evaluation read these expectations; nothing else depends on them.
 """
 
@@ -37,14 +39,16 @@ import pandas as pd
 EFFECTS = ("noise", "blur", "marker", "near_duplicates", "style")
 STYLES = ("invert", "stripes", "tint")
 POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")
-# What each effect moves, by construction, and the end of the ranking it belongs to.
-DEFAULT_EXPECT = {
-    "noise": ("frechet_distance", "top"),
-    "blur": ("frechet_distance", "top"),
-    "marker": ("marker_rate", "top"),
-    "near_duplicates": ("diversity", "bottom"),
-    "style": ("frechet_distance", "top"),
+# What each effect moves, by construction, and the end of the ranking it belongs to: the metrics
+# that measure it, the most direct first (an entry expects the first its run measures, else the last).
+MEASURES = {
+    "noise": (("sharpness", "top"), ("frechet_distance", "top")),
+    "blur": (("sharpness", "bottom"), ("frechet_distance", "top")),
+    "marker": (("marker_rate", "top"),),
+    "near_duplicates": (("diversity", "bottom"),),
+    "style": (("frechet_distance", "top"),),
 }
+DEFAULT_EXPECT = {effect: measures[-1] for effect, measures in MEASURES.items()}
 DEFAULT_STRENGTH = {"noise": 0.5, "blur": 1.5, "near_duplicates": 0.0, "style": 0.3}
 DEFAULT_MARKER_SIZE = 2
 
@@ -70,14 +74,27 @@ def entries(data_cfg: dict) -> list[dict]:
     return out
 
 
+def _expected(effect, metric: str | None, metrics: list[str] | None) -> tuple:
+    """(metric, side) an entry of `effect` expects: `metric` when given (its side from the
+    effect's measures, else the effect's default side), else the first of the effect's measures
+    in `metrics`, else the last."""
+    measures = MEASURES.get(effect, ())
+    default = measures[-1] if measures else (None, "top")
+    if metric is not None:
+        return next((m for m in measures if m[0] == metric), (metric, default[1]))
+    return next((m for m in measures if metrics is not None and m[0] in metrics), default)
+
+
 def _filled(entry: dict, name: str) -> dict:
     effect = entry.get("effect")
-    metric, side = DEFAULT_EXPECT.get(effect, (None, "top"))
     expect = dict(entry.get("expect") or {})
+    metric, side = _expected(effect, expect.get("metric"), None)
     entry["expect"] = {
-        "metric": expect.get("metric", metric),
+        "metric": metric,
         "rank": expect.get("rank", side),
         "within": expect.get("within"),
+        # what the entry says itself; the rest follows the run's metrics (`expectations`)
+        "given": [key for key in ("metric", "rank", "within") if expect.get(key) is not None],
     }
     if entry.get("strength") is None:
         entry["strength"] = DEFAULT_STRENGTH.get(effect, 0.0)
@@ -104,6 +121,19 @@ def _fill_within(out: list[dict]) -> None:
             entry["expect"]["within"] = groups[key]
 
 
+def _following(entry: dict, metrics: list[str]) -> dict:
+    given = entry["expect"].get("given", ("metric", "rank", "within"))
+    if "metric" in given:
+        return entry
+    metric, side = _expected(entry.get("effect"), None, metrics)
+    expect = dict(entry["expect"], metric=metric)
+    if "rank" not in given:
+        expect["rank"] = side
+    if "within" not in given:
+        expect["within"] = None  # counted again over what the entries now expect
+    return dict(entry, expect=expect)
+
+
 def label(entry: dict) -> str:
     return f"{entry['name']} (contributor {entry.get('contributor')!r}, effect {entry.get('effect')!r})"
 
@@ -114,6 +144,8 @@ def expectations(planted: list[dict], metrics: list[str] | None = None) -> list[
     filled = [
         e if "name" in e else _filled(dict(e), f"planted[{i}]") for i, e in enumerate(planted)
     ]
+    if metrics is not None:  # an entry that names no metric expects the first measured of its own
+        filled = [_following(e, metrics) for e in filled]
     _fill_within(filled)
     return [
         {

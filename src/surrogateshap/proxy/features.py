@@ -128,8 +128,9 @@ def lpips_embedder(spec: dict):
 
 def configured_scores(feat_cfg: dict) -> set[str]:
     """The per-sample scores the `features` settings make available (a function of that section only,
-    so the features stage's cache key covers them)."""
-    names = set(feat_cfg.get("custom_metrics") or {})
+    so the features stage's cache key covers them). `sharpness` always: it costs one pass over the
+    pixels."""
+    names = set(feat_cfg.get("custom_metrics") or {}) | {"sharpness"}
     if feat_cfg.get("clip"):
         names.add("clip_score")
         if feat_cfg.get("aesthetic"):

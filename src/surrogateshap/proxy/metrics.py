@@ -30,6 +30,7 @@ from .score_metrics import (
     ClipScore,
     RewardScore,
     SampleMean,
+    Sharpness,
     SpuriousRate,
 )
 
@@ -305,6 +306,7 @@ METRICS: dict[str, type[Metric]] = {
         Diversity,
         LPIPSDiversity,
         MarkerRate,
+        Sharpness,
         VendiScore,
         AttributeBias,
         ClipScore,

@@ -1,5 +1,5 @@
 """Metrics of per-sample scores and class probabilities by prompt group: the mean of a per-sample
-score (CLIP score, aesthetic and reward-model scores, the spurious detector's rate, and the
+score (sharpness, CLIP score, aesthetic and reward-model scores, the spurious detector's rate, and the
 user's custom metrics, `metrics.custom_metric`), and the attribute bias.
 """
 
@@ -97,6 +97,15 @@ class RewardScore(SampleMean):
     title = "Reward-model score (preference model, e.g. PickScore)"
     description = "logit_scale * cos(image, prompt) of the CLIP-architecture reward model features.reward, averaged."
     needs = ("reward",)
+
+
+class Sharpness(SampleMean):
+    name = score = "sharpness"
+    title = "Sharpness (high-frequency energy)"
+    description = (
+        "Mean squared 4-neighbour Laplacian of the grey image, averaged over samples: blur lowers "
+        "it; noise and fine texture raise it."
+    )
 
 
 class SpuriousRate(SampleMean):
