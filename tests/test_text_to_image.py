@@ -315,6 +315,44 @@ TRAIN_TINY = {
 }
 
 
+def test_trained_pipeline_resumes_from_its_checkpoint_to_the_same_weights(tmp_path):
+    """A training of the small pipeline stopped at UNet step 3 of 6 (checkpoints every 2 steps)
+    and started again with the same checkpoint file resumes at step 2 without training the VAE
+    again, and ends with the weights (VAE, UNet, text encoder) of a run never stopped."""
+
+    class Stop(Exception):
+        pass
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(1)
+    images = rng.random((6, SIZE, SIZE, 3)).astype(np.float32)
+    captions = ["a red square", "a blue circle", "a red square"] * 2
+    cfg = dict(TRAIN_TINY, steps=6, checkpoint_every=2)
+    t2i = {"vae_steps": 3}
+    whole = t2i_training.train_text_to_image(images, captions, cfg, t2i, seed=5)
+
+    def stop_at_step_3(message):
+        if message.startswith("unet step 3/"):
+            raise Stop
+
+    checkpoint = tmp_path / "training-checkpoint.pt"
+    with pytest.raises(Stop):
+        t2i_training.train_text_to_image(
+            images, captions, cfg, t2i, seed=5, progress=stop_at_step_3, checkpoint=checkpoint
+        )
+    messages = []
+    resumed = t2i_training.train_text_to_image(
+        images, captions, cfg, t2i, seed=5, progress=messages.append, checkpoint=checkpoint
+    )
+    assert messages[0] == f"resumed from {checkpoint} at unet step 2/6"
+    assert not [m for m in messages if m.startswith("vae step")]
+    for part in ("vae", "unet", "text_encoder"):
+        a, b = getattr(whole, part).state_dict(), getattr(resumed, part).state_dict()
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (part, key)
+
+
 def test_trained_pipeline_is_a_standard_diffusers_folder(tmp_path):
     """model.type tiny_text_to_image: the pipeline trained on captioned colour images is written
     as a diffusers folder that StableDiffusionPipeline.from_pretrained loads, and the generation

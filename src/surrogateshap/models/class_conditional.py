@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -197,8 +197,9 @@ class TrainingState:
     optimizer: torch.optim.Optimizer
     lr_schedule: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    rng: np.random.Generator
+    rng: np.random.Generator | None  # a run that draws from numpy too
     gen: torch.Generator
+    extra: dict[str, torch.nn.Module] = field(default_factory=dict)  # more trained modules
 
     def save(self, path, step: int) -> None:
         """Atomically (a kill while saving keeps the previous checkpoint). torch.save of tensors,
@@ -211,8 +212,9 @@ class TrainingState:
             "lr_schedule": self.lr_schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             # numpy's state holds 128-bit integers: kept as JSON text
-            "rng": json.dumps(self.rng.bit_generator.state),
+            "rng": json.dumps(self.rng.bit_generator.state) if self.rng is not None else "",
             "gen": self.gen.get_state(),
+            "extra": {name: module.state_dict() for name, module in self.extra.items()},
         }
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -228,8 +230,11 @@ class TrainingState:
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         self.scaler.load_state_dict(state["scaler"])
-        self.rng.bit_generator.state = json.loads(state["rng"])
+        if self.rng is not None:
+            self.rng.bit_generator.state = json.loads(state["rng"])
         self.gen.set_state(state["gen"].cpu())
+        for name, module in self.extra.items():
+            module.load_state_dict(state["extra"][name])
         return int(state["step"])
 
 

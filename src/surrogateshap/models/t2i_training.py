@@ -162,6 +162,7 @@ def train_text_to_image(
     seed: int,
     device: torch.device | None = None,
     progress=None,
+    checkpoint=None,
 ):
     """A small StableDiffusionPipeline trained from scratch on a captioned dataset.
 
@@ -176,13 +177,22 @@ def train_text_to_image(
     them move apart). Every random draw comes from CPU generators seeded by
     `seed`, so the device changes only floating-point rounding. Returns the pipeline (EMA
     weights, DDIM with the training schedule) on the CPU.
+
+    `checkpoint`: a file where the whole training state (the trained VAE, the UNet and text
+    encoder, their EMA, optimiser, schedule and generator) is saved once the VAE is trained and
+    every `train_cfg["checkpoint_every"]` UNet steps (steps / 10 when unset); when it exists,
+    training resumes from it (the VAE is not trained again) and ends with the same weights as a
+    run that was never interrupted.
     """
     import copy
     import math
+    from pathlib import Path
 
     import numpy as np
     import torch.nn.functional as F
     from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionPipeline
+
+    from .class_conditional import TrainingState
 
     device = device or torch.device("cpu")
     t2i_cfg = t2i_cfg or {}
@@ -196,8 +206,13 @@ def train_text_to_image(
     vae = tiny.tiny_vae(size).to(device).train()
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
     x = (x * 2 - 1).to(device)
+    resuming = checkpoint is not None and Path(checkpoint).is_file()
+    if resuming:  # the VAE as trained; the rest of the state is restored below
+        vae.load_state_dict(
+            torch.load(checkpoint, map_location=device, weights_only=True)["extra"]["vae"]
+        )
     optimizer = torch.optim.AdamW(vae.parameters(), lr=VAE_LR)
-    for step in range(vae_steps):
+    for step in range(0 if resuming else vae_steps):
         idx = torch.randint(0, len(x), (min(batch, len(x)),), generator=gen).to(device)
         posterior = vae.encode(x[idx]).latent_dist
         eps = torch.randn(posterior.mean.shape, generator=gen).to(device)
@@ -240,7 +255,17 @@ def train_text_to_image(
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
-    for step in range(steps):
+    scaler = torch.amp.GradScaler("cuda", enabled=False)  # no state; TrainingState saves one
+    state = TrainingState(trained, ema, optimizer, lr_schedule, scaler, None, gen, {"vae": vae})
+    every = int(train_cfg.get("checkpoint_every") or max(1, steps // 10))
+    first = 0
+    if resuming:
+        first = state.restore(checkpoint, device)
+        if progress:
+            progress(f"resumed from {checkpoint} at unet step {first}/{steps}")
+    elif checkpoint is not None:
+        state.save(checkpoint, 0)
+    for step in range(first, steps):
         idx = torch.randint(0, len(latents), (batch,), generator=gen).to(device)
         cond = caption_ids[idx].clone()
         cond[(torch.rand(batch, generator=gen) < train_cfg["label_dropout"]).to(device)] = empty
@@ -263,6 +288,8 @@ def train_text_to_image(
         with torch.no_grad():
             for p_ema, p in zip(ema.parameters(), trained.parameters()):
                 p_ema.lerp_(p, 1 - train_cfg["ema_decay"])
+        if checkpoint is not None and (step + 1) % every == 0 and step + 1 < steps:
+            state.save(checkpoint, step + 1)
         if progress and (step % max(1, steps // 20) == 0 or step == steps - 1):
             progress(f"unet step {step + 1}/{steps} loss {loss.item():.4f}")
     scheduler = DDIMScheduler.from_config(

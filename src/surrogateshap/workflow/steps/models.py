@@ -88,6 +88,7 @@ def train_model(
             items["caption"].nunique(),
             device,
         )
+        checkpoint = Path(out_dir).parent / "training-checkpoint.pt"  # as below
         pipe = t2i_training.train_text_to_image(
             images,
             items["caption"].tolist(),
@@ -96,8 +97,10 @@ def train_model(
             seed,
             device=device,
             progress=log.info,
+            checkpoint=checkpoint,
         )
         t2i_training.save_pipeline(pipe, out_dir)
+        checkpoint.unlink(missing_ok=True)
         return
     images = data_mod.load_images(
         dataset.root, items["file_name"], data_cfg["image_size"], dataset.mode
