@@ -106,23 +106,23 @@ def interval_spread(
     boot: np.ndarray,
     values: np.ndarray,
     x: np.ndarray,
-    y: np.ndarray,
-    fold_fit: tuple,
+    cross_fit: tuple[np.ndarray, np.ndarray],
     odd: bool,
 ) -> np.ndarray:
     """The standard error the intervals are drawn with, four parts added as variances: the
     bootstrap replicates' spread (which coalitions were drawn and their utilities' noise, through
     the fitted surrogate); the stratified standard error of the residual correction on
     out-of-fold residuals (`ratio_msr_se`: what the trees miss, which in-sample residuals
-    understate); the values' distance to the cross-fitted regression-adjusted estimate
-    (`corrected_values`, nearly unbiased), a per-contributor measure of the bias that a fixed
-    shrinkage or an in-sample correction leaves; and the noise of the two measured endpoints,
-    which every replicate keeps and which shifts every value by (e(grand) - e(empty)) / n, each
-    endpoint's noise variance taken as the out-of-fold residuals' mean square (noise and misfit:
-    an upper bound; twice that with `odd` targets, each the mean of two utilities). Without the last two, small games with noisy utilities covered 0.6 to 0.8
+    understate); the values' distance to the cross-fitted regression-adjusted estimate, a
+    per-contributor measure of the bias that a fixed shrinkage or an in-sample correction leaves;
+    and the noise of the two measured endpoints, which every replicate keeps and which shifts
+    every value by (e(grand) - e(empty)) / n, each endpoint's noise variance taken as the
+    out-of-fold residuals' mean square (noise and misfit: an upper bound; twice that with `odd`
+    targets, each the mean of two utilities). `cross_fit`: `corrected_values`' values and
+    residuals. Without the last two parts, small games with noisy utilities covered 0.6 to 0.8
     of the exact values (benchmarks/interval_coverage.py)."""
     n = x.shape[1]
-    cross_fitted, oof_residual = corrected_values(x, y, *fold_fit)
+    cross_fitted, oof_residual = cross_fit
     size = x.sum(1)
     inner = (size > 0) & (size < n)
     noise = float(np.mean(oof_residual[inner] ** 2)) * (2 if odd else 1)
@@ -232,8 +232,9 @@ def attribute(
     raw, f_empty, f_grand = model.shapley(n)
     v_empty, v_grand = measured_endpoints(x, y)
     raw_gap = float(raw.sum() - (v_grand - v_empty))
-    if correct == "cross_fit" and fold_fit is not None:
-        values, residual = corrected_values(x, y, *fold_fit)
+    cross_fit = corrected_values(x, y, *fold_fit) if fold_fit is not None else None
+    if correct == "cross_fit" and cross_fit is not None:
+        values, residual = cross_fit
     else:  # in_sample with trees: corrected; else anchored (if asked)
         values, residual = reported_values(model, x, y, correct, anchor, (raw, f_empty, f_grand))
 
@@ -258,7 +259,7 @@ def attribute(
     low, high, p_top = bootstrap_intervals(boot, cfg["ci_level"], cfg["top_k"])
     interval_note = interval_support(len(inner), n, fold_fit is not None, cfg["bootstrap"])
     if interval_note is None:
-        spread = interval_spread(boot, values, x, y, fold_fit, y is not measured)
+        spread = interval_spread(boot, values, x, cross_fit, y is not measured)
         low, high = normal_intervals(values, spread, cfg["ci_level"])
     else:
         low = high = np.full(n, np.nan)
