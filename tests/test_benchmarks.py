@@ -70,6 +70,16 @@ SLOW = pytest.mark.slow
             marks=SLOW,
         ),
         pytest.param("dag.py", ["--quick"], ["log-log fit: seconds ~ shards^"], marks=SLOW),
+        pytest.param(
+            "job_groups.py",
+            ["--quick", "--per-job", "4"],
+            [
+                "one job per rule and shard" + " " * 11 + "8" + " " * 7 + "8",
+                "job groups, 4 shards per job" + " " * 8 + "1" + " " * 7 + "8",
+                "start-up share",
+            ],
+            marks=SLOW,
+        ),
         (
             "frechet_spread.py",
             ["--sizes", "16", "32", "--coalitions", "4", "--repeats", "1"],
