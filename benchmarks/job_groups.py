@@ -9,12 +9,12 @@ Run on one machine, no cluster needed. Each layout's jobs are those that
 job is then run the way a submitted job runs it: a fresh Snakemake process on the job's outputs
 (`--cores 1`, the GPU rule on this machine's device), the jobs one after another, every layout
 from the same upstream stages (data, model, classifier; made once beforehand, not timed). Per
-layout: jobs, rule scripts run (each a fresh Python), wall time summed over the jobs, the time
-inside the rules' scripts (their `benchmark:` files), and the start-up: Snakemake's own time in
-each job (job wall time minus its scripts' time) plus each script's process start-up (a fresh
-Python importing torch, diffusers, surrogateshap: measured apart, as in generation.py), with its
-share of the wall time. On a cluster each job also pays its queue wait and submission, not
-counted here.
+layout: jobs, rule scripts run (each a fresh Python), wall time summed over the jobs, the steps'
+own work (from a step's first log line, written once its imports are done, to its output
+written; the model's loading included), and the start-up, the rest: Snakemake's own time in each
+job (job wall time minus its scripts' time, from their `benchmark:` files) plus each script's
+start (its Python and imports: script time minus work), with its share of the wall time. On a
+cluster each job also pays its queue wait and submission, not counted here.
 
 Without config arguments: the embedded default's pool stage (config/config.yaml: its shards,
 samples per contributor, DDIM steps, batch size) with the model and classifier trained a few
