@@ -19,7 +19,7 @@ cluster each job also pays its queue wait and submission, not counted here.
 Without config arguments: the embedded default's pool stage (config/config.yaml: its shards,
 samples per contributor, DDIM steps, batch size) with the model and classifier trained a few
 steps (sampling time does not depend on how well they are trained). --quick: the SLURM tests'
-config (tests/configs/small.yaml + slurm.yaml: 4 shards of small pools).
+config (tests/configs/small.yaml + slurm.yaml) with 2 shards of tiny pools, for a smoke test.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ from tests.conftest import SNAKEMAKE, copy_workflow, snakemake  # noqa: E402  (t
 STEPS = ("generate_pool", "extract_features")
 # the embedded default's pool stage, with upstream models barely trained (not timed)
 FAST_UPSTREAM = {"model": {"train": {"steps": 20}}, "classifier": {"epochs": 1}}
+# --quick, over the SLURM tests' config: 2 shards of tiny pools
+QUICK = {
+    "classifier": {"epochs": 1},
+    "generation": {"shards": 2, "samples_per_contributor": 4, "steps": 2},
+}
 
 
 @dataclass
@@ -149,7 +154,9 @@ def main() -> None:
         default=[1, 2, 4],
         help="shards per job of the grouped layouts (group-components pool=K)",
     )
-    parser.add_argument("--quick", action="store_true", help="the SLURM tests' small config")
+    parser.add_argument(
+        "--quick", action="store_true", help="the SLURM tests' config, 2 shards of tiny pools"
+    )
     parser.add_argument(
         "config_args", nargs=argparse.REMAINDER, help="after --: Snakemake's config arguments"
     )
@@ -158,7 +165,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = copy_workflow(Path(tmp) / "workflow")
         if args.quick:
+            (workdir / "quick.yaml").write_text(yaml.safe_dump(QUICK))
             configs = ["--configfile", "tests/configs/small.yaml", "tests/configs/slurm.yaml"]
+            configs.append("quick.yaml")
         elif not configs:
             (workdir / "fast-upstream.yaml").write_text(yaml.safe_dump(FAST_UPSTREAM))
             configs = ["--configfile", "fast-upstream.yaml"]

@@ -74,8 +74,9 @@ SLOW = pytest.mark.slow
             "job_groups.py",
             ["--quick", "--per-job", "4"],
             [
-                "one job per rule and shard" + " " * 11 + "8" + " " * 7 + "8",
-                "job groups, 4 shards per job" + " " * 8 + "1" + " " * 7 + "8",
+                # 2 shards: every rule job on its own, or all four in one job
+                "one job per rule and shard" + " " * 11 + "4" + " " * 7 + "4",
+                "job groups, 4 shards per job" + " " * 9 + "1" + " " * 7 + "4",
                 "start-up share",
             ],
             marks=SLOW,
