@@ -92,7 +92,7 @@ def dry_run_resources(workdir, *args) -> dict[str, list[dict[str, str]]]:
     out = snakemake(workdir, "-n", *args)
     jobs, rule = {}, None
     for line in (out.stdout + out.stderr).splitlines():
-        match = re.match(r"(?:local)?rule (\w+):$", line)
+        match = re.match(r"\s*(?:local)?rule (\w+):$", line)  # indented: in a job group
         if match:
             rule = match.group(1)
         elif line.strip().startswith("resources:") and rule:
