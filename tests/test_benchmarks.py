@@ -72,11 +72,11 @@ SLOW = pytest.mark.slow
         pytest.param("dag.py", ["--quick"], ["log-log fit: seconds ~ shards^"], marks=SLOW),
         pytest.param(
             "job_groups.py",
-            ["--quick", "--per-job", "4"],
+            ["--quick", "--per-job", "1"],
             [
-                # 2 shards: every rule job on its own, or all four in one job
+                # 2 shards: every rule job on its own, or each shard's two in one job
                 "one job per rule and shard" + " " * 11 + "4" + " " * 7 + "4",
-                "job groups, 4 shards per job" + " " * 9 + "1" + " " * 7 + "4",
+                "job groups, 1 shard per job" + " " * 10 + "2" + " " * 7 + "4",
                 "start-up share",
             ],
             marks=SLOW,
