@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,6 +109,29 @@ def planned_jobs(workdir: Path, *args) -> dict[str, int]:
         if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+def planned_groups(workdir: Path, *args) -> dict[str, dict[str, list[str]]]:
+    """Job group -> rule -> the `scatteritem`s of its jobs, from a dry run's listing
+    ("Group job <id> (jobs in lexicogr. order):", then its jobs indented). Two jobs of one
+    group id (not merged into one job) come out as <id> and <id>#2."""
+    out = snakemake(workdir, "-n", *args).stdout
+    groups, group, rule = {}, None, None
+    for line in out.splitlines():
+        match = re.search(r"Group job (\S+) \(jobs in", line)
+        if match:
+            name, copy = match.group(1), 1
+            while name in groups:
+                copy += 1
+                name = f"{match.group(1)}#{copy}"
+            group = groups[name] = {}
+        elif line.strip() and not line.startswith("    "):
+            group, rule = None, None  # the group's jobs are indented; anything else ends it
+        elif group is not None and (match := re.match(r"\s+(?:local)?rule (\w+):$", line)):
+            rule = match.group(1)
+        elif group is not None and rule and (match := re.search(r"scatteritem=(\S+)", line)):
+            group.setdefault(rule, []).append(match.group(1).rstrip(","))
+    return {g: {r: sorted(s) for r, s in rules.items()} for g, rules in groups.items()}
 
 
 SMALL = "tests/configs/small.yaml"

@@ -70,6 +70,17 @@ SLOW = pytest.mark.slow
             marks=SLOW,
         ),
         pytest.param("dag.py", ["--quick"], ["log-log fit: seconds ~ shards^"], marks=SLOW),
+        pytest.param(
+            "job_groups.py",
+            ["--quick", "--per-job", "1"],
+            [
+                # 2 shards: every rule job on its own, or each shard's two in one job
+                "one job per rule and shard" + " " * 11 + "4" + " " * 7 + "4",
+                "job groups, 1 shard per job" + " " * 10 + "2" + " " * 7 + "4",
+                "start-up share",
+            ],
+            marks=SLOW,
+        ),
         (
             "frechet_spread.py",
             ["--sizes", "16", "32", "--coalitions", "4", "--repeats", "1"],

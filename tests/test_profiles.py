@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from .conftest import ROOT, SMALL, copy_workflow, snakemake
+from .conftest import ROOT, SMALL, copy_workflow, planned_groups, snakemake
 
 PROFILES = {
     name: yaml.safe_load((ROOT / f"profiles/{name}/config.yaml").read_text())
@@ -92,7 +92,7 @@ def dry_run_resources(workdir, *args) -> dict[str, list[dict[str, str]]]:
     out = snakemake(workdir, "-n", *args)
     jobs, rule = {}, None
     for line in (out.stdout + out.stderr).splitlines():
-        match = re.match(r"(?:local)?rule (\w+):$", line)
+        match = re.match(r"\s*(?:local)?rule (\w+):$", line)  # indented: in a job group
         if match:
             rule = match.group(1)
         elif line.strip().startswith("resources:") and rule:
@@ -134,3 +134,34 @@ def test_rules_have_resource_defaults_that_profiles_override(tmp_path):
     )
     assert all(j["mem_mb"] == "1234" and j["gpu"] == "1" for j in changed["attribute"])
     assert all(j["mem_mb"] == jobs["html_report"][0]["mem_mb"] for j in changed["html_report"])
+
+
+def test_slurm_profile_submits_the_pool_stage_in_job_groups(tmp_path):
+    """profiles/slurm groups each generation shard with its features, K consecutive shards per
+    submitted job (group-components pool=K), each job named for its shards; one GPU per job,
+    not a limit on the whole run."""
+    profile = PROFILES["slurm"]
+    assert profile["group-components"]["pool"] == 2
+    assert profile["resources"]["gpu"] == 1 and profile["set-resource-scopes"]["gpu"] == "local"
+    workdir = copy_workflow(tmp_path)
+    configs = ("--configfile", SMALL, "tests/configs/slurm.yaml")  # 4 shards
+    steps = ("extract_features", "generate_pool")
+    expected = {
+        None: {
+            "pool_shards_1-2-of-4": ["1-of-4", "2-of-4"],
+            "pool_shards_3-4-of-4": ["3-of-4", "4-of-4"],
+        },
+        "1": {f"pool_shard_{i}-of-4": [f"{i}-of-4"] for i in range(1, 5)},
+        "3": {
+            "pool_shards_1-3-of-4": ["1-of-4", "2-of-4", "3-of-4"],
+            "pool_shard_4-of-4": ["4-of-4"],
+        },
+        "4": {"pool_shards_1-4-of-4": [f"{i}-of-4" for i in range(1, 5)]},
+    }
+    for per_job, groups in expected.items():
+        extra = () if per_job is None else ("--group-components", f"pool={per_job}")
+        planned = planned_groups(workdir, "--profile", "profiles/slurm", *configs, *extra)
+        assert planned == {g: dict.fromkeys(steps, shards) for g, shards in groups.items()}, (
+            per_job,
+            planned,
+        )

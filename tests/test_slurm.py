@@ -152,8 +152,21 @@ def run_ids(log: str) -> list[str]:
     return re.findall(r"SLURM run ID: (\S+)", log)
 
 
-def shard_of(comment: str) -> str:
-    return comment.rsplit("_", 1)[-1]
+POOL_JOB = re.compile(
+    r"rule_pool_shards?_(\d+)(?:-(\d+))?-of-(\d+)_extract_features_generate_pool$"
+)
+
+
+def shards_of(comment: str) -> list[str]:
+    """The generation shards a pool job (a Snakemake job group) is named for: `rule_pool_shards_1-2-of-4_...`."""
+    first, last, total = POOL_JOB.match(comment).groups()
+    return [f"{i}-of-{total}" for i in range(int(first), int(last or first) + 1)]
+
+
+def group_log_shards(text: str, rule: str) -> list[str]:
+    """The shards of `rule` that a group job ran, from its SLURM log (the inner Snakemake's
+    listing, which names each of its jobs more than once)."""
+    return sorted(set(re.findall(rf"rule {rule}:.*?wildcards: scatteritem=(\S+)", text, re.S)))
 
 
 def mem_mb(req_mem: str) -> float:
@@ -256,11 +269,23 @@ def test_jobs_went_through_slurm_and_generation_and_training_got_gpus(slurm_run)
     (run_id,) = run_ids(log)
     jobs = accounting(run_id)
     rules = {j["comment"].split("_wildcards_")[0].removeprefix("rule_") for j in jobs}
+    # the pool stage in job groups (profiles/slurm: group-components pool=2): each job holds two
+    # consecutive shards' generation and features, and says which in its name
+    pool_jobs = [j for j in jobs if POOL_JOB.match(j["comment"]) and j["state"] == "COMPLETED"]
+    assert sorted(tuple(shards_of(j["comment"])) for j in pool_jobs) == [
+        tuple(SHARDS[:2]),
+        tuple(SHARDS[2:]),
+    ], [j["comment"] for j in jobs]
+    assert not rules & {"generate_pool", "extract_features"}, "pool steps submitted on their own"
+    for job in pool_jobs:  # its SLURM log: both steps of exactly its shards, in one Snakemake
+        text = (
+            workdir / f".snakemake/slurm_logs/group_{job['comment'][5:]}/{job['id']}.log"
+        ).read_text()
+        for rule in ("generate_pool", "extract_features"):
+            assert group_log_shards(text, rule) == shards_of(job["comment"]), text
     assert {
         "prepare_data",
         "train_model",
-        "generate_pool",
-        "extract_features",
         "pooled_utilities",
         "attribute",
         "html_report",
@@ -268,7 +293,7 @@ def test_jobs_went_through_slurm_and_generation_and_training_got_gpus(slurm_run)
     assert not rules & {"publish_utilities", "publish_attribution", "publish_contributors"}, (
         "local rules were submitted"
     )
-    gpu_rules = ("rule_generate_pool", "rule_train_model")
+    gpu_rules = ("rule_pool_", "rule_train_model")
     for job in jobs:  # a GPU for every generation and training job, none for the others
         if job["state"] == "COMPLETED":
             on_gpu = "gres/gpu=1" in job["tres"].split(",")
@@ -360,23 +385,27 @@ def test_kill_and_resume(slurm_run, tmp_path):
     )[0]
 
     def mid_generation() -> str | None:
-        """A shard mid-generation (its step has started, its output is not written) while another
-        shard's job has finished."""
-        jobs = [
-            j
-            for j in queue()
-            if j["name"] == first and j["comment"].startswith("rule_generate_pool")
-        ]
-        if not any(j["state"] == "COMPLETED" for j in jobs):
+        """A shard mid-generation (its step has started, its output is not written, the pool job
+        holding it runs) while another shard is finished."""
+        if not any(shards_dir.glob("*.parquet")):
             return None
-        for job in jobs:
-            shard = shard_of(job["comment"])
+        for job in queue():
             if (
-                job["state"] == "RUNNING"
-                and "generation device" in _read(step_logs / f"{shard}.log")
-                and not (shards_dir / f"{shard}.parquet").exists()
+                job["name"] != first
+                or job["state"] != "RUNNING"
+                or not POOL_JOB.match(job["comment"])
             ):
-                return shard
+                continue
+            for shard in shards_of(job["comment"]):
+                text = _read(step_logs / f"{shard}.log")
+                # started and not a single group sampled yet: the kill lands well before its end
+                # (its group's other shard may have taken the job's first seconds)
+                if (
+                    "generation device" in text
+                    and " done (" not in text
+                    and not (shards_dir / f"{shard}.parquet").exists()
+                ):
+                    return shard
         return None
 
     generating = wait_for(
@@ -425,12 +454,17 @@ def test_kill_and_resume(slurm_run, tmp_path):
     text = log.read_text()
     assert job_state(controller) == "COMPLETED", text[-4000:]
     second = run_ids(text)[-1]
-    rerun = [
-        shard_of(j["comment"])
-        for j in accounting(second)
-        if j["comment"].startswith("rule_generate_pool")
-    ]
-    assert sorted(rerun) == sorted(redo), (rerun, redo)  # only the unfinished shards, once each
+    pool_jobs = [j for j in accounting(second) if POOL_JOB.match(j["comment"])]
+    # each pool job's name says the shards it was formed for, and its log which of them it
+    # generated: only the unfinished shards, once each
+    rerun = []
+    for job in pool_jobs:
+        log_file = workdir / f".snakemake/slurm_logs/group_{job['comment'][5:]}/{job['id']}.log"
+        ran = group_log_shards(log_file.read_text(), "generate_pool")
+        assert set(ran) <= set(shards_of(job["comment"])), (job, ran)
+        rerun += ran
+    assert sorted(rerun) == sorted(redo), (rerun, redo)
+    assert len(pool_jobs) == len({shards_of(j["comment"])[0] for j in pool_jobs}), pool_jobs
     for shard, stamp in kept.items():
         if shard not in redo:
             path = shards_dir / f"{shard}.parquet"
