@@ -165,3 +165,24 @@ def retrainable(wildcards):
             "attribution and its report) runs with this model.type"
         )
     return []
+
+
+def pool_group(wildcards):
+    """The submitted job (Snakemake job group) that holds this shard's generation and features.
+
+    `group-components: pool=K` (profiles/slurm) puts K consecutive shards in one job, named by
+    the shards it holds (`pool_shards_1-2-of-4`); unset or 1: one job per shard for both rules.
+    Local runs ignore groups. Each named group is registered under "pool", as Snakemake does for
+    a group pattern with wildcards, so that `group-components: pool=K` merges the shards of one
+    name into one job."""
+    per_job = workflow.group_settings.group_components.get("pool", 1)
+    if per_job < 1:
+        return None
+    shard, shards = map(int, wildcards.scatteritem.split("-of-"))
+    first = (shard - 1) // per_job * per_job + 1
+    last = min(first + per_job - 1, shards)
+    name = f"pool_shard_{first}-of-{shards}"
+    if last > first:
+        name = f"pool_shards_{first}-{last}-of-{shards}"
+    workflow.parent_groupids[name] = "pool"
+    return name
