@@ -256,7 +256,7 @@ def attribute(
             boot[b] = reported_values(b_model, x[rows], y[rows], correct, anchor, b_shapley)[0]
         if progress is not None and (b + 1) % max(1, cfg["bootstrap"] // 5) == 0:
             progress(f"bootstrap {b + 1}/{cfg['bootstrap']}")
-    low, high, p_top = bootstrap_intervals(boot, cfg["ci_level"], cfg["top_k"])
+    _, _, p_top = bootstrap_intervals(boot, cfg["ci_level"], cfg["top_k"])  # the ranks only
     interval_note = interval_support(len(inner), n, fold_fit is not None, cfg["bootstrap"])
     if interval_note is None:
         spread = interval_spread(boot, values, x, cross_fit, y is not measured)
